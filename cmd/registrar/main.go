@@ -1,0 +1,253 @@
+// Command registrar is a conference registration system: a public form, a
+// payment API, and a durable pipeline that saves the order, sends the
+// confirmation and adds the attendee to the mailing list.
+package main
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime/debug"
+	"syscall"
+	"time"
+
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver/riversqlite"
+
+	"github.com/registrar/registrar/internal/config"
+	"github.com/registrar/registrar/internal/email"
+	"github.com/registrar/registrar/internal/event"
+	"github.com/registrar/registrar/internal/payment"
+	"github.com/registrar/registrar/internal/pipeline"
+	"github.com/registrar/registrar/internal/registration"
+	"github.com/registrar/registrar/internal/sqlite"
+	"github.com/registrar/registrar/internal/web"
+)
+
+func main() {
+	if err := run(context.Background(), os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "registrar:", err)
+		os.Exit(1)
+	}
+}
+
+const usage = `usage: registrar [command]
+
+commands:
+  serve     run the configured roles (default)
+  migrate   apply database migrations and exit
+  version   print the version and exit
+
+Configuration is read from the environment; see README.md.`
+
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	cmd := "serve"
+	if len(args) > 0 {
+		cmd = args[0]
+	}
+	if len(args) > 1 {
+		return fmt.Errorf("unexpected arguments after %q\n%s", cmd, usage)
+	}
+	switch cmd {
+	case "serve", "migrate":
+	case "version":
+		fmt.Fprintln(stdout, "registrar", version())
+		return nil
+	case "help", "-h", "-help", "--help":
+		fmt.Fprintln(stdout, usage)
+		return nil
+	default:
+		return fmt.Errorf("unknown command %q\n%s", cmd, usage)
+	}
+
+	cfg, err := config.Load(getenv)
+	if err != nil {
+		return err
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	ev, err := event.Load(cfg.EventFile)
+	if err != nil {
+		return err
+	}
+	if cfg.Database.Engine != config.EngineSQLite {
+		return errors.New("REGISTRAR_DATABASE_URL: PostgreSQL is not supported by this build yet; use sqlite:PATH")
+	}
+	if cfg.Payment != "test" {
+		return fmt.Errorf("REGISTRAR_PAYMENT: %q is not supported by this build yet; use test", cfg.Payment)
+	}
+	if cfg.Email != "outbox" {
+		return fmt.Errorf("REGISTRAR_EMAIL: %q is not supported by this build yet; use outbox", cfg.Email)
+	}
+	if cfg.MailingList != "local" {
+		return fmt.Errorf("REGISTRAR_MAILING_LIST: %q is not supported by this build yet; use local", cfg.MailingList)
+	}
+
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	db, err := sqlite.Open(ctx, cfg.Database.Path)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	if err := db.Migrate(ctx, log); err != nil {
+		return err
+	}
+	if cmd == "migrate" {
+		fmt.Fprintln(stdout, "database is at schema version", sqlite.SchemaVersion())
+		return nil
+	}
+	store := sqlite.NewStore(db)
+	if err := store.SyncTickets(ctx, ev); err != nil {
+		return err
+	}
+	log.Info("starting registrar", "version", version(), "config", cfg, "event", ev.ID)
+	return serve(ctx, cfg, ev, db, store, log, stdout)
+}
+
+func serve(ctx context.Context, cfg config.Config, ev *event.Event, db *sqlite.DB, store *sqlite.Store, log *slog.Logger, stdout io.Writer) error {
+	outbox, err := email.NewOutbox(filepath.Join(cfg.DataDir, "outbox"))
+	if err != nil {
+		return err
+	}
+	renderer, err := email.NewRenderer()
+	if err != nil {
+		return err
+	}
+	deps := pipeline.Deps{
+		Store:    store,
+		Mailer:   outbox,
+		List:     store,
+		Renderer: renderer,
+		Event:    ev,
+		BaseURL:  cfg.BaseURL,
+		Log:      log,
+	}
+	// River reports routine progress at info level; keep its warnings.
+	riverLog := slog.New(levelHandler{slog.LevelWarn, log.Handler()}).With("component", "river")
+	riverCfg, err := pipeline.Config(deps, pipeline.DefaultOptions(), cfg.Roles.Worker, riverLog)
+	if err != nil {
+		return err
+	}
+	client, err := river.NewClient(riversqlite.New(db.Write), riverCfg)
+	if err != nil {
+		return fmt.Errorf("job queue: %w", err)
+	}
+	if cfg.Roles.Worker {
+		n, err := db.RescueRunningJobs(ctx)
+		if err != nil {
+			return err
+		}
+		if n > 0 {
+			log.Warn("re-queued jobs left running by a stopped process", "count", n)
+		}
+		if err := client.Start(ctx); err != nil {
+			return fmt.Errorf("start job queue: %w", err)
+		}
+	}
+
+	var handler http.Handler
+	if cfg.Roles.Web {
+		svc := registration.NewService(store, payment.NewTestProcessor(), pipeline.Enqueue(client), ev, log)
+		handler, err = web.Handler(web.Deps{
+			Registrar: svc,
+			Ready:     db.Ready,
+			Log:       log,
+			BaseURL:   cfg.BaseURL,
+			RateLimit: cfg.RateLimit,
+		})
+		if err != nil {
+			return err
+		}
+	} else {
+		handler = web.HealthHandler(db.Ready, log)
+	}
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("REGISTRAR_ADDR: cannot listen on %s: %w", cfg.Addr, err)
+	}
+	srv := &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      90 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+	}
+	fmt.Fprintf(stdout, "registrar listening on http://%s\n", ln.Addr())
+	log.Info("listening", "addr", ln.Addr().String(), "roles", cfg.Roles)
+
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+
+	var serveErr error
+	select {
+	case <-ctx.Done():
+	case serveErr = <-served:
+	}
+	log.Info("shutting down")
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 25*time.Second)
+	defer cancel()
+	var errs []error
+	if serveErr != nil && !errors.Is(serveErr, http.ErrServerClosed) {
+		errs = append(errs, fmt.Errorf("http server: %w", serveErr))
+	}
+	if err := srv.Shutdown(shutdownCtx); err != nil {
+		errs = append(errs, fmt.Errorf("http shutdown: %w", err))
+	}
+	if cfg.Roles.Worker {
+		if err := stopQueue(shutdownCtx, client); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	log.Info("stopped")
+	return errors.Join(errs...)
+}
+
+// stopQueue lets running jobs finish; past the deadline it cancels them (they
+// are retried later, as each activity is idempotent).
+func stopQueue(ctx context.Context, client *river.Client[*sql.Tx]) error {
+	soft, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	if err := client.Stop(soft); err == nil {
+		return nil
+	}
+	if err := client.StopAndCancel(ctx); err != nil {
+		return fmt.Errorf("stop job queue: %w", err)
+	}
+	return nil
+}
+
+func version() string {
+	if info, ok := debug.ReadBuildInfo(); ok && info.Main.Version != "" {
+		return info.Main.Version
+	}
+	return "(devel)"
+}
+
+// levelHandler drops records below a minimum level.
+type levelHandler struct {
+	min slog.Level
+	slog.Handler
+}
+
+func (h levelHandler) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= h.min && h.Handler.Enabled(ctx, l)
+}
+
+func (h levelHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
+	return levelHandler{h.min, h.Handler.WithAttrs(attrs)}
+}
+
+func (h levelHandler) WithGroup(name string) slog.Handler {
+	return levelHandler{h.min, h.Handler.WithGroup(name)}
+}

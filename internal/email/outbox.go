@@ -1,0 +1,133 @@
+package email
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+)
+
+// maxFileStem bounds the file name, well under the usual 255-byte limit.
+const maxFileStem = 120
+
+// Outbox is the default mailer: it writes one .eml file per message under Dir.
+type Outbox struct {
+	Dir string
+}
+
+// NewOutbox returns an Outbox writing to dir, creating it (mode 0o750) if
+// needed.
+func NewOutbox(dir string) (*Outbox, error) {
+	if dir == "" {
+		return nil, errors.New("email: outbox directory is empty")
+	}
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return nil, fmt.Errorf("email: create outbox: %w", err)
+	}
+	return &Outbox{Dir: dir}, nil
+}
+
+// Send writes Dir/<sanitised ID>.eml atomically (temp file in Dir, fsync,
+// rename, fsync dir) and returns the Message-ID header value as the provider
+// reference. Sending the same message again overwrites the same file, so
+// Send is idempotent. An invalid message (see Message.Validate) writes
+// nothing and returns an error wrapping ErrInvalidMessage.
+func (o *Outbox) Send(ctx context.Context, m Message) (string, error) {
+	if err := ctx.Err(); err != nil {
+		return "", err
+	}
+	if o.Dir == "" {
+		return "", errors.New("email: outbox directory is empty")
+	}
+	name, err := outboxFileName(m.ID)
+	if err != nil {
+		return "", err
+	}
+	raw, err := m.Bytes()
+	if err != nil {
+		return "", err
+	}
+	if err := writeFileAtomic(ctx, o.Dir, name, raw); err != nil {
+		return "", fmt.Errorf("email: outbox: %w", err)
+	}
+	return m.messageID(), nil
+}
+
+// outboxFileName maps a message ID to a file name made of [A-Za-z0-9._-]
+// ending in ".eml". A clean ID maps to itself; any other ID is rewritten and
+// given a suffix from its hash, so that two different IDs never share a file
+// (which would silently drop an email).
+func outboxFileName(id string) (string, error) {
+	if id == "" {
+		return "", fmt.Errorf("%w: ID: is required", ErrInvalidMessage)
+	}
+	stem := []byte(id)
+	for i, c := range stem {
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '_' || c == '-') {
+			stem[i] = '_'
+		}
+	}
+	clean := strings.TrimLeft(string(stem), ".") // no hidden files
+	if clean != id || len(clean) > maxFileStem {
+		sum := sha256.Sum256([]byte(id))
+		clean = clean[:min(len(clean), maxFileStem-17)] + "-" + hex.EncodeToString(sum[:8])
+	}
+	return clean + ".eml", nil
+}
+
+// writeFileAtomic replaces dir/name with data so that a reader (or a crash)
+// sees either the old file or the complete new one, never a partial file.
+func writeFileAtomic(ctx context.Context, dir, name string, data []byte) (err error) {
+	f, err := os.CreateTemp(dir, ".outbox-*.tmp")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	defer func() {
+		if err != nil {
+			_ = f.Close() // may already be closed; the write error matters
+			_ = os.Remove(tmp)
+		}
+	}()
+	if _, err = f.Write(data); err != nil {
+		return err
+	}
+	if err = f.Chmod(0o640); err != nil {
+		return err
+	}
+	if err = f.Sync(); err != nil {
+		return err
+	}
+	if err = f.Close(); err != nil {
+		return err
+	}
+	if err = ctx.Err(); err != nil {
+		return err
+	}
+	if err = os.Rename(tmp, filepath.Join(dir, name)); err != nil {
+		return err
+	}
+	return syncDir(dir)
+}
+
+// syncDir makes the rename durable. Windows cannot fsync a directory (and
+// does not need to).
+func syncDir(dir string) error {
+	if runtime.GOOS == "windows" {
+		return nil
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	if err := d.Sync(); err != nil {
+		_ = d.Close()
+		return err
+	}
+	return d.Close()
+}

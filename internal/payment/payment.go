@@ -1,0 +1,176 @@
+// Package payment defines how registrar charges a card and provides the
+// built-in test payment processor.
+package payment
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+)
+
+// Card is the card data of one charge. It lives only in memory for the
+// duration of the charge: it is never stored, logged, queued or emailed.
+type Card struct {
+	Number       string // digits only
+	ExpiryYear   int
+	ExpiryMonth  int
+	SecurityCode string
+	Name         string
+}
+
+// String keeps card data out of logs and error messages even when a Card is
+// printed by mistake: only brand and last four digits show.
+func (c Card) String() string { return "card(" + Brand(c.Number) + " " + Last4(c.Number) + ")" }
+
+// LogValue implements slog.LogValuer with the same redaction as String.
+func (c Card) LogValue() slog.Value { return slog.StringValue(c.String()) }
+
+// BillingAddress is the cardholder's address.
+type BillingAddress struct {
+	Line1, Line2, City, PostalCode, Region, Country string
+}
+
+// ChargeRequest asks for one payment. RequestID identifies the payment
+// attempt: a processor must charge at most once per RequestID.
+type ChargeRequest struct {
+	RequestID   string
+	Amount      int64 // minor units
+	Currency    string
+	Description string
+	Card        Card
+	Address     BillingAddress
+	Email       string
+}
+
+// Charge is the outcome of a successful charge: what registrar keeps.
+type Charge struct {
+	Provider  string // "test", "paypal"
+	Reference string // the provider's id for the captured payment
+	Brand     string
+	Last4     string
+}
+
+// DeclinedError reports a card the provider refused. Reason is written for the
+// attendee.
+type DeclinedError struct {
+	Reason string
+}
+
+func (e *DeclinedError) Error() string { return "payment declined: " + e.Reason }
+
+// ErrUnavailable reports a provider failure or timeout: nothing was charged.
+var ErrUnavailable = errors.New("payment provider unavailable")
+
+// Processor charges cards and refunds charges.
+type Processor interface {
+	Charge(ctx context.Context, req ChargeRequest) (Charge, error)
+	Refund(ctx context.Context, charge Charge, amount int64, currency, requestID string) error
+}
+
+// Luhn reports whether digits (digits only) pass the Luhn checksum.
+func Luhn(digits string) bool {
+	if len(digits) < 12 || len(digits) > 19 {
+		return false
+	}
+	sum := 0
+	double := false
+	for i := len(digits) - 1; i >= 0; i-- {
+		c := digits[i]
+		if c < '0' || c > '9' {
+			return false
+		}
+		d := int(c - '0')
+		if double {
+			d *= 2
+			if d > 9 {
+				d -= 9
+			}
+		}
+		sum += d
+		double = !double
+	}
+	return sum%10 == 0
+}
+
+// NormalizeNumber strips spaces and dashes from a card number as typed.
+func NormalizeNumber(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r == ' ' || r == '-' {
+			return -1
+		}
+		return r
+	}, s)
+}
+
+// Brand names the card network from the number's prefix.
+func Brand(digits string) string {
+	p := func(n int) int {
+		if len(digits) < n {
+			return -1
+		}
+		v := 0
+		for _, c := range digits[:n] {
+			if c < '0' || c > '9' {
+				return -1
+			}
+			v = v*10 + int(c-'0')
+		}
+		return v
+	}
+	switch {
+	case p(1) == 4:
+		return "visa"
+	case p(2) >= 51 && p(2) <= 55, p(4) >= 2221 && p(4) <= 2720:
+		return "mastercard"
+	case p(2) == 34 || p(2) == 37:
+		return "amex"
+	case p(4) == 6011 || p(2) == 65 || (p(3) >= 644 && p(3) <= 649):
+		return "discover"
+	case p(4) >= 3528 && p(4) <= 3589:
+		return "jcb"
+	case p(2) == 36 || p(2) == 38 || (p(3) >= 300 && p(3) <= 305):
+		return "diners"
+	default:
+		return "card"
+	}
+}
+
+// Last4 returns the last four digits of a card number.
+func Last4(digits string) string {
+	if len(digits) < 4 {
+		return ""
+	}
+	return digits[len(digits)-4:]
+}
+
+// BrandName is the brand as shown to people ("Visa").
+func BrandName(brand string) string {
+	switch brand {
+	case "visa":
+		return "Visa"
+	case "mastercard":
+		return "Mastercard"
+	case "amex":
+		return "American Express"
+	case "discover":
+		return "Discover"
+	case "jcb":
+		return "JCB"
+	case "diners":
+		return "Diners Club"
+	case "":
+		return ""
+	default:
+		return "Card"
+	}
+}
+
+// Describe is a short human description of a charge for messages.
+func Describe(c Charge) string {
+	if c.Last4 == "" {
+		return ""
+	}
+	return fmt.Sprintf("%s ending in %s", BrandName(c.Brand), c.Last4)
+}

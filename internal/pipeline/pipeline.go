@@ -1,0 +1,453 @@
+// Package pipeline is the durable orchestration of the original design's
+// RegistrationAPI: a River job "register" fans out three activity jobs —
+// save the order, send the confirmation, add to the mailing list — and the
+// registration completes when all three are done (the fan-in).
+package pipeline
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"time"
+
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver/riversqlite"
+	"github.com/riverqueue/river/rivertype"
+
+	"github.com/registrar/registrar/internal/email"
+	"github.com/registrar/registrar/internal/event"
+	"github.com/registrar/registrar/internal/registration"
+)
+
+// Store is what the pipeline needs from storage.
+type Store interface {
+	BeginTx(ctx context.Context) (*sql.Tx, error)
+	Registration(ctx context.Context, id string) (registration.Registration, error)
+	StartPipelineTx(ctx context.Context, tx *sql.Tx, id string) error
+	StepStarted(ctx context.Context, id string, step registration.StepName, attempt int) error
+	StepFailed(ctx context.Context, id string, step registration.StepName, attempt int, msg string, final bool) error
+	FinishStepTx(ctx context.Context, tx *sql.Tx, id string, step registration.StepName, attempt int) error
+	SaveOrderTx(ctx context.Context, tx *sql.Tx, r registration.Registration) error
+	EmailSent(ctx context.Context, id string) (bool, error)
+	EmailSending(ctx context.Context, id string) error
+	EmailSentTx(ctx context.Context, tx *sql.Tx, id, reference string) error
+	SweepExpiredHolds(ctx context.Context, now time.Time) (int, error)
+}
+
+// Mailer delivers an email and returns the provider's reference for it.
+type Mailer interface {
+	Send(ctx context.Context, m email.Message) (string, error)
+}
+
+// Subscriber is the attendee as the mailing list sees them.
+type Subscriber struct {
+	Email, FirstName, LastName, EventID, RegistrationID string
+}
+
+// MailingList adds an attendee who consented. It must be idempotent.
+type MailingList interface {
+	Subscribe(ctx context.Context, s Subscriber) error
+}
+
+// PermanentError marks a failure that retrying cannot fix (a provider's
+// rejection): the step fails at once instead of exhausting its retries.
+type PermanentError struct{ Err error }
+
+func (e *PermanentError) Error() string { return e.Err.Error() }
+func (e *PermanentError) Unwrap() error { return e.Err }
+
+// Job kinds.
+const (
+	KindRegister         = "register"
+	KindSaveOrder        = string(registration.StepSaveOrder)
+	KindSendConfirmation = string(registration.StepSendConfirmation)
+	KindAddToMailingList = string(registration.StepAddToMailingList)
+	KindSweepHolds       = "sweep_holds"
+)
+
+// RegisterArgs starts the pipeline of one registration. It carries only the
+// registration id: never card data.
+type RegisterArgs struct {
+	RegistrationID string `json:"registration_id"`
+}
+
+// Kind implements river.JobArgs.
+func (RegisterArgs) Kind() string { return KindRegister }
+
+// InsertOpts keeps one register job per registration.
+func (RegisterArgs) InsertOpts() river.InsertOpts {
+	return river.InsertOpts{UniqueOpts: river.UniqueOpts{ByArgs: true}}
+}
+
+// SaveOrderArgs is the SaveOrder activity.
+type SaveOrderArgs struct {
+	RegistrationID string `json:"registration_id"`
+}
+
+// SendConfirmationArgs is the SendEmailConfirmation activity.
+type SendConfirmationArgs struct {
+	RegistrationID string `json:"registration_id"`
+}
+
+// AddToMailingListArgs is the AddEmailToMailingList activity.
+type AddToMailingListArgs struct {
+	RegistrationID string `json:"registration_id"`
+}
+
+// Kind implements river.JobArgs.
+func (SaveOrderArgs) Kind() string { return KindSaveOrder }
+
+// Kind implements river.JobArgs.
+func (SendConfirmationArgs) Kind() string { return KindSendConfirmation }
+
+// Kind implements river.JobArgs.
+func (AddToMailingListArgs) Kind() string { return KindAddToMailingList }
+
+func (a SaveOrderArgs) registrationID() string        { return a.RegistrationID }
+func (a SendConfirmationArgs) registrationID() string { return a.RegistrationID }
+func (a AddToMailingListArgs) registrationID() string { return a.RegistrationID }
+
+// SweepHoldsArgs releases seats held by attempts that never settled.
+type SweepHoldsArgs struct{}
+
+// Kind implements river.JobArgs.
+func (SweepHoldsArgs) Kind() string { return KindSweepHolds }
+
+// Options tune the pipeline.
+type Options struct {
+	// MaxAttempts per activity before its step fails and the registration
+	// needs attention.
+	MaxAttempts int
+	// RetryBase is the first retry delay; each later one doubles, up to
+	// RetryCap, with ±10% jitter.
+	RetryBase, RetryCap time.Duration
+	// Workers is how many jobs run at once in this process.
+	Workers int
+	// RescueAfter is when a job left running by a dead process is retried.
+	RescueAfter time.Duration
+	// JobTimeout bounds one attempt of one job; below RescueAfter.
+	JobTimeout time.Duration
+	// FetchPollInterval is how often idle workers look for jobs.
+	FetchPollInterval time.Duration
+}
+
+// DefaultOptions are the production settings: an activity is retried for
+// about five hours before it needs an operator.
+func DefaultOptions() Options {
+	return Options{
+		MaxAttempts:       15,
+		RetryBase:         2 * time.Second,
+		RetryCap:          time.Hour,
+		Workers:           50,
+		RescueAfter:       5 * time.Minute,
+		JobTimeout:        time.Minute,
+		FetchPollInterval: time.Second,
+	}
+}
+
+// Deps are the pipeline's collaborators.
+type Deps struct {
+	Store    Store
+	Mailer   Mailer
+	List     MailingList
+	Renderer *email.Renderer
+	Event    *event.Event
+	BaseURL  string
+	Log      *slog.Logger
+}
+
+// retryPolicy is exponential backoff with jitter and a cap.
+type retryPolicy struct{ base, cap time.Duration }
+
+func (p retryPolicy) NextRetry(job *rivertype.JobRow) time.Time {
+	d := p.base
+	for i := 1; i < job.Attempt && d < p.cap; i++ {
+		d *= 2
+	}
+	d = min(d, p.cap)
+	jitter := time.Duration(float64(d) * (rand.Float64()*0.2 - 0.1))
+	return time.Now().Add(d + jitter)
+}
+
+// Config returns the River configuration for a process. With workers false
+// the client only inserts jobs (a web-only process).
+func Config(d Deps, o Options, workers bool, log *slog.Logger) (*river.Config, error) {
+	cfg := &river.Config{
+		Logger:                      log,
+		MaxAttempts:                 o.MaxAttempts,
+		RetryPolicy:                 retryPolicy{base: o.RetryBase, cap: o.RetryCap},
+		RescueStuckJobsAfter:        o.RescueAfter,
+		JobTimeout:                  o.JobTimeout,
+		DiscardedJobRetentionPeriod: -1, // discarded jobs are the dead letter: keep them
+		FetchPollInterval:           o.FetchPollInterval,
+		FetchCooldown:               10 * time.Millisecond,
+	}
+	if !workers {
+		return cfg, nil
+	}
+	ws := river.NewWorkers()
+	if err := river.AddWorkerSafely(ws, &registerWorker{d: d}); err != nil {
+		return nil, err
+	}
+	if err := river.AddWorkerSafely(ws, newActivity[SaveOrderArgs](d, registration.StepSaveOrder, saveOrder)); err != nil {
+		return nil, err
+	}
+	if err := river.AddWorkerSafely(ws, newActivity[SendConfirmationArgs](d, registration.StepSendConfirmation, sendConfirmation)); err != nil {
+		return nil, err
+	}
+	if err := river.AddWorkerSafely(ws, newActivity[AddToMailingListArgs](d, registration.StepAddToMailingList, addToMailingList)); err != nil {
+		return nil, err
+	}
+	if err := river.AddWorkerSafely(ws, &sweepWorker{d: d}); err != nil {
+		return nil, err
+	}
+	cfg.Workers = ws
+	cfg.Queues = map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: o.Workers}}
+	cfg.PeriodicJobs = []*river.PeriodicJob{
+		river.NewPeriodicJob(river.PeriodicInterval(time.Minute),
+			func() (river.JobArgs, *river.InsertOpts) { return SweepHoldsArgs{}, nil },
+			&river.PeriodicJobOpts{RunOnStart: true}),
+	}
+	return cfg, nil
+}
+
+// Enqueue returns the function that inserts a registration's pipeline in
+// the transaction that stores it.
+func Enqueue(client *river.Client[*sql.Tx]) registration.EnqueueFunc {
+	return func(ctx context.Context, tx *sql.Tx, id string) error {
+		if _, err := client.InsertTx(ctx, tx, RegisterArgs{RegistrationID: id}, nil); err != nil {
+			return fmt.Errorf("insert register job: %w", err)
+		}
+		return nil
+	}
+}
+
+// completeTx completes a job inside tx, so that its effect and its
+// completion commit together. River picks the driver from the client in
+// ctx; the type parameter only names the transaction type, which every
+// registrar engine shares (*sql.Tx).
+func completeTx[T river.JobArgs](ctx context.Context, tx *sql.Tx, job *river.Job[T]) error {
+	if _, err := river.JobCompleteTx[*riversqlite.Driver](ctx, tx, job); err != nil {
+		return fmt.Errorf("complete job %d: %w", job.ID, err)
+	}
+	return nil
+}
+
+type registerWorker struct {
+	river.WorkerDefaults[RegisterArgs]
+	d Deps
+}
+
+// Work fans out: it inserts the activity jobs of the registration's pending
+// steps and completes itself, all in one transaction.
+func (w *registerWorker) Work(ctx context.Context, job *river.Job[RegisterArgs]) error {
+	id := job.Args.RegistrationID
+	reg, err := w.d.Store.Registration(ctx, id)
+	if errors.Is(err, registration.ErrNotFound) {
+		return river.JobCancel(fmt.Errorf("registration %s does not exist", id))
+	}
+	if err != nil {
+		return err
+	}
+	client := river.ClientFromContext[*sql.Tx](ctx)
+	unique := &river.InsertOpts{UniqueOpts: river.UniqueOpts{ByArgs: true}}
+	var params []river.InsertManyParams
+	for _, st := range reg.Steps {
+		if st.Status.Done() {
+			continue
+		}
+		var args river.JobArgs
+		switch st.Name {
+		case registration.StepSaveOrder:
+			args = SaveOrderArgs{RegistrationID: id}
+		case registration.StepSendConfirmation:
+			args = SendConfirmationArgs{RegistrationID: id}
+		case registration.StepAddToMailingList:
+			args = AddToMailingListArgs{RegistrationID: id}
+		}
+		params = append(params, river.InsertManyParams{Args: args, InsertOpts: unique})
+	}
+	tx, err := w.d.Store.BeginTx(ctx)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	if err := w.d.Store.StartPipelineTx(ctx, tx, id); err != nil {
+		return err
+	}
+	if len(params) > 0 {
+		if _, err := client.InsertManyTx(ctx, tx, params); err != nil {
+			return fmt.Errorf("fan out %s: %w", id, err)
+		}
+	}
+	if err := completeTx(ctx, tx, job); err != nil {
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("fan out %s: %w", id, err)
+	}
+	return nil
+}
+
+type activityArgs interface {
+	river.JobArgs
+	registrationID() string
+}
+
+// perform does one activity's effect and then commits, in tx, the step's
+// success and the job's completion via finish.
+type perform func(ctx context.Context, d Deps, reg registration.Registration, finish func(func(tx *sql.Tx) error) error) error
+
+type activity[T activityArgs] struct {
+	river.WorkerDefaults[T]
+	d       Deps
+	step    registration.StepName
+	perform perform
+}
+
+func newActivity[T activityArgs](d Deps, step registration.StepName, p perform) *activity[T] {
+	return &activity[T]{d: d, step: step, perform: p}
+}
+
+// Work runs one attempt of an activity and records it on the step.
+func (w *activity[T]) Work(ctx context.Context, job *river.Job[T]) error {
+	id := job.Args.registrationID()
+	reg, err := w.d.Store.Registration(ctx, id)
+	if errors.Is(err, registration.ErrNotFound) {
+		return river.JobCancel(fmt.Errorf("registration %s does not exist", id))
+	}
+	if err != nil {
+		return err
+	}
+	finish := func(effect func(tx *sql.Tx) error) error {
+		tx, err := w.d.Store.BeginTx(ctx)
+		if err != nil {
+			return err
+		}
+		defer tx.Rollback()
+		if effect != nil {
+			if err := effect(tx); err != nil {
+				return err
+			}
+		}
+		if err := w.d.Store.FinishStepTx(ctx, tx, id, w.step, job.Attempt); err != nil {
+			return err
+		}
+		if err := completeTx(ctx, tx, job); err != nil {
+			return err
+		}
+		if err := tx.Commit(); err != nil {
+			return fmt.Errorf("finish %s: %w", w.step, err)
+		}
+		return nil
+	}
+	if st, ok := reg.Step(w.step); ok && st.Status.Done() {
+		return finish(nil) // already done by an earlier attempt that died before completing its job
+	}
+	if err := w.d.Store.StepStarted(ctx, id, w.step, job.Attempt); err != nil {
+		return err
+	}
+	err = w.perform(ctx, w.d, reg, finish)
+	if err == nil {
+		return nil
+	}
+	var permanent *PermanentError
+	final := job.Attempt >= job.MaxAttempts || errors.As(err, &permanent)
+	// Record the failure even if the job's context has run out.
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if ferr := w.d.Store.StepFailed(rctx, id, w.step, job.Attempt, err.Error(), final); ferr != nil {
+		w.d.Log.Error("recording step failure", "registration", id, "step", w.step, "err", ferr)
+	}
+	w.d.Log.Warn("activity failed", "registration", id, "step", w.step, "attempt", job.Attempt,
+		"final", final, "err", err)
+	if errors.As(err, &permanent) {
+		return river.JobCancel(err)
+	}
+	return err
+}
+
+func saveOrder(ctx context.Context, d Deps, reg registration.Registration, finish func(func(*sql.Tx) error) error) error {
+	return finish(func(tx *sql.Tx) error { return d.Store.SaveOrderTx(ctx, tx, reg) })
+}
+
+func sendConfirmation(ctx context.Context, d Deps, reg registration.Registration, finish func(func(*sql.Tx) error) error) error {
+	sent, err := d.Store.EmailSent(ctx, reg.ID)
+	if err != nil {
+		return err
+	}
+	if sent {
+		return finish(nil)
+	}
+	ticket, _ := d.Event.Ticket(reg.TicketID)
+	msg, err := d.Renderer.Render(email.Confirmation{
+		RegistrationID:    reg.ID,
+		AttendeeFirstName: reg.FirstName,
+		AttendeeLastName:  reg.LastName,
+		AttendeeEmail:     reg.Email,
+		TicketName:        ticketName(ticket, reg.TicketID),
+		Amount:            event.FormatAmount(reg.Amount, reg.Currency),
+		Currency:          reg.Currency,
+		Free:              reg.Amount == 0,
+		EventName:         d.Event.Name,
+		EventStart:        d.Event.StartsAt,
+		Venue:             d.Event.Venue,
+		StatusURL:         d.BaseURL + "/registrations/" + reg.ID,
+		CardBrand:         reg.Payment.Brand,
+		CardLast4:         reg.Payment.Last4,
+	}, email.Address{Name: d.Event.EmailFrom.Name, Email: d.Event.EmailFrom.Address}, time.Now())
+	if err != nil {
+		return &PermanentError{Err: fmt.Errorf("render confirmation: %w", err)}
+	}
+	if err := d.Store.EmailSending(ctx, reg.ID); err != nil {
+		return err
+	}
+	ref, err := d.Mailer.Send(ctx, msg)
+	if err != nil {
+		return fmt.Errorf("send confirmation: %w", err)
+	}
+	return finish(func(tx *sql.Tx) error { return d.Store.EmailSentTx(ctx, tx, reg.ID, ref) })
+}
+
+func ticketName(t event.Ticket, id string) string {
+	if t.Name != "" {
+		return t.Name
+	}
+	return id
+}
+
+func addToMailingList(ctx context.Context, d Deps, reg registration.Registration, finish func(func(*sql.Tx) error) error) error {
+	if !reg.Newsletter {
+		return finish(nil)
+	}
+	if err := d.List.Subscribe(ctx, Subscriber{
+		Email:          reg.Email,
+		FirstName:      reg.FirstName,
+		LastName:       reg.LastName,
+		EventID:        reg.EventID,
+		RegistrationID: reg.ID,
+	}); err != nil {
+		return fmt.Errorf("add to mailing list: %w", err)
+	}
+	return finish(nil)
+}
+
+type sweepWorker struct {
+	river.WorkerDefaults[SweepHoldsArgs]
+	d Deps
+}
+
+// Work releases expired seat holds.
+func (w *sweepWorker) Work(ctx context.Context, job *river.Job[SweepHoldsArgs]) error {
+	n, err := w.d.Store.SweepExpiredHolds(ctx, time.Now())
+	if err != nil {
+		return err
+	}
+	if n > 0 {
+		w.d.Log.Warn("released expired seat holds", "count", n)
+	}
+	return nil
+}

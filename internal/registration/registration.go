@@ -1,0 +1,120 @@
+// Package registration is the heart of registrar: what a registration is, how
+// an attempt becomes a paid registration, and the errors attendees can see.
+package registration
+
+import (
+	"errors"
+	"time"
+
+	"github.com/registrar/registrar/internal/payment"
+)
+
+// Status of a registration.
+type Status string
+
+// Registration statuses (DESIGN.md §5).
+const (
+	StatusPaid           Status = "paid"
+	StatusProcessing     Status = "processing"
+	StatusCompleted      Status = "completed"
+	StatusNeedsAttention Status = "needs_attention"
+)
+
+// Terminal reports whether nothing more will happen without an operator.
+func (s Status) Terminal() bool { return s == StatusCompleted || s == StatusNeedsAttention }
+
+// StepName names one of the three activities of the pipeline.
+type StepName string
+
+// The three activities, in display order.
+const (
+	StepSaveOrder        StepName = "save_order"
+	StepSendConfirmation StepName = "send_confirmation"
+	StepAddToMailingList StepName = "add_to_mailing_list"
+)
+
+// Steps lists every activity in display order.
+var Steps = [...]StepName{StepSaveOrder, StepSendConfirmation, StepAddToMailingList}
+
+// StepStatus is the state of one activity.
+type StepStatus string
+
+// Step statuses (DESIGN.md §5).
+const (
+	StepPending   StepStatus = "pending"
+	StepRunning   StepStatus = "running"
+	StepRetrying  StepStatus = "retrying"
+	StepSucceeded StepStatus = "succeeded"
+	StepFailed    StepStatus = "failed"
+	StepSkipped   StepStatus = "skipped"
+)
+
+// Done reports whether the step counts as finished for fan-in.
+func (s StepStatus) Done() bool { return s == StepSucceeded || s == StepSkipped }
+
+// Step is one activity's progress.
+type Step struct {
+	Name      StepName
+	Status    StepStatus
+	Attempts  int
+	LastError string
+}
+
+// Registration is a paid (or free) registration. It never holds card data
+// beyond brand and last four digits.
+type Registration struct {
+	ID         string
+	EventID    string
+	TicketID   string
+	Status     Status
+	Amount     int64 // minor units
+	Currency   string
+	FirstName  string
+	LastName   string
+	Email      string
+	Company    string
+	Newsletter bool
+	Payment    payment.Charge // Provider "" for a free ticket
+	Steps      []Step
+	CreatedAt  time.Time
+	UpdatedAt  time.Time
+}
+
+// Step returns the named step.
+func (r Registration) Step(name StepName) (Step, bool) {
+	for _, s := range r.Steps {
+		if s.Name == name {
+			return s, true
+		}
+	}
+	return Step{}, false
+}
+
+// Attempt is one registration attempt: a seat held for the duration of the
+// charge, and the idempotency key reserved for it.
+type Attempt struct {
+	ID             string // becomes the registration id; also the payment request id
+	EventID        string
+	TicketID       string
+	IdempotencyKey string // "" when the client sent none
+	RequestHash    string
+	CreatedAt      time.Time
+	ExpiresAt      time.Time // a hold not settled by then is released by the sweeper
+}
+
+// Outcome is the stored result of an attempt, replayed for a repeated
+// idempotency key: a registration id, or an error code and message.
+type Outcome struct {
+	RegistrationID string
+	Code           string
+	Message        string
+}
+
+// Errors the store reports.
+var (
+	ErrNotFound           = errors.New("not found")
+	ErrSoldOut            = errors.New("sold out")
+	ErrKeyInProgress      = errors.New("idempotency key in progress")
+	ErrKeyReused          = errors.New("idempotency key reused with another request")
+	ErrAttemptUnavailable = errors.New("attempt no longer holds a seat")
+)

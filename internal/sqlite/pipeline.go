@@ -1,0 +1,166 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/registrar/registrar/internal/pipeline"
+	"github.com/registrar/registrar/internal/registration"
+)
+
+// StartPipelineTx marks a paid registration as processing.
+func (s *Store) StartPipelineTx(ctx context.Context, tx *sql.Tx, id string) error {
+	if _, err := tx.ExecContext(ctx, `UPDATE registrations SET status = 'processing', updated_at = ?
+		WHERE id = ? AND status = 'paid'`, formatTime(s.now()), id); err != nil {
+		return fmt.Errorf("start pipeline: %w", err)
+	}
+	return nil
+}
+
+// StepStarted records that an attempt of a step began. A registration an
+// operator is retrying goes back to processing.
+func (s *Store) StepStarted(ctx context.Context, id string, step registration.StepName, attempt int) error {
+	tx, err := s.BeginTx(ctx)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	now := formatTime(s.now())
+	if _, err := tx.ExecContext(ctx, `UPDATE registration_steps SET status = 'running', attempts = ?, updated_at = ?
+		WHERE registration_id = ? AND step = ? AND status NOT IN ('succeeded', 'skipped')`, attempt, now, id, step); err != nil {
+		return fmt.Errorf("mark step running: %w", err)
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE registrations SET status = 'processing', updated_at = ?
+		WHERE id = ? AND status IN ('paid', 'needs_attention')`, now, id); err != nil {
+		return fmt.Errorf("mark registration processing: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("mark step running: %w", err)
+	}
+	return nil
+}
+
+// StepFailed records a failed attempt. A final failure marks the
+// registration as needing attention.
+func (s *Store) StepFailed(ctx context.Context, id string, step registration.StepName, attempt int, msg string, final bool) error {
+	tx, err := s.BeginTx(ctx)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	now := formatTime(s.now())
+	status := registration.StepRetrying
+	if final {
+		status = registration.StepFailed
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE registration_steps SET status = ?, attempts = ?, last_error = ?, updated_at = ?
+		WHERE registration_id = ? AND step = ? AND status NOT IN ('succeeded', 'skipped')`,
+		status, attempt, truncate(msg, 1000), now, id, step); err != nil {
+		return fmt.Errorf("mark step failed: %w", err)
+	}
+	if final {
+		if _, err := tx.ExecContext(ctx, `UPDATE registrations SET status = 'needs_attention', updated_at = ?
+			WHERE id = ? AND status <> 'completed'`, now, id); err != nil {
+			return fmt.Errorf("mark registration needs attention: %w", err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("mark step failed: %w", err)
+	}
+	return nil
+}
+
+// FinishStepTx marks a step succeeded and, when it was the last one
+// outstanding, the registration completed (the fan-in).
+func (s *Store) FinishStepTx(ctx context.Context, tx *sql.Tx, id string, step registration.StepName, attempt int) error {
+	now := formatTime(s.now())
+	if _, err := tx.ExecContext(ctx, `UPDATE registration_steps SET status = 'succeeded', attempts = ?, updated_at = ?
+		WHERE registration_id = ? AND step = ?`, attempt, now, id, step); err != nil {
+		return fmt.Errorf("mark step succeeded: %w", err)
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE registrations SET status = 'completed', updated_at = ?
+		WHERE id = ? AND NOT EXISTS (SELECT 1 FROM registration_steps
+			WHERE registration_id = ? AND status NOT IN ('succeeded', 'skipped'))`, now, id, id); err != nil {
+		return fmt.Errorf("complete registration: %w", err)
+	}
+	return nil
+}
+
+// SaveOrderTx upserts the order of a registration (SaveOrder).
+func (s *Store) SaveOrderTx(ctx context.Context, tx *sql.Tx, r registration.Registration) error {
+	if _, err := tx.ExecContext(ctx, `INSERT INTO orders (registration_id, event_id, ticket_id, amount, currency,
+		first_name, last_name, email, company, payment_provider, payment_reference, saved_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (registration_id) DO UPDATE SET event_id = excluded.event_id, ticket_id = excluded.ticket_id,
+			amount = excluded.amount, currency = excluded.currency, first_name = excluded.first_name,
+			last_name = excluded.last_name, email = excluded.email, company = excluded.company,
+			payment_provider = excluded.payment_provider, payment_reference = excluded.payment_reference,
+			saved_at = excluded.saved_at`,
+		r.ID, r.EventID, r.TicketID, r.Amount, r.Currency, r.FirstName, r.LastName, r.Email, r.Company,
+		r.Payment.Provider, r.Payment.Reference, formatTime(s.now())); err != nil {
+		return fmt.Errorf("save order: %w", err)
+	}
+	return nil
+}
+
+// EmailSent reports whether the confirmation of a registration was sent.
+func (s *Store) EmailSent(ctx context.Context, id string) (bool, error) {
+	var state string
+	err := s.db.Write.QueryRowContext(ctx, `SELECT state FROM email_deliveries WHERE registration_id = ?`, id).Scan(&state)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("read email delivery: %w", err)
+	}
+	return state == "sent", nil
+}
+
+// EmailSending records that a confirmation is about to be handed to the
+// mailer, so a crash before EmailSentTx is known to have been in doubt.
+func (s *Store) EmailSending(ctx context.Context, id string) error {
+	if _, err := s.db.Write.ExecContext(ctx, `INSERT INTO email_deliveries (registration_id, state, updated_at)
+		VALUES (?, 'sending', ?) ON CONFLICT (registration_id) DO UPDATE SET updated_at = excluded.updated_at
+		WHERE email_deliveries.state = 'sending'`, id, formatTime(s.now())); err != nil {
+		return fmt.Errorf("record email sending: %w", err)
+	}
+	return nil
+}
+
+// EmailSentTx records that the mailer accepted the confirmation.
+func (s *Store) EmailSentTx(ctx context.Context, tx *sql.Tx, id, reference string) error {
+	if _, err := tx.ExecContext(ctx, `UPDATE email_deliveries SET state = 'sent', reference = ?, updated_at = ?
+		WHERE registration_id = ?`, reference, formatTime(s.now()), id); err != nil {
+		return fmt.Errorf("record email sent: %w", err)
+	}
+	return nil
+}
+
+// Subscribe adds or updates an address on the local mailing list, keyed by
+// the lower-cased address; the consent time is kept from the first consent.
+func (s *Store) Subscribe(ctx context.Context, sub pipeline.Subscriber) error {
+	now := formatTime(s.now())
+	if _, err := s.db.Write.ExecContext(ctx, `INSERT INTO mailing_list (email, first_name, last_name, event_id,
+		registration_id, consented_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (email) DO UPDATE SET first_name = excluded.first_name, last_name = excluded.last_name,
+			event_id = excluded.event_id, registration_id = excluded.registration_id, updated_at = excluded.updated_at`,
+		strings.ToLower(sub.Email), sub.FirstName, sub.LastName, sub.EventID, sub.RegistrationID, now, now); err != nil {
+		return fmt.Errorf("subscribe: %w", err)
+	}
+	return nil
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "…"
+}
+
+func utf8RuneStart(b byte) bool { return b&0xC0 != 0x80 }

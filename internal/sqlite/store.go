@@ -1,0 +1,312 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/registrar/registrar/internal/event"
+	"github.com/registrar/registrar/internal/registration"
+)
+
+// Store implements registrar's storage on SQLite.
+type Store struct {
+	db  *DB
+	now func() time.Time
+}
+
+// NewStore returns a Store on an open, migrated database.
+func NewStore(db *DB) *Store { return &Store{db: db, now: time.Now} }
+
+// BeginTx starts a write transaction.
+func (s *Store) BeginTx(ctx context.Context) (*sql.Tx, error) {
+	tx, err := s.db.Write.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, fmt.Errorf("begin: %w", err)
+	}
+	return tx, nil
+}
+
+// SyncTickets makes the stock table follow the event file: new tickets get a
+// row and capacities are updated; seats already taken stay taken.
+func (s *Store) SyncTickets(ctx context.Context, ev *event.Event) error {
+	tx, err := s.BeginTx(ctx)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	for _, t := range ev.Tickets {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO ticket_stock (event_id, ticket_id, capacity, taken) VALUES (?, ?, ?, 0)
+			ON CONFLICT (event_id, ticket_id) DO UPDATE SET capacity = excluded.capacity`, ev.ID, t.ID, t.Capacity); err != nil {
+			return fmt.Errorf("sync ticket %s: %w", t.ID, err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("sync tickets: %w", err)
+	}
+	return nil
+}
+
+// StartAttempt implements registration.Store.
+func (s *Store) StartAttempt(ctx context.Context, a registration.Attempt, soldOut registration.Outcome) (*registration.Outcome, error) {
+	tx, err := s.BeginTx(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer tx.Rollback()
+	now := formatTime(a.CreatedAt)
+	if a.IdempotencyKey != "" {
+		var hash, state string
+		var o registration.Outcome
+		var regID, code, msg sql.NullString
+		err := tx.QueryRowContext(ctx, `SELECT request_hash, state, registration_id, error_code, error_message
+			FROM idempotency_keys WHERE key = ?`, a.IdempotencyKey).Scan(&hash, &state, &regID, &code, &msg)
+		switch {
+		case err == nil && hash != a.RequestHash:
+			return nil, registration.ErrKeyReused
+		case err == nil && state == "in_progress":
+			return nil, registration.ErrKeyInProgress
+		case err == nil:
+			o.RegistrationID, o.Code, o.Message = regID.String, code.String, msg.String
+			return &o, nil
+		case !errors.Is(err, sql.ErrNoRows):
+			return nil, fmt.Errorf("read idempotency key: %w", err)
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO idempotency_keys (key, request_hash, attempt_id, state, created_at, updated_at)
+			VALUES (?, ?, ?, 'in_progress', ?, ?)`, a.IdempotencyKey, a.RequestHash, a.ID, now, now); err != nil {
+			return nil, fmt.Errorf("reserve idempotency key: %w", err)
+		}
+	}
+	res, err := tx.ExecContext(ctx, `UPDATE ticket_stock SET taken = taken + 1
+		WHERE event_id = ? AND ticket_id = ? AND taken < capacity`, a.EventID, a.TicketID)
+	if err != nil {
+		return nil, fmt.Errorf("hold seat: %w", err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		if a.IdempotencyKey != "" {
+			if err := settleKey(ctx, tx, a.IdempotencyKey, soldOut, now); err != nil {
+				return nil, err
+			}
+			if err := tx.Commit(); err != nil {
+				return nil, fmt.Errorf("store sold-out outcome: %w", err)
+			}
+		}
+		return nil, registration.ErrSoldOut
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO seat_holds (id, event_id, ticket_id, idempotency_key, created_at, expires_at)
+		VALUES (?, ?, ?, ?, ?, ?)`, a.ID, a.EventID, a.TicketID, nullable(a.IdempotencyKey), now, formatTime(a.ExpiresAt)); err != nil {
+		return nil, fmt.Errorf("hold seat: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return nil, fmt.Errorf("hold seat: %w", err)
+	}
+	return nil, nil
+}
+
+func settleKey(ctx context.Context, tx *sql.Tx, key string, o registration.Outcome, now string) error {
+	if _, err := tx.ExecContext(ctx, `UPDATE idempotency_keys SET state = 'done', registration_id = ?, error_code = ?,
+		error_message = ?, updated_at = ? WHERE key = ?`,
+		nullable(o.RegistrationID), nullable(o.Code), nullable(o.Message), now, key); err != nil {
+		return fmt.Errorf("settle idempotency key: %w", err)
+	}
+	return nil
+}
+
+// releaseHold deletes a hold and gives its seat back. It reports whether
+// the hold still existed.
+func releaseHold(ctx context.Context, tx *sql.Tx, id string) (bool, error) {
+	var eventID, ticketID string
+	err := tx.QueryRowContext(ctx, `DELETE FROM seat_holds WHERE id = ? RETURNING event_id, ticket_id`, id).Scan(&eventID, &ticketID)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("release hold: %w", err)
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE ticket_stock SET taken = taken - 1 WHERE event_id = ? AND ticket_id = ?`,
+		eventID, ticketID); err != nil {
+		return false, fmt.Errorf("release seat: %w", err)
+	}
+	return true, nil
+}
+
+// FailAttempt implements registration.Store.
+func (s *Store) FailAttempt(ctx context.Context, a registration.Attempt, o *registration.Outcome) error {
+	tx, err := s.BeginTx(ctx)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	if _, err := releaseHold(ctx, tx, a.ID); err != nil {
+		return err
+	}
+	if a.IdempotencyKey != "" {
+		if o != nil {
+			err = settleKey(ctx, tx, a.IdempotencyKey, *o, formatTime(s.now()))
+		} else {
+			_, err = tx.ExecContext(ctx, `DELETE FROM idempotency_keys WHERE key = ? AND attempt_id = ?`, a.IdempotencyKey, a.ID)
+		}
+		if err != nil {
+			return fmt.Errorf("settle idempotency key: %w", err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("fail attempt: %w", err)
+	}
+	return nil
+}
+
+// CompleteAttempt implements registration.Store.
+func (s *Store) CompleteAttempt(ctx context.Context, a registration.Attempt, r registration.Registration, enqueue registration.EnqueueFunc) error {
+	tx, err := s.BeginTx(ctx)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	held, err := deleteHold(ctx, tx, a.ID)
+	if err != nil {
+		return err
+	}
+	if !held {
+		// The hold expired and was swept: take a seat afresh if one is left.
+		res, err := tx.ExecContext(ctx, `UPDATE ticket_stock SET taken = taken + 1
+			WHERE event_id = ? AND ticket_id = ? AND taken < capacity`, a.EventID, a.TicketID)
+		if err != nil {
+			return fmt.Errorf("retake seat: %w", err)
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return registration.ErrAttemptUnavailable
+		}
+	}
+	created := formatTime(r.CreatedAt)
+	if _, err := tx.ExecContext(ctx, `INSERT INTO registrations (id, event_id, ticket_id, status, amount, currency,
+		first_name, last_name, email, company, newsletter, payment_provider, payment_reference, card_brand, card_last4,
+		created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		r.ID, r.EventID, r.TicketID, r.Status, r.Amount, r.Currency, r.FirstName, r.LastName, r.Email, r.Company,
+		r.Newsletter, r.Payment.Provider, r.Payment.Reference, r.Payment.Brand, r.Payment.Last4, created, created); err != nil {
+		return fmt.Errorf("insert registration: %w", err)
+	}
+	for _, st := range r.Steps {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO registration_steps (registration_id, step, status, attempts, last_error, updated_at)
+			VALUES (?, ?, ?, 0, '', ?)`, r.ID, st.Name, st.Status, created); err != nil {
+			return fmt.Errorf("insert step %s: %w", st.Name, err)
+		}
+	}
+	if a.IdempotencyKey != "" {
+		if err := settleKey(ctx, tx, a.IdempotencyKey, registration.Outcome{RegistrationID: r.ID}, created); err != nil {
+			return err
+		}
+	}
+	if err := enqueue(ctx, tx, r.ID); err != nil {
+		return fmt.Errorf("enqueue registration: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("commit registration: %w", err)
+	}
+	return nil
+}
+
+func deleteHold(ctx context.Context, tx *sql.Tx, id string) (bool, error) {
+	res, err := tx.ExecContext(ctx, `DELETE FROM seat_holds WHERE id = ?`, id)
+	if err != nil {
+		return false, fmt.Errorf("settle hold: %w", err)
+	}
+	n, _ := res.RowsAffected()
+	return n == 1, nil
+}
+
+// SweepExpiredHolds releases seats held by attempts that never settled
+// (their process died mid-charge) and forgets their idempotency keys.
+func (s *Store) SweepExpiredHolds(ctx context.Context, now time.Time) (int, error) {
+	tx, err := s.BeginTx(ctx)
+	if err != nil {
+		return 0, err
+	}
+	defer tx.Rollback()
+	rows, err := tx.QueryContext(ctx, `SELECT id, idempotency_key FROM seat_holds WHERE expires_at < ? LIMIT 1000`, formatTime(now))
+	if err != nil {
+		return 0, fmt.Errorf("find expired holds: %w", err)
+	}
+	type hold struct {
+		id  string
+		key sql.NullString
+	}
+	var expired []hold
+	for rows.Next() {
+		var h hold
+		if err := rows.Scan(&h.id, &h.key); err != nil {
+			rows.Close()
+			return 0, fmt.Errorf("scan hold: %w", err)
+		}
+		expired = append(expired, h)
+	}
+	if err := rows.Err(); err != nil {
+		return 0, fmt.Errorf("find expired holds: %w", err)
+	}
+	rows.Close()
+	for _, h := range expired {
+		if _, err := releaseHold(ctx, tx, h.id); err != nil {
+			return 0, err
+		}
+		if h.key.Valid {
+			if _, err := tx.ExecContext(ctx, `DELETE FROM idempotency_keys WHERE key = ? AND attempt_id = ? AND state = 'in_progress'`,
+				h.key.String, h.id); err != nil {
+				return 0, fmt.Errorf("forget key of expired hold: %w", err)
+			}
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return 0, fmt.Errorf("sweep holds: %w", err)
+	}
+	return len(expired), nil
+}
+
+// Registration implements registration.Store.
+func (s *Store) Registration(ctx context.Context, id string) (registration.Registration, error) {
+	var r registration.Registration
+	var created, updated string
+	err := s.db.Read.QueryRowContext(ctx, `SELECT id, event_id, ticket_id, status, amount, currency, first_name, last_name,
+		email, company, newsletter, payment_provider, payment_reference, card_brand, card_last4, created_at, updated_at
+		FROM registrations WHERE id = ?`, id).Scan(&r.ID, &r.EventID, &r.TicketID, &r.Status, &r.Amount, &r.Currency,
+		&r.FirstName, &r.LastName, &r.Email, &r.Company, &r.Newsletter, &r.Payment.Provider, &r.Payment.Reference,
+		&r.Payment.Brand, &r.Payment.Last4, &created, &updated)
+	if errors.Is(err, sql.ErrNoRows) {
+		return r, registration.ErrNotFound
+	}
+	if err != nil {
+		return r, fmt.Errorf("read registration: %w", err)
+	}
+	if r.CreatedAt, err = parseTime(created); err != nil {
+		return r, err
+	}
+	if r.UpdatedAt, err = parseTime(updated); err != nil {
+		return r, err
+	}
+	rows, err := s.db.Read.QueryContext(ctx, `SELECT step, status, attempts, last_error FROM registration_steps
+		WHERE registration_id = ?`, id)
+	if err != nil {
+		return r, fmt.Errorf("read steps: %w", err)
+	}
+	defer rows.Close()
+	byName := map[registration.StepName]registration.Step{}
+	for rows.Next() {
+		var st registration.Step
+		if err := rows.Scan(&st.Name, &st.Status, &st.Attempts, &st.LastError); err != nil {
+			return r, fmt.Errorf("scan step: %w", err)
+		}
+		byName[st.Name] = st
+	}
+	if err := rows.Err(); err != nil {
+		return r, fmt.Errorf("read steps: %w", err)
+	}
+	for _, name := range registration.Steps {
+		if st, ok := byName[name]; ok {
+			r.Steps = append(r.Steps, st)
+		}
+	}
+	return r, nil
+}
+
+func nullable(s string) sql.NullString { return sql.NullString{String: s, Valid: s != ""} }

@@ -1,0 +1,192 @@
+// Package web serves registrar over HTTP: the PaymentAPI and status API, the
+// public registration pages and the health endpoints.
+package web
+
+import (
+	"context"
+	"embed"
+	"encoding/json"
+	"errors"
+	"html/template"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/registrar/registrar/internal/event"
+	"github.com/registrar/registrar/internal/registration"
+)
+
+//go:embed templates/*.html
+var templateFS embed.FS
+
+// Registrar takes and reports registrations.
+type Registrar interface {
+	Register(ctx context.Context, req registration.Request, key string) (string, error)
+	Registration(ctx context.Context, id string) (registration.Registration, error)
+	Event() *event.Event
+}
+
+// Deps are the web layer's collaborators.
+type Deps struct {
+	Registrar Registrar
+	// Ready reports whether the process can serve (database up, schema current).
+	Ready   func(ctx context.Context) error
+	Log     *slog.Logger
+	BaseURL string
+	// RateLimit is how many registration attempts one client address may make
+	// per minute; 0 turns the limit off.
+	RateLimit int
+}
+
+// Server holds the parsed templates and dependencies.
+type server struct {
+	Deps
+	pages   *template.Template
+	limiter *limiter
+}
+
+// Handler returns the HTTP handler for the web role: one route table.
+func Handler(d Deps) (http.Handler, error) {
+	pages, err := template.New("").Funcs(template.FuncMap{
+		"amount": event.FormatAmount,
+		"field":  field,
+	}).ParseFS(templateFS, "templates/*.html")
+	if err != nil {
+		return nil, err
+	}
+	s := &server{Deps: d, pages: pages, limiter: newLimiter(d.RateLimit, time.Minute)}
+	mux := http.NewServeMux()
+	mux.Handle("POST /api/registrations", s.limit(s.apiCreate()))
+	mux.Handle("GET /api/registrations/{id}", s.apiGet())
+	mux.Handle("GET /{$}", s.formPage())
+	mux.Handle("POST /register", s.limit(s.formSubmit()))
+	mux.Handle("GET /registrations/{id}", s.statusPage())
+	mux.Handle("GET /healthz", healthz())
+	mux.Handle("GET /readyz", s.readyz())
+	cop := http.NewCrossOriginProtection()
+	return securityHeaders(cop.Handler(mux)), nil
+}
+
+// HealthHandler serves only health and readiness, for worker-only processes.
+func HealthHandler(ready func(ctx context.Context) error, log *slog.Logger) http.Handler {
+	s := &server{Deps: Deps{Ready: ready, Log: log}}
+	mux := http.NewServeMux()
+	mux.Handle("GET /healthz", healthz())
+	mux.Handle("GET /readyz", s.readyz())
+	return mux
+}
+
+func healthz() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Write([]byte("ok\n"))
+	})
+}
+
+func (s *server) readyz() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		if err := s.Ready(ctx); err != nil {
+			s.Log.Warn("not ready", "err", err)
+			w.WriteHeader(http.StatusServiceUnavailable)
+			w.Write([]byte("not ready\n"))
+			return
+		}
+		w.Write([]byte("ready\n"))
+	})
+}
+
+func securityHeaders(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Set("X-Content-Type-Options", "nosniff")
+		h.Set("Referrer-Policy", "no-referrer")
+		h.Set("X-Frame-Options", "DENY")
+		h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'")
+		next.ServeHTTP(w, r)
+	})
+}
+
+// limit rejects clients over the rate limit with 429 and Retry-After.
+func (s *server) limit(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if wait, ok := s.limiter.allow(clientAddr(r), time.Now()); !ok {
+			secs := int(wait/time.Second) + 1
+			w.Header().Set("Retry-After", strconv.Itoa(secs))
+			s.writeError(w, r, &registration.Error{Code: registration.CodeRateLimited,
+				Message: "Too many attempts from your address; wait " + strconv.Itoa(secs) + " seconds and try again."})
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// status maps an error code to its HTTP status: the one place that does.
+func status(code string) int {
+	switch code {
+	case registration.CodeInvalidRequest:
+		return http.StatusBadRequest
+	case registration.CodeRequestTooLarge:
+		return http.StatusRequestEntityTooLarge
+	case registration.CodeUnsupportedMediaType:
+		return http.StatusUnsupportedMediaType
+	case registration.CodeValidationFailed, registration.CodeIdempotencyKeyReused:
+		return http.StatusUnprocessableEntity
+	case registration.CodePaymentDeclined:
+		return http.StatusPaymentRequired
+	case registration.CodeSoldOut, registration.CodeIdempotencyInProgress:
+		return http.StatusConflict
+	case registration.CodeRateLimited:
+		return http.StatusTooManyRequests
+	case registration.CodePaymentUnavailable:
+		return http.StatusBadGateway
+	case registration.CodeNotFound:
+		return http.StatusNotFound
+	default:
+		return http.StatusInternalServerError
+	}
+}
+
+// asError turns any error into an attendee-safe *registration.Error,
+// logging what the attendee must not see.
+func (s *server) asError(r *http.Request, err error) *registration.Error {
+	var e *registration.Error
+	if !errors.As(err, &e) {
+		e = &registration.Error{Code: registration.CodeInternal, Err: err}
+	}
+	if e.Code == registration.CodeInternal {
+		s.Log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+		return &registration.Error{Code: e.Code, Message: "Something went wrong on our side. Please try again."}
+	}
+	if e.Err != nil {
+		s.Log.Info("request refused", "path", r.URL.Path, "code", e.Code, "err", e.Err)
+	}
+	return e
+}
+
+type errorBody struct {
+	Error struct {
+		Code    string            `json:"code"`
+		Message string            `json:"message"`
+		Fields  map[string]string `json:"fields,omitempty"`
+	} `json:"error"`
+}
+
+func (s *server) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	e := s.asError(r, err)
+	var b errorBody
+	b.Error.Code, b.Error.Message, b.Error.Fields = e.Code, e.Message, e.Fields
+	writeJSON(w, status(e.Code), b)
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(true)
+	_ = enc.Encode(v) // the client went away; nothing to do
+}
