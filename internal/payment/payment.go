@@ -63,9 +63,20 @@ func (e *DeclinedError) Error() string { return "payment declined: " + e.Reason 
 // ErrUnavailable reports a provider failure or timeout: nothing was charged.
 var ErrUnavailable = errors.New("payment provider unavailable")
 
+// ErrNotCharged reports that an attempt whose outcome was unknown took no
+// money.
+var ErrNotCharged = errors.New("no charge was taken")
+
 // Processor charges cards and refunds charges.
 type Processor interface {
+	// Charge takes the payment. It charges at most once per req.RequestID.
 	Charge(ctx context.Context, req ChargeRequest) (Charge, error)
+	// Resolve finds out whether an earlier attempt with req.RequestID, whose
+	// outcome is unknown (a timeout, a crash), took money. req carries no
+	// card. It returns the charge, ErrNotCharged, or another error when the
+	// provider cannot tell yet.
+	Resolve(ctx context.Context, req ChargeRequest) (Charge, error)
+	// Refund gives a charge's money back; requestID makes it idempotent.
 	Refund(ctx context.Context, charge Charge, amount int64, currency, requestID string) error
 }
 

@@ -66,6 +66,16 @@ func (p *TestProcessor) Charge(ctx context.Context, req ChargeRequest) (Charge, 
 	return c, nil
 }
 
+// Resolve implements Processor.
+func (p *TestProcessor) Resolve(ctx context.Context, req ChargeRequest) (Charge, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if c, ok := p.charges[req.RequestID]; ok {
+		return c, nil
+	}
+	return Charge{}, ErrNotCharged
+}
+
 // Refund implements Processor.
 func (p *TestProcessor) Refund(ctx context.Context, c Charge, amount int64, currency, requestID string) error {
 	p.mu.Lock()
