@@ -21,7 +21,8 @@ func (s *Store) StartPipelineTx(ctx context.Context, tx *sql.Tx, id string) erro
 }
 
 // StepStarted records that an attempt of a step began. A registration an
-// operator is retrying goes back to processing.
+// operator is retrying goes back to processing, unless another of its steps
+// is still failed and so still needs attention.
 func (s *Store) StepStarted(ctx context.Context, id string, step registration.StepName, attempt int) error {
 	tx, err := s.BeginTx(ctx)
 	if err != nil {
@@ -34,7 +35,8 @@ func (s *Store) StepStarted(ctx context.Context, id string, step registration.St
 		return fmt.Errorf("mark step running: %w", err)
 	}
 	if _, err := tx.ExecContext(ctx, `UPDATE registrations SET status = 'processing', updated_at = ?
-		WHERE id = ? AND status IN ('paid', 'needs_attention')`, now, id); err != nil {
+		WHERE id = ? AND status IN ('paid', 'needs_attention') AND NOT EXISTS (SELECT 1 FROM registration_steps
+			WHERE registration_id = ? AND step <> ? AND status = 'failed')`, now, id, id, step); err != nil {
 		return fmt.Errorf("mark registration processing: %w", err)
 	}
 	if err := tx.Commit(); err != nil {
@@ -74,11 +76,13 @@ func (s *Store) StepFailed(ctx context.Context, id string, step registration.Ste
 }
 
 // FinishStepTx marks a step succeeded and, when it was the last one
-// outstanding, the registration completed (the fan-in).
+// outstanding, the registration completed (the fan-in). A step already done
+// (a re-run of its job) keeps its recorded attempts, and a skipped step stays
+// skipped.
 func (s *Store) FinishStepTx(ctx context.Context, tx *sql.Tx, id string, step registration.StepName, attempt int) error {
 	now := formatTime(s.now())
 	if _, err := tx.ExecContext(ctx, `UPDATE registration_steps SET status = 'succeeded', attempts = ?, updated_at = ?
-		WHERE registration_id = ? AND step = ?`, attempt, now, id, step); err != nil {
+		WHERE registration_id = ? AND step = ? AND status NOT IN ('succeeded', 'skipped')`, attempt, now, id, step); err != nil {
 		return fmt.Errorf("mark step succeeded: %w", err)
 	}
 	if _, err := tx.ExecContext(ctx, `UPDATE registrations SET status = 'completed', updated_at = ?

@@ -1,0 +1,908 @@
+package pipeline_test
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver/riversqlite"
+	"github.com/riverqueue/river/rivertype"
+
+	"github.com/registrar/registrar/internal/email"
+	"github.com/registrar/registrar/internal/event"
+	"github.com/registrar/registrar/internal/payment"
+	"github.com/registrar/registrar/internal/pipeline"
+	"github.com/registrar/registrar/internal/registration"
+	"github.com/registrar/registrar/internal/sqlite"
+)
+
+const (
+	testCard    = "4111 1111 1111 1111"
+	testCardRaw = "4111111111111111"
+	maxAttempts = 4
+	// waitFor bounds every wait for the pipeline. It only matters when a
+	// test fails; it is generous because the race detector slows the pure-Go
+	// SQLite a lot, and other test binaries may share the machine.
+	waitFor = 45 * time.Second
+)
+
+// testMailer wraps the real outbox. It can be told to fail the next N sends,
+// to fail every send, or to reject sends permanently.
+type testMailer struct {
+	outbox *email.Outbox
+
+	mu        sync.Mutex
+	calls     int
+	failNext  int
+	failAll   bool
+	permanent bool
+}
+
+func (m *testMailer) Send(ctx context.Context, msg email.Message) (string, error) {
+	m.mu.Lock()
+	m.calls++
+	n := m.calls
+	var err error
+	switch {
+	case m.permanent:
+		err = &pipeline.PermanentError{Err: errors.New("mailer: 550 recipient rejected")}
+	case m.failAll:
+		err = fmt.Errorf("mailer: 421 service unavailable (call %d)", n)
+	case m.failNext > 0:
+		m.failNext--
+		err = fmt.Errorf("mailer: 451 try again later (call %d)", n)
+	}
+	m.mu.Unlock()
+	if err != nil {
+		return "", err
+	}
+	return m.outbox.Send(ctx, msg)
+}
+
+func (m *testMailer) set(f func(m *testMailer)) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	f(m)
+}
+
+func (m *testMailer) Calls() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.calls
+}
+
+var template struct {
+	once sync.Once
+	dir  string
+	data []byte
+	err  error
+}
+
+// TestMain removes the migrated template database.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if template.dir != "" {
+		os.RemoveAll(template.dir)
+	}
+	os.Exit(code)
+}
+
+// migratedTemplate returns the bytes of a freshly migrated database, built
+// once: migrating from scratch is slow under the race detector.
+func migratedTemplate(t *testing.T) []byte {
+	t.Helper()
+	template.once.Do(func() {
+		template.dir, template.err = os.MkdirTemp("", "registrar-pipeline-test-")
+		if template.err != nil {
+			return
+		}
+		path := filepath.Join(template.dir, "template.db")
+		db, err := sqlite.Open(context.Background(), path)
+		if err != nil {
+			template.err = err
+			return
+		}
+		err = db.Migrate(context.Background(), slog.New(slog.DiscardHandler))
+		// Closing the last connection checkpoints the WAL into the file.
+		if cerr := db.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			template.err = err
+			return
+		}
+		template.data, template.err = os.ReadFile(path)
+	})
+	if template.err != nil {
+		t.Fatalf("migrated template database: %v", template.err)
+	}
+	return template.data
+}
+
+type harness struct {
+	db        *sqlite.DB
+	store     *sqlite.Store
+	client    *river.Client[*sql.Tx]
+	svc       *registration.Service
+	mailer    *testMailer
+	outboxDir string
+}
+
+func testOptions() pipeline.Options {
+	return pipeline.Options{
+		MaxAttempts:       maxAttempts,
+		RetryBase:         10 * time.Millisecond,
+		RetryCap:          50 * time.Millisecond,
+		Workers:           10,
+		RescueAfter:       time.Minute,
+		JobTimeout:        30 * time.Second,
+		FetchPollInterval: 20 * time.Millisecond,
+	}
+}
+
+// newHarness wires the store, River and the service as cmd/registrar does,
+// with the real outbox behind a test mailer, and starts River.
+func newHarness(t *testing.T, configure func(m *testMailer)) *harness {
+	t.Helper()
+	ctx := t.Context()
+	log := slog.New(slog.DiscardHandler)
+	dir := t.TempDir()
+	path := filepath.Join(dir, "registrar.db")
+	if err := os.WriteFile(path, migratedTemplate(t), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	db, err := sqlite.Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	if err := db.Migrate(ctx, log); err != nil {
+		t.Fatal(err)
+	}
+	ev := event.Demo()
+	store := sqlite.NewStore(db)
+	if err := store.SyncTickets(ctx, ev); err != nil {
+		t.Fatal(err)
+	}
+	outboxDir := filepath.Join(dir, "outbox")
+	outbox, err := email.NewOutbox(outboxDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mailer := &testMailer{outbox: outbox}
+	if configure != nil {
+		configure(mailer)
+	}
+	renderer, err := email.NewRenderer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	deps := pipeline.Deps{
+		Store:    store,
+		Mailer:   mailer,
+		List:     store,
+		Renderer: renderer,
+		Event:    ev,
+		BaseURL:  "http://registrar.test",
+		Log:      log,
+	}
+	cfg, err := pipeline.Config(deps, testOptions(), true, log)
+	if err != nil {
+		t.Fatalf("pipeline.Config: %v", err)
+	}
+	client, err := river.NewClient(riversqlite.New(db.Write), cfg)
+	if err != nil {
+		t.Fatalf("river.NewClient: %v", err)
+	}
+	if err := client.Start(ctx); err != nil {
+		t.Fatalf("start River: %v", err)
+	}
+	t.Cleanup(func() {
+		stopCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := client.Stop(stopCtx); err != nil {
+			t.Errorf("stop River: %v", err)
+		}
+	})
+	svc := registration.NewService(store, payment.NewTestProcessor(), pipeline.Enqueue(client), ev, log)
+	return &harness{db: db, store: store, client: client, svc: svc, mailer: mailer, outboxDir: outboxDir}
+}
+
+func request(n int, newsletter bool) registration.Request {
+	return registration.Request{
+		Ticket: "standard",
+		Attendee: registration.Attendee{
+			FirstName: "Ada",
+			LastName:  fmt.Sprintf("Lovelace %d", n),
+			Email:     fmt.Sprintf("Ada.%d@Example.org", n),
+			Company:   "Analytical Engines",
+		},
+		Billing: &registration.Billing{
+			Card: registration.CardInput{
+				Number: testCard,
+				Expiry: time.Now().AddDate(2, 0, 0).Format("2006-01"),
+				CVC:    "123",
+				Name:   "Ada Lovelace",
+			},
+			Address: registration.Address{Line1: "12 St James's Square", City: "London", PostalCode: "SW1Y 4JH", Country: "GB"},
+		},
+		Newsletter: newsletter,
+	}
+}
+
+func (h *harness) register(t *testing.T, n int, newsletter bool) string {
+	t.Helper()
+	id, err := h.svc.Register(t.Context(), request(n, newsletter), "")
+	if err != nil {
+		t.Fatalf("Register: %v", err)
+	}
+	return id
+}
+
+// waitStatus polls the store until the registration has the wanted status.
+func (h *harness) waitStatus(t *testing.T, id string, want registration.Status) registration.Registration {
+	t.Helper()
+	deadline := time.Now().Add(waitFor)
+	for {
+		r, err := h.store.Registration(t.Context(), id)
+		if err != nil {
+			t.Fatalf("Registration(%s): %v", id, err)
+		}
+		if r.Status == want {
+			return r
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("registration %s is %s after %s; want %s (steps %+v, jobs %+v)", id, r.Status, waitFor, want, r.Steps, h.jobsOf(t, id))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// waitJob polls River until the job satisfies ok.
+func (h *harness) waitJob(t *testing.T, jobID int64, what string, ok func(*rivertype.JobRow) bool) *rivertype.JobRow {
+	t.Helper()
+	deadline := time.Now().Add(waitFor)
+	for {
+		job, err := h.client.JobGet(t.Context(), jobID)
+		if err != nil {
+			t.Fatalf("JobGet(%d): %v", jobID, err)
+		}
+		if ok(job) {
+			return job
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("job %d (%s) is %s at attempt %d after %s; want %s", jobID, job.Kind, job.State, job.Attempt, waitFor, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func stateIs(s rivertype.JobState) func(*rivertype.JobRow) bool {
+	return func(j *rivertype.JobRow) bool { return j.State == s }
+}
+
+type jobRow struct {
+	id      int64
+	kind    string
+	state   string
+	attempt int
+	args    string
+	errors  string
+}
+
+// jobs returns every River job, in id order.
+func (h *harness) jobs(t *testing.T) []jobRow {
+	t.Helper()
+	rows, err := h.db.Read.QueryContext(t.Context(), `SELECT id, kind, state, attempt, json(args),
+		coalesce(json(errors), '') FROM river_job ORDER BY id`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var jobs []jobRow
+	for rows.Next() {
+		var j jobRow
+		if err := rows.Scan(&j.id, &j.kind, &j.state, &j.attempt, &j.args, &j.errors); err != nil {
+			t.Fatal(err)
+		}
+		jobs = append(jobs, j)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return jobs
+}
+
+// jobsOf returns the jobs whose args name the registration.
+func (h *harness) jobsOf(t *testing.T, id string) []jobRow {
+	t.Helper()
+	var mine []jobRow
+	for _, j := range h.jobs(t) {
+		var args struct {
+			RegistrationID string `json:"registration_id"`
+		}
+		if err := json.Unmarshal([]byte(j.args), &args); err != nil {
+			t.Fatalf("job %d args %q: %v", j.id, j.args, err)
+		}
+		if args.RegistrationID == id {
+			mine = append(mine, j)
+		}
+	}
+	return mine
+}
+
+func (h *harness) jobOf(t *testing.T, id, kind string) jobRow {
+	t.Helper()
+	var found []jobRow
+	for _, j := range h.jobsOf(t, id) {
+		if j.kind == kind {
+			found = append(found, j)
+		}
+	}
+	if len(found) != 1 {
+		t.Fatalf("registration %s has %d %s jobs; want 1", id, len(found), kind)
+	}
+	return found[0]
+}
+
+// emails returns the .eml files in the outbox.
+func (h *harness) emails(t *testing.T) []string {
+	t.Helper()
+	entries, err := os.ReadDir(h.outboxDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range entries {
+		if strings.HasSuffix(e.Name(), ".eml") && !strings.HasPrefix(e.Name(), ".") {
+			names = append(names, e.Name())
+		}
+	}
+	return names
+}
+
+func (h *harness) count(t *testing.T, query string, args ...any) int {
+	t.Helper()
+	var n int
+	if err := h.db.Read.QueryRowContext(t.Context(), query, args...).Scan(&n); err != nil {
+		t.Fatalf("%s: %v", query, err)
+	}
+	return n
+}
+
+func checkStep(t *testing.T, r registration.Registration, name registration.StepName, status registration.StepStatus, attempts int) registration.Step {
+	t.Helper()
+	st, ok := r.Step(name)
+	if !ok {
+		t.Fatalf("registration %s has no step %s", r.ID, name)
+	}
+	if st.Status != status || st.Attempts != attempts {
+		t.Errorf("step %s = %s after %d attempts (last error %q); want %s after %d", name, st.Status, st.Attempts, st.LastError, status, attempts)
+	}
+	return st
+}
+
+func TestHappyPath(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name       string
+		newsletter bool
+	}{
+		{"with newsletter", true},
+		{"without newsletter", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			h := newHarness(t, nil)
+			id := h.register(t, 1, tt.newsletter)
+			r := h.waitStatus(t, id, registration.StatusCompleted)
+
+			checkStep(t, r, registration.StepSaveOrder, registration.StepSucceeded, 1)
+			checkStep(t, r, registration.StepSendConfirmation, registration.StepSucceeded, 1)
+			wantKinds := []string{"register", "save_order", "send_confirmation"}
+			if tt.newsletter {
+				checkStep(t, r, registration.StepAddToMailingList, registration.StepSucceeded, 1)
+				wantKinds = append(wantKinds, "add_to_mailing_list")
+			} else {
+				checkStep(t, r, registration.StepAddToMailingList, registration.StepSkipped, 0)
+			}
+
+			// SaveOrder.
+			var amount int64
+			var currency, ticket, mail, reference string
+			if err := h.db.Read.QueryRow(`SELECT amount, currency, ticket_id, email, payment_reference FROM orders WHERE registration_id = ?`, id).
+				Scan(&amount, &currency, &ticket, &mail, &reference); err != nil {
+				t.Fatalf("read order: %v", err)
+			}
+			if amount != 14900 || currency != "EUR" || ticket != "standard" || mail != "Ada.1@Example.org" || reference != r.Payment.Reference || reference == "" {
+				t.Errorf("order = (%d, %s, %s, %s, %s); want (14900, EUR, standard, Ada.1@Example.org, %s)", amount, currency, ticket, mail, reference, r.Payment.Reference)
+			}
+
+			// SendEmailConfirmation: one email, to the attendee, without card data.
+			emails := h.emails(t)
+			if len(emails) != 1 || emails[0] != id+".eml" {
+				t.Fatalf("outbox = %v; want exactly [%s.eml]", emails, id)
+			}
+			raw, err := os.ReadFile(filepath.Join(h.outboxDir, emails[0]))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(string(raw), "Ada.1@Example.org") || !strings.Contains(string(raw), id) {
+				t.Errorf("the email is not addressed to the attendee or lacks the registration id:\n%s", raw)
+			}
+			if strings.Contains(string(raw), testCardRaw) || strings.Contains(string(raw), testCard) {
+				t.Error("the email contains the card number")
+			}
+			if got := h.mailer.Calls(); got != 1 {
+				t.Errorf("mailer called %d times; want 1", got)
+			}
+			if got := h.count(t, `SELECT count(*) FROM email_deliveries WHERE registration_id = ? AND state = 'sent' AND reference <> ''`, id); got != 1 {
+				t.Errorf("email_deliveries does not record the confirmation as sent")
+			}
+
+			// AddEmailToMailingList, iff consented.
+			wantListed := 0
+			if tt.newsletter {
+				wantListed = 1
+			}
+			if got := h.count(t, `SELECT count(*) FROM mailing_list WHERE email = 'ada.1@example.org' AND registration_id = ?`, id); got != wantListed {
+				t.Errorf("mailing_list has %d rows for the attendee; want %d", got, wantListed)
+			}
+			if got := h.count(t, `SELECT count(*) FROM mailing_list`); got != wantListed {
+				t.Errorf("mailing_list has %d rows; want %d", got, wantListed)
+			}
+
+			// River: one register job and one job per pending activity, all completed.
+			var kinds []string
+			for _, j := range h.jobsOf(t, id) {
+				kinds = append(kinds, j.kind)
+				if j.state != "completed" || j.attempt != 1 {
+					t.Errorf("job %d (%s) is %s at attempt %d; want completed at attempt 1", j.id, j.kind, j.state, j.attempt)
+				}
+			}
+			slices.Sort(kinds)
+			slices.Sort(wantKinds)
+			if !slices.Equal(kinds, wantKinds) {
+				t.Errorf("jobs of the registration = %v; want %v", kinds, wantKinds)
+			}
+
+			// Invariant 1: no card number or CVC queued, nor stored anywhere.
+			for _, j := range h.jobs(t) {
+				lower := strings.ToLower(j.args)
+				if strings.Contains(lower, testCardRaw) || strings.Contains(lower, "cvc") || strings.Contains(lower, "card") {
+					t.Errorf("job %d (%s) args carry card data: %s", j.id, j.kind, j.args)
+				}
+			}
+			checkNoCardStored(t, h.db)
+		})
+	}
+}
+
+// checkNoCardStored looks through every column of every table for the card
+// number.
+func checkNoCardStored(t *testing.T, db *sqlite.DB) {
+	t.Helper()
+	ctx := t.Context()
+	rows, err := db.Read.QueryContext(ctx, `SELECT name FROM sqlite_master WHERE type = 'table'`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tables []string
+	for rows.Next() {
+		var name string
+		if err := rows.Scan(&name); err != nil {
+			t.Fatal(err)
+		}
+		tables = append(tables, name)
+	}
+	rows.Close()
+	if len(tables) < 5 {
+		t.Fatalf("found only tables %v", tables)
+	}
+	for _, table := range tables {
+		rows, err := db.Read.QueryContext(ctx, `SELECT * FROM "`+table+`"`)
+		if err != nil {
+			t.Fatalf("read %s: %v", table, err)
+		}
+		cols, _ := rows.Columns()
+		for rows.Next() {
+			vals := make([]any, len(cols))
+			ptrs := make([]any, len(cols))
+			for i := range vals {
+				ptrs[i] = &vals[i]
+			}
+			if err := rows.Scan(ptrs...); err != nil {
+				t.Fatal(err)
+			}
+			for i, v := range vals {
+				var s string
+				switch v := v.(type) {
+				case string:
+					s = v
+				case []byte:
+					s = string(v)
+				}
+				if strings.Contains(s, testCardRaw) || strings.Contains(s, testCard) {
+					t.Errorf("table %s column %s holds the card number", table, cols[i])
+				}
+			}
+		}
+		if err := rows.Err(); err != nil {
+			t.Fatal(err)
+		}
+		rows.Close()
+	}
+}
+
+func TestRetriedEmailSucceeds(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, func(m *testMailer) { m.failNext = 2 })
+	id := h.register(t, 1, true)
+	r := h.waitStatus(t, id, registration.StatusCompleted)
+	st := checkStep(t, r, registration.StepSendConfirmation, registration.StepSucceeded, 3)
+	if !strings.Contains(st.LastError, "451 try again later (call 2)") {
+		t.Errorf("last_error = %q; want the error of the second attempt", st.LastError)
+	}
+	checkStep(t, r, registration.StepSaveOrder, registration.StepSucceeded, 1)
+	checkStep(t, r, registration.StepAddToMailingList, registration.StepSucceeded, 1)
+	if got := h.mailer.Calls(); got != 3 {
+		t.Errorf("mailer called %d times; want 3", got)
+	}
+	if got := h.emails(t); len(got) != 1 {
+		t.Errorf("outbox = %v; want exactly one email", got)
+	}
+	j := h.jobOf(t, id, pipeline.KindSendConfirmation)
+	if j.state != "completed" || j.attempt != 3 {
+		t.Errorf("send_confirmation job is %s at attempt %d; want completed at attempt 3", j.state, j.attempt)
+	}
+}
+
+func TestExhaustedRetriesThenOperatorRetry(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, func(m *testMailer) { m.failAll = true })
+	id := h.register(t, 1, true)
+	h.waitStatus(t, id, registration.StatusNeedsAttention)
+	sendJob := h.jobOf(t, id, pipeline.KindSendConfirmation)
+	row := h.waitJob(t, sendJob.id, "discarded", stateIs(rivertype.JobStateDiscarded))
+	if row.Attempt != maxAttempts || len(row.Errors) != maxAttempts {
+		t.Errorf("discarded job: attempt %d with %d errors; want %d and %d", row.Attempt, len(row.Errors), maxAttempts, maxAttempts)
+	}
+	r := h.waitStatus(t, id, registration.StatusNeedsAttention)
+	st := checkStep(t, r, registration.StepSendConfirmation, registration.StepFailed, maxAttempts)
+	if want := fmt.Sprintf("(call %d)", maxAttempts); !strings.Contains(st.LastError, "421 service unavailable") || !strings.Contains(st.LastError, want) {
+		t.Errorf("last_error = %q; want the last attempt's error", st.LastError)
+	}
+	checkStep(t, r, registration.StepSaveOrder, registration.StepSucceeded, 1)
+	checkStep(t, r, registration.StepAddToMailingList, registration.StepSucceeded, 1)
+	if got := h.mailer.Calls(); got != maxAttempts {
+		t.Errorf("mailer called %d times; want %d", got, maxAttempts)
+	}
+	if got := h.emails(t); len(got) != 0 {
+		t.Errorf("outbox = %v; want empty", got)
+	}
+
+	// An operator fixes the mailer and retries the dead job.
+	h.mailer.set(func(m *testMailer) { m.failAll = false })
+	if _, err := h.client.JobRetry(t.Context(), sendJob.id); err != nil {
+		t.Fatalf("JobRetry: %v", err)
+	}
+	r = h.waitStatus(t, id, registration.StatusCompleted)
+	checkStep(t, r, registration.StepSendConfirmation, registration.StepSucceeded, maxAttempts+1)
+	h.waitJob(t, sendJob.id, "completed", stateIs(rivertype.JobStateCompleted))
+	if got := h.emails(t); len(got) != 1 {
+		t.Errorf("outbox = %v; want exactly one email", got)
+	}
+	if got := h.mailer.Calls(); got != maxAttempts+1 {
+		t.Errorf("mailer called %d times; want %d", got, maxAttempts+1)
+	}
+}
+
+func TestPermanentErrorFailsAtOnce(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, func(m *testMailer) { m.permanent = true })
+	id := h.register(t, 1, false)
+	h.waitStatus(t, id, registration.StatusNeedsAttention)
+	sendJob := h.jobOf(t, id, pipeline.KindSendConfirmation)
+	row := h.waitJob(t, sendJob.id, "cancelled", stateIs(rivertype.JobStateCancelled))
+	if row.Attempt != 1 {
+		t.Errorf("cancelled job ran %d attempts; want 1", row.Attempt)
+	}
+	r := h.waitStatus(t, id, registration.StatusNeedsAttention)
+	st := checkStep(t, r, registration.StepSendConfirmation, registration.StepFailed, 1)
+	if !strings.Contains(st.LastError, "550 recipient rejected") {
+		t.Errorf("last_error = %q; want the rejection", st.LastError)
+	}
+	checkStep(t, r, registration.StepSaveOrder, registration.StepSucceeded, 1)
+	if got := h.mailer.Calls(); got != 1 {
+		t.Errorf("mailer called %d times; want 1", got)
+	}
+	if got := h.emails(t); len(got) != 0 {
+		t.Errorf("outbox = %v; want empty", got)
+	}
+}
+
+// TestEmailAtMostOnce re-runs the confirmation activity of a registration
+// whose email is recorded as sent: nothing is sent again.
+func TestEmailAtMostOnce(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		// rerun makes the activity run again and returns the job to wait for
+		// and the attempt it must reach.
+		rerun func(t *testing.T, h *harness, id string) (jobID int64, attempt int)
+	}{
+		{
+			name: "operator retries the completed job",
+			rerun: func(t *testing.T, h *harness, id string) (int64, int) {
+				j := h.jobOf(t, id, pipeline.KindSendConfirmation)
+				if _, err := h.client.JobRetry(t.Context(), j.id); err != nil {
+					t.Fatalf("JobRetry: %v", err)
+				}
+				return j.id, 2
+			},
+		},
+		{
+			name: "a fresh job for the same registration",
+			rerun: func(t *testing.T, h *harness, id string) (int64, int) {
+				res, err := h.client.Insert(t.Context(), pipeline.SendConfirmationArgs{RegistrationID: id}, nil)
+				if err != nil {
+					t.Fatalf("Insert: %v", err)
+				}
+				if res.UniqueSkippedAsDuplicate {
+					t.Fatal("the fresh job was skipped as a duplicate")
+				}
+				return res.Job.ID, 1
+			},
+		},
+		{
+			name: "a fresh job while the step is reopened",
+			rerun: func(t *testing.T, h *harness, id string) (int64, int) {
+				// The step no longer says succeeded (as after a crash between
+				// the send and its bookkeeping); only email_deliveries knows.
+				if _, err := h.db.Write.ExecContext(t.Context(), `UPDATE registration_steps SET status = 'retrying'
+					WHERE registration_id = ? AND step = 'send_confirmation'`, id); err != nil {
+					t.Fatal(err)
+				}
+				res, err := h.client.Insert(t.Context(), pipeline.SendConfirmationArgs{RegistrationID: id}, nil)
+				if err != nil {
+					t.Fatalf("Insert: %v", err)
+				}
+				return res.Job.ID, 1
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			h := newHarness(t, nil)
+			id := h.register(t, 1, false)
+			h.waitStatus(t, id, registration.StatusCompleted)
+			if got := h.mailer.Calls(); got != 1 {
+				t.Fatalf("mailer called %d times; want 1", got)
+			}
+			jobID, attempt := tt.rerun(t, h, id)
+			h.waitJob(t, jobID, fmt.Sprintf("completed at attempt %d", attempt), func(j *rivertype.JobRow) bool {
+				return j.State == rivertype.JobStateCompleted && j.Attempt == attempt
+			})
+			if got := h.mailer.Calls(); got != 1 {
+				t.Errorf("mailer called %d times after the re-run; want 1", got)
+			}
+			if got := h.emails(t); len(got) != 1 {
+				t.Errorf("outbox = %v; want exactly one email", got)
+			}
+			r := h.waitStatus(t, id, registration.StatusCompleted)
+			// The re-run did nothing, and the step still says one attempt.
+			checkStep(t, r, registration.StepSendConfirmation, registration.StepSucceeded, 1)
+		})
+	}
+}
+
+func TestFanInUnderConcurrency(t *testing.T) {
+	t.Parallel()
+	const n = 50
+	h := newHarness(t, nil)
+	ids := make([]string, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := range n {
+		wg.Go(func() {
+			<-start
+			ids[i], errs[i] = h.svc.Register(t.Context(), request(i, i%2 == 0), "")
+		})
+	}
+	close(start)
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("Register %d: %v", i, err)
+		}
+	}
+	// One deadline for the whole batch: the registrations share the queue.
+	deadline := time.Now().Add(2 * waitFor)
+	for {
+		done := h.count(t, `SELECT count(*) FROM registrations WHERE status = 'completed'`)
+		if done == n {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d registrations completed after %s", done, n, 2*waitFor)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	for i, id := range ids {
+		r := h.waitStatus(t, id, registration.StatusCompleted)
+		for _, st := range r.Steps {
+			want := registration.StepSucceeded
+			if st.Name == registration.StepAddToMailingList && i%2 != 0 {
+				want = registration.StepSkipped
+			}
+			if st.Status != want {
+				t.Errorf("registration %d step %s = %s; want %s", i, st.Name, st.Status, want)
+			}
+		}
+	}
+	emails := h.emails(t)
+	if len(emails) != n {
+		t.Errorf("outbox holds %d emails; want %d", len(emails), n)
+	}
+	for _, id := range ids {
+		if !slices.Contains(emails, id+".eml") {
+			t.Errorf("no email for registration %s", id)
+		}
+	}
+	if got := h.mailer.Calls(); got != n {
+		t.Errorf("mailer called %d times; want %d", got, n)
+	}
+	if got := h.count(t, `SELECT count(*) FROM orders`); got != n {
+		t.Errorf("%d orders; want %d", got, n)
+	}
+	if got := h.count(t, `SELECT count(*) FROM mailing_list`); got != n/2 {
+		t.Errorf("%d mailing list entries; want %d", got, n/2)
+	}
+	if got := h.count(t, `SELECT taken FROM ticket_stock WHERE ticket_id = 'standard'`); got != n {
+		t.Errorf("taken = %d; want %d", got, n)
+	}
+	if got := h.count(t, `SELECT count(*) FROM seat_holds`); got != 0 {
+		t.Errorf("%d seat holds left; want 0", got)
+	}
+}
+
+func TestSweepJobReleasesExpiredHolds(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	h := newHarness(t, nil)
+	now := time.Now().UTC()
+	attempt := func(key string, expires time.Time) registration.Attempt {
+		id, err := registration.NewID()
+		if err != nil {
+			t.Fatal(err)
+		}
+		a := registration.Attempt{ID: id, EventID: "gopherfest-2027", TicketID: "student", IdempotencyKey: key,
+			RequestHash: "hash", CreatedAt: now.Add(-time.Hour), ExpiresAt: expires}
+		if _, err := h.store.StartAttempt(ctx, a, registration.Outcome{Code: registration.CodeSoldOut}); err != nil {
+			t.Fatalf("StartAttempt: %v", err)
+		}
+		return a
+	}
+	attempt("stale-key", now.Add(-time.Minute)) // a process died mid-charge
+	live := attempt("live-key", now.Add(time.Hour))
+	taken := func() int { return h.count(t, `SELECT taken FROM ticket_stock WHERE ticket_id = 'student'`) }
+	if got := taken(); got != 2 {
+		t.Fatalf("taken = %d; want 2", got)
+	}
+
+	res, err := h.client.Insert(ctx, pipeline.SweepHoldsArgs{}, nil)
+	if err != nil {
+		t.Fatalf("Insert sweep job: %v", err)
+	}
+	h.waitJob(t, res.Job.ID, "completed", stateIs(rivertype.JobStateCompleted))
+	if got := taken(); got != 1 {
+		t.Errorf("taken = %d after the sweep; want 1", got)
+	}
+	if got := h.count(t, `SELECT count(*) FROM seat_holds WHERE id = ?`, live.ID); got != 1 {
+		t.Error("the live hold was released")
+	}
+	if got := h.count(t, `SELECT count(*) FROM seat_holds`); got != 1 {
+		t.Errorf("%d seat holds; want only the live one", got)
+	}
+	if got := h.count(t, `SELECT count(*) FROM idempotency_keys WHERE key = 'stale-key'`); got != 0 {
+		t.Error("the stale attempt's idempotency key was not forgotten")
+	}
+	if got := h.count(t, `SELECT count(*) FROM idempotency_keys WHERE key = 'live-key'`); got != 1 {
+		t.Error("the live attempt's idempotency key was forgotten")
+	}
+}
+
+func TestConfig(t *testing.T) {
+	t.Parallel()
+	log := slog.New(slog.DiscardHandler)
+	opts := pipeline.DefaultOptions()
+	if opts.JobTimeout >= opts.RescueAfter {
+		t.Errorf("default JobTimeout %s is not below RescueAfter %s", opts.JobTimeout, opts.RescueAfter)
+	}
+	if opts.RescueAfter > 15*time.Minute {
+		t.Errorf("default RescueAfter %s; want minutes, not River's hour", opts.RescueAfter)
+	}
+	tests := []struct {
+		name    string
+		workers bool
+	}{
+		{"worker", true},
+		{"web only", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			cfg, err := pipeline.Config(pipeline.Deps{Log: log}, opts, tt.workers, log)
+			if err != nil {
+				t.Fatalf("Config: %v", err)
+			}
+			if cfg.DiscardedJobRetentionPeriod != -1 {
+				t.Errorf("DiscardedJobRetentionPeriod = %s; want -1 (keep the dead letters)", cfg.DiscardedJobRetentionPeriod)
+			}
+			if cfg.MaxAttempts != opts.MaxAttempts || cfg.RescueStuckJobsAfter != opts.RescueAfter || cfg.JobTimeout != opts.JobTimeout {
+				t.Errorf("MaxAttempts, RescueStuckJobsAfter, JobTimeout = %d, %s, %s; want %d, %s, %s",
+					cfg.MaxAttempts, cfg.RescueStuckJobsAfter, cfg.JobTimeout, opts.MaxAttempts, opts.RescueAfter, opts.JobTimeout)
+			}
+			if got := cfg.Workers != nil; got != tt.workers {
+				t.Errorf("workers registered: %v; want %v", got, tt.workers)
+			}
+			if tt.workers {
+				if q, ok := cfg.Queues[river.QueueDefault]; !ok || q.MaxWorkers != opts.Workers {
+					t.Errorf("Queues = %+v; want the default queue with %d workers", cfg.Queues, opts.Workers)
+				}
+				if len(cfg.PeriodicJobs) != 1 {
+					t.Errorf("%d periodic jobs; want the hold sweep", len(cfg.PeriodicJobs))
+				}
+			} else if len(cfg.Queues) != 0 || len(cfg.PeriodicJobs) != 0 {
+				t.Errorf("a web-only client works queues %v or periodic jobs %d", cfg.Queues, len(cfg.PeriodicJobs))
+			}
+		})
+	}
+}
+
+func TestRetryPolicy(t *testing.T) {
+	t.Parallel()
+	opts := testOptions()
+	opts.RetryBase, opts.RetryCap = time.Second, 10*time.Second
+	cfg, err := pipeline.Config(pipeline.Deps{}, opts, false, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		attempt int
+		want    time.Duration
+	}{
+		{1, time.Second},
+		{2, 2 * time.Second},
+		{3, 4 * time.Second},
+		{4, 8 * time.Second},
+		{5, 10 * time.Second},
+		{40, 10 * time.Second},
+	}
+	for _, tt := range tests {
+		for range 20 {
+			before := time.Now()
+			next := cfg.RetryPolicy.NextRetry(&rivertype.JobRow{Attempt: tt.attempt})
+			d := next.Sub(before)
+			lo, hi := tt.want*9/10, tt.want*11/10+50*time.Millisecond
+			if d < lo || d > hi {
+				t.Errorf("attempt %d: next retry in %s; want %s ±10%%", tt.attempt, d, tt.want)
+				break
+			}
+		}
+	}
+}

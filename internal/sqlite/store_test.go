@@ -1,0 +1,1190 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver/riversqlite"
+
+	"github.com/registrar/registrar/internal/event"
+	"github.com/registrar/registrar/internal/payment"
+	"github.com/registrar/registrar/internal/pipeline"
+	"github.com/registrar/registrar/internal/registration"
+)
+
+const testEventID = "testconf"
+
+func discardLog() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+var template struct {
+	once sync.Once
+	dir  string
+	data []byte
+	err  error
+}
+
+// TestMain removes the migrated template database.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if template.dir != "" {
+		os.RemoveAll(template.dir)
+	}
+	os.Exit(code)
+}
+
+// migratedTemplate returns the bytes of a freshly migrated database, built
+// once: migrating from scratch is slow under the race detector.
+func migratedTemplate(t *testing.T) []byte {
+	t.Helper()
+	template.once.Do(func() {
+		template.dir, template.err = os.MkdirTemp("", "registrar-sqlite-test-")
+		if template.err != nil {
+			return
+		}
+		path := filepath.Join(template.dir, "template.db")
+		db, err := Open(context.Background(), path)
+		if err != nil {
+			template.err = err
+			return
+		}
+		err = db.Migrate(context.Background(), discardLog())
+		// Closing the last connection checkpoints the WAL into the file.
+		if cerr := db.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			template.err = err
+			return
+		}
+		template.data, template.err = os.ReadFile(path)
+	})
+	if template.err != nil {
+		t.Fatalf("migrated template database: %v", template.err)
+	}
+	return template.data
+}
+
+// openDB opens and migrates a database file in t.TempDir(), copied from the
+// migrated template (Migrate then has nothing left to do).
+func openDB(t *testing.T) (*DB, string) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "registrar.db")
+	if err := os.WriteFile(path, migratedTemplate(t), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	db, err := Open(t.Context(), path)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := db.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
+	if err := db.Migrate(t.Context(), discardLog()); err != nil {
+		t.Fatalf("Migrate: %v", err)
+	}
+	return db, path
+}
+
+func testEvent(capacity int) *event.Event {
+	return &event.Event{
+		ID:       testEventID,
+		Name:     "Test Conference",
+		Currency: "EUR",
+		Tickets: []event.Ticket{
+			{ID: "standard", Name: "Standard", Price: 14900, Capacity: capacity},
+			{ID: "community", Name: "Community", Price: 0, Capacity: 50},
+		},
+	}
+}
+
+// newStore returns a store on a fresh database whose "standard" ticket has
+// the given capacity.
+func newStore(t *testing.T, capacity int) (*Store, *DB) {
+	t.Helper()
+	db, _ := openDB(t)
+	s := NewStore(db)
+	if err := s.SyncTickets(t.Context(), testEvent(capacity)); err != nil {
+		t.Fatalf("SyncTickets: %v", err)
+	}
+	return s, db
+}
+
+func newAttempt(t *testing.T, key, hash string) registration.Attempt {
+	t.Helper()
+	id, err := registration.NewID()
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UTC()
+	return registration.Attempt{
+		ID:             id,
+		EventID:        testEventID,
+		TicketID:       "standard",
+		IdempotencyKey: key,
+		RequestHash:    hash,
+		CreatedAt:      now,
+		ExpiresAt:      now.Add(10 * time.Minute),
+	}
+}
+
+func newRegistration(a registration.Attempt, newsletter bool) registration.Registration {
+	r := registration.Registration{
+		ID:         a.ID,
+		EventID:    a.EventID,
+		TicketID:   a.TicketID,
+		Status:     registration.StatusPaid,
+		Amount:     14900,
+		Currency:   "EUR",
+		FirstName:  "Ada",
+		LastName:   "Lovelace",
+		Email:      "ada@example.org",
+		Company:    "Analytical Engines",
+		Newsletter: newsletter,
+		Payment:    payment.Charge{Provider: "test", Reference: "test_ref_" + a.ID[:8], Brand: "visa", Last4: "1111"},
+		CreatedAt:  a.CreatedAt.Truncate(time.Microsecond),
+		UpdatedAt:  a.CreatedAt.Truncate(time.Microsecond),
+	}
+	for _, name := range registration.Steps {
+		st := registration.StepPending
+		if name == registration.StepAddToMailingList && !newsletter {
+			st = registration.StepSkipped
+		}
+		r.Steps = append(r.Steps, registration.Step{Name: name, Status: st})
+	}
+	return r
+}
+
+func noEnqueue(context.Context, *sql.Tx, string) error { return nil }
+
+func queryInt(t *testing.T, db *sql.DB, query string, args ...any) int {
+	t.Helper()
+	var n int
+	if err := db.QueryRowContext(t.Context(), query, args...).Scan(&n); err != nil {
+		t.Fatalf("%s: %v", query, err)
+	}
+	return n
+}
+
+func taken(t *testing.T, db *DB, ticket string) int {
+	t.Helper()
+	return queryInt(t, db.Write, `SELECT taken FROM ticket_stock WHERE event_id = ? AND ticket_id = ?`, testEventID, ticket)
+}
+
+func holdCount(t *testing.T, db *DB) int {
+	t.Helper()
+	return queryInt(t, db.Write, `SELECT count(*) FROM seat_holds`)
+}
+
+type keyRow struct {
+	exists               bool
+	state, attemptID     string
+	regID, code, message string
+	requestHash          string
+}
+
+func readKey(t *testing.T, db *DB, key string) keyRow {
+	t.Helper()
+	var k keyRow
+	var regID, code, msg sql.NullString
+	err := db.Write.QueryRowContext(t.Context(), `SELECT state, attempt_id, request_hash, registration_id, error_code, error_message
+		FROM idempotency_keys WHERE key = ?`, key).Scan(&k.state, &k.attemptID, &k.requestHash, &regID, &code, &msg)
+	if errors.Is(err, sql.ErrNoRows) {
+		return k
+	}
+	if err != nil {
+		t.Fatalf("read key %s: %v", key, err)
+	}
+	k.exists, k.regID, k.code, k.message = true, regID.String, code.String, msg.String
+	return k
+}
+
+func TestOpenLocksTheFile(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "data", "registrar.db")
+	first, err := Open(t.Context(), path)
+	if err != nil {
+		t.Fatalf("first Open: %v", err)
+	}
+	second, err := Open(t.Context(), path)
+	if err == nil {
+		second.Close()
+		first.Close()
+		t.Fatal("second Open of the same file succeeded; want it refused while the first is open")
+	}
+	if !strings.Contains(err.Error(), "in use by another registrar process") || !strings.Contains(err.Error(), path) {
+		t.Errorf("second Open error = %q; want it to name %s and say another registrar process uses it", err, path)
+	}
+	if err := first.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	third, err := Open(t.Context(), path)
+	if err != nil {
+		t.Fatalf("Open after Close: %v", err)
+	}
+	if err := third.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+}
+
+func TestMigrate(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	db, err := Open(ctx, filepath.Join(t.TempDir(), "registrar.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if err := db.Migrate(ctx, discardLog()); err != nil {
+		t.Fatalf("first Migrate: %v", err)
+	}
+	if err := db.Migrate(ctx, discardLog()); err != nil {
+		t.Fatalf("second Migrate: %v", err)
+	}
+	if err := db.Ready(ctx); err != nil {
+		t.Fatalf("Ready after Migrate: %v", err)
+	}
+	if got, want := queryInt(t, db.Write, `SELECT count(*) FROM schema_migrations`), SchemaVersion(); got != want {
+		t.Errorf("schema_migrations has %d rows after two migrations; want %d (one per migration)", got, want)
+	}
+	if SchemaVersion() < 1 {
+		t.Fatalf("SchemaVersion() = %d; want at least 1", SchemaVersion())
+	}
+	// River's tables exist too.
+	if got := queryInt(t, db.Write, `SELECT count(*) FROM river_job`); got != 0 {
+		t.Errorf("river_job has %d rows in a fresh database", got)
+	}
+
+	newer := SchemaVersion() + 1
+	if _, err := db.Write.ExecContext(ctx, `INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, 'from_the_future.sql', '2030-01-01T00:00:00.000000Z')`, newer); err != nil {
+		t.Fatal(err)
+	}
+	err = db.Migrate(ctx, discardLog())
+	if err == nil {
+		t.Fatal("Migrate accepted a database of a newer schema")
+	}
+	for _, want := range []string{fmt.Sprintf("version %d", newer), fmt.Sprintf("only up to %d", SchemaVersion())} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("Migrate error = %q; want it to contain %q", err, want)
+		}
+	}
+	if err := db.Ready(ctx); err == nil {
+		t.Error("Ready passed on a database of a newer schema")
+	}
+}
+
+func TestReadyBeforeMigrate(t *testing.T) {
+	t.Parallel()
+	db, err := Open(t.Context(), filepath.Join(t.TempDir(), "registrar.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if err := db.Ready(t.Context()); err == nil {
+		t.Error("Ready passed on an unmigrated database")
+	}
+}
+
+func TestPragmas(t *testing.T) {
+	t.Parallel()
+	db, _ := openDB(t)
+	tests := []struct {
+		pragma string
+		want   string
+	}{
+		{"journal_mode", "wal"},
+		{"foreign_keys", "1"},
+		{"busy_timeout", "10000"},
+		{"synchronous", "2"}, // FULL
+	}
+	for _, tt := range tests {
+		var got string
+		if err := db.Write.QueryRowContext(t.Context(), "PRAGMA "+tt.pragma).Scan(&got); err != nil {
+			t.Fatalf("PRAGMA %s: %v", tt.pragma, err)
+		}
+		if got != tt.want {
+			t.Errorf("PRAGMA %s = %q; want %q", tt.pragma, got, tt.want)
+		}
+	}
+	// The read pool cannot write.
+	if _, err := db.Read.ExecContext(t.Context(), `DELETE FROM ticket_stock`); err == nil {
+		t.Error("a write through the read pool succeeded")
+	}
+	// Foreign keys are enforced.
+	if _, err := db.Write.ExecContext(t.Context(), `INSERT INTO orders (registration_id, event_id, ticket_id, amount, currency,
+		first_name, last_name, email, company, payment_provider, payment_reference, saved_at)
+		VALUES ('nope', 'e', 't', 1, 'EUR', 'a', 'b', 'c', '', '', '', 'x')`); err == nil {
+		t.Error("an order for a missing registration was inserted; foreign keys are not enforced")
+	}
+}
+
+func TestSyncTickets(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	s, db := newStore(t, 2)
+	if _, err := s.StartAttempt(ctx, newAttempt(t, "", "h"), registration.Outcome{}); err != nil {
+		t.Fatal(err)
+	}
+	ev := testEvent(5)
+	ev.Tickets = append(ev.Tickets, event.Ticket{ID: "student", Name: "Student", Price: 4900, Capacity: 3})
+	if err := s.SyncTickets(ctx, ev); err != nil {
+		t.Fatalf("SyncTickets: %v", err)
+	}
+	rows, err := db.Write.QueryContext(ctx, `SELECT ticket_id, capacity, taken FROM ticket_stock WHERE event_id = ? ORDER BY ticket_id`, testEventID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var got []string
+	for rows.Next() {
+		var id string
+		var capacity, taken int
+		if err := rows.Scan(&id, &capacity, &taken); err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, fmt.Sprintf("%s:%d/%d", id, taken, capacity))
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	want := "community:0/50 standard:1/5 student:0/3"
+	if strings.Join(got, " ") != want {
+		t.Errorf("ticket_stock (ticket:taken/capacity) = %q; want %q", strings.Join(got, " "), want)
+	}
+}
+
+func TestStartAndFailAttempt(t *testing.T) {
+	t.Parallel()
+	soldOut := registration.Outcome{Code: registration.CodeSoldOut, Message: "The Standard ticket is sold out."}
+
+	t.Run("hold takes a seat", func(t *testing.T) {
+		t.Parallel()
+		s, db := newStore(t, 2)
+		a := newAttempt(t, "key-1", "hash-1")
+		replay, err := s.StartAttempt(t.Context(), a, soldOut)
+		if err != nil || replay != nil {
+			t.Fatalf("StartAttempt = %v, %v; want nil, nil", replay, err)
+		}
+		if got := taken(t, db, "standard"); got != 1 {
+			t.Errorf("taken = %d; want 1", got)
+		}
+		var id, key, expires string
+		if err := db.Write.QueryRow(`SELECT id, idempotency_key, expires_at FROM seat_holds`).Scan(&id, &key, &expires); err != nil {
+			t.Fatalf("read hold: %v", err)
+		}
+		if id != a.ID || key != "key-1" || expires != formatTime(a.ExpiresAt) {
+			t.Errorf("hold = (%s, %s, %s); want (%s, key-1, %s)", id, key, expires, a.ID, formatTime(a.ExpiresAt))
+		}
+		if k := readKey(t, db, "key-1"); !k.exists || k.state != "in_progress" || k.attemptID != a.ID || k.requestHash != "hash-1" {
+			t.Errorf("key = %+v; want in_progress for attempt %s with hash-1", k, a.ID)
+		}
+	})
+
+	t.Run("fail without outcome releases the seat and forgets the key", func(t *testing.T) {
+		t.Parallel()
+		ctx := t.Context()
+		s, db := newStore(t, 2)
+		a := newAttempt(t, "key-1", "hash-1")
+		if _, err := s.StartAttempt(ctx, a, soldOut); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.FailAttempt(ctx, a, nil); err != nil {
+			t.Fatalf("FailAttempt: %v", err)
+		}
+		if got := taken(t, db, "standard"); got != 0 {
+			t.Errorf("taken = %d; want 0", got)
+		}
+		if got := holdCount(t, db); got != 0 {
+			t.Errorf("%d seat holds left; want 0", got)
+		}
+		if k := readKey(t, db, "key-1"); k.exists {
+			t.Errorf("key still stored (%+v); want it forgotten so the client may retry", k)
+		}
+		// The client may retry with the same key and another request.
+		retry := newAttempt(t, "key-1", "hash-2")
+		if replay, err := s.StartAttempt(ctx, retry, soldOut); err != nil || replay != nil {
+			t.Fatalf("StartAttempt after a forgotten key = %v, %v; want nil, nil", replay, err)
+		}
+	})
+
+	t.Run("fail with outcome stores it for replay", func(t *testing.T) {
+		t.Parallel()
+		ctx := t.Context()
+		s, db := newStore(t, 2)
+		a := newAttempt(t, "key-1", "hash-1")
+		if _, err := s.StartAttempt(ctx, a, soldOut); err != nil {
+			t.Fatal(err)
+		}
+		declined := registration.Outcome{Code: registration.CodePaymentDeclined, Message: "Your card was declined."}
+		if err := s.FailAttempt(ctx, a, &declined); err != nil {
+			t.Fatalf("FailAttempt: %v", err)
+		}
+		if got := taken(t, db, "standard"); got != 0 {
+			t.Errorf("taken = %d; want 0", got)
+		}
+		if got := holdCount(t, db); got != 0 {
+			t.Errorf("%d seat holds left; want 0", got)
+		}
+		replay, err := s.StartAttempt(ctx, newAttempt(t, "key-1", "hash-1"), soldOut)
+		if err != nil {
+			t.Fatalf("replaying StartAttempt: %v", err)
+		}
+		if replay == nil || *replay != declined {
+			t.Errorf("replay = %+v; want %+v", replay, declined)
+		}
+		if got := taken(t, db, "standard"); got != 0 {
+			t.Errorf("a replay took a seat: taken = %d", got)
+		}
+		if _, err := s.StartAttempt(ctx, newAttempt(t, "key-1", "hash-other"), soldOut); !errors.Is(err, registration.ErrKeyReused) {
+			t.Errorf("same key, other hash: err = %v; want ErrKeyReused", err)
+		}
+	})
+
+	t.Run("conflicting keys", func(t *testing.T) {
+		t.Parallel()
+		ctx := t.Context()
+		s, db := newStore(t, 5)
+		if _, err := s.StartAttempt(ctx, newAttempt(t, "key-1", "hash-1"), soldOut); err != nil {
+			t.Fatal(err)
+		}
+		tests := []struct {
+			name, hash string
+			want       error
+		}{
+			{"same hash while in progress", "hash-1", registration.ErrKeyInProgress},
+			{"other hash", "hash-2", registration.ErrKeyReused},
+		}
+		for _, tt := range tests {
+			replay, err := s.StartAttempt(ctx, newAttempt(t, "key-1", tt.hash), soldOut)
+			if !errors.Is(err, tt.want) || replay != nil {
+				t.Errorf("%s: StartAttempt = %v, %v; want nil, %v", tt.name, replay, err, tt.want)
+			}
+		}
+		if got := taken(t, db, "standard"); got != 1 {
+			t.Errorf("taken = %d after refused attempts; want 1", got)
+		}
+		if got := holdCount(t, db); got != 1 {
+			t.Errorf("%d seat holds; want 1", got)
+		}
+	})
+
+	t.Run("sold out stores the sold-out outcome", func(t *testing.T) {
+		t.Parallel()
+		ctx := t.Context()
+		s, db := newStore(t, 1)
+		if _, err := s.StartAttempt(ctx, newAttempt(t, "", "h"), soldOut); err != nil {
+			t.Fatal(err)
+		}
+		a := newAttempt(t, "key-late", "hash-late")
+		replay, err := s.StartAttempt(ctx, a, soldOut)
+		if !errors.Is(err, registration.ErrSoldOut) || replay != nil {
+			t.Fatalf("StartAttempt on a full ticket = %v, %v; want nil, ErrSoldOut", replay, err)
+		}
+		if got := taken(t, db, "standard"); got != 1 {
+			t.Errorf("taken = %d; want 1", got)
+		}
+		if got := holdCount(t, db); got != 1 {
+			t.Errorf("%d seat holds; want 1", got)
+		}
+		if k := readKey(t, db, "key-late"); k.state != "done" || k.code != soldOut.Code || k.message != soldOut.Message || k.regID != "" {
+			t.Errorf("key = %+v; want done with the sold-out outcome", k)
+		}
+		replay, err = s.StartAttempt(ctx, newAttempt(t, "key-late", "hash-late"), soldOut)
+		if err != nil || replay == nil || *replay != soldOut {
+			t.Errorf("replay = %+v, %v; want %+v", replay, err, soldOut)
+		}
+		// Without a key, sold out stores nothing.
+		if _, err := s.StartAttempt(ctx, newAttempt(t, "", "h"), soldOut); !errors.Is(err, registration.ErrSoldOut) {
+			t.Errorf("keyless StartAttempt on a full ticket: err = %v; want ErrSoldOut", err)
+		}
+		if got := queryInt(t, db.Write, `SELECT count(*) FROM idempotency_keys`); got != 1 {
+			t.Errorf("%d idempotency keys; want 1", got)
+		}
+	})
+
+	t.Run("unknown ticket is sold out", func(t *testing.T) {
+		t.Parallel()
+		s, db := newStore(t, 1)
+		a := newAttempt(t, "", "h")
+		a.TicketID = "vip"
+		if _, err := s.StartAttempt(t.Context(), a, soldOut); !errors.Is(err, registration.ErrSoldOut) {
+			t.Errorf("err = %v; want ErrSoldOut", err)
+		}
+		if got := holdCount(t, db); got != 0 {
+			t.Errorf("%d seat holds; want 0", got)
+		}
+	})
+}
+
+func TestCompleteAttempt(t *testing.T) {
+	t.Parallel()
+	soldOut := registration.Outcome{Code: registration.CodeSoldOut, Message: "sold out"}
+
+	t.Run("stores the registration in the enqueue's transaction", func(t *testing.T) {
+		t.Parallel()
+		ctx := t.Context()
+		s, db := newStore(t, 2)
+		a := newAttempt(t, "key-1", "hash-1")
+		if _, err := s.StartAttempt(ctx, a, soldOut); err != nil {
+			t.Fatal(err)
+		}
+		r := newRegistration(a, true)
+		var calls int
+		enqueue := func(ctx context.Context, tx *sql.Tx, id string) error {
+			calls++
+			if id != r.ID {
+				t.Errorf("enqueue id = %q; want %q", id, r.ID)
+			}
+			// Inside the transaction the registration is there...
+			var status string
+			if err := tx.QueryRowContext(ctx, `SELECT status FROM registrations WHERE id = ?`, id).Scan(&status); err != nil {
+				t.Errorf("registration not visible in the enqueue's transaction: %v", err)
+			}
+			// ...but not yet committed.
+			if _, err := s.Registration(ctx, id); !errors.Is(err, registration.ErrNotFound) {
+				t.Errorf("registration visible outside the transaction before commit: err = %v", err)
+			}
+			_, err := tx.ExecContext(ctx, `INSERT INTO orders (registration_id, event_id, ticket_id, amount, currency,
+				first_name, last_name, email, company, payment_provider, payment_reference, saved_at)
+				VALUES (?, 'e', 't', 1, 'EUR', 'a', 'b', 'c', '', '', '', 'x')`, id)
+			return err
+		}
+		if err := s.CompleteAttempt(ctx, a, r, enqueue); err != nil {
+			t.Fatalf("CompleteAttempt: %v", err)
+		}
+		if calls != 1 {
+			t.Errorf("enqueue called %d times; want 1", calls)
+		}
+		if got := queryInt(t, db.Write, `SELECT count(*) FROM orders WHERE registration_id = ?`, r.ID); got != 1 {
+			t.Errorf("the enqueue's write was not committed with the registration")
+		}
+		if got := taken(t, db, "standard"); got != 1 {
+			t.Errorf("taken = %d; want 1 (the seat stays taken)", got)
+		}
+		if got := holdCount(t, db); got != 0 {
+			t.Errorf("%d seat holds; want the hold removed", got)
+		}
+		got, err := s.Registration(ctx, r.ID)
+		if err != nil {
+			t.Fatalf("Registration: %v", err)
+		}
+		if fmt.Sprint(got) != fmt.Sprint(r) {
+			t.Errorf("stored registration =\n%+v\nwant\n%+v", got, r)
+		}
+		if k := readKey(t, db, "key-1"); k.state != "done" || k.regID != r.ID || k.code != "" {
+			t.Errorf("key = %+v; want done with registration %s", k, r.ID)
+		}
+		replay, err := s.StartAttempt(ctx, newAttempt(t, "key-1", "hash-1"), soldOut)
+		if err != nil || replay == nil || *replay != (registration.Outcome{RegistrationID: r.ID}) {
+			t.Errorf("replay = %+v, %v; want the registration id %s", replay, err, r.ID)
+		}
+		if got := taken(t, db, "standard"); got != 1 {
+			t.Errorf("taken = %d after the replay; want 1", got)
+		}
+	})
+
+	t.Run("a failing enqueue rolls everything back", func(t *testing.T) {
+		t.Parallel()
+		ctx := t.Context()
+		s, db := newStore(t, 2)
+		a := newAttempt(t, "key-1", "hash-1")
+		if _, err := s.StartAttempt(ctx, a, soldOut); err != nil {
+			t.Fatal(err)
+		}
+		boom := errors.New("queue is down")
+		err := s.CompleteAttempt(ctx, a, newRegistration(a, true), func(context.Context, *sql.Tx, string) error { return boom })
+		if !errors.Is(err, boom) {
+			t.Fatalf("CompleteAttempt err = %v; want it to wrap %v", err, boom)
+		}
+		if _, err := s.Registration(ctx, a.ID); !errors.Is(err, registration.ErrNotFound) {
+			t.Errorf("Registration after a failed enqueue: err = %v; want ErrNotFound", err)
+		}
+		for _, table := range []string{"registrations", "registration_steps"} {
+			if got := queryInt(t, db.Write, `SELECT count(*) FROM `+table); got != 0 {
+				t.Errorf("%s has %d rows; want 0", table, got)
+			}
+		}
+		if got := holdCount(t, db); got != 1 {
+			t.Errorf("%d seat holds; want the hold still present", got)
+		}
+		if got := taken(t, db, "standard"); got != 1 {
+			t.Errorf("taken = %d; want 1", got)
+		}
+		if k := readKey(t, db, "key-1"); k.state != "in_progress" {
+			t.Errorf("key = %+v; want still in_progress", k)
+		}
+		// The caller then fails the attempt: everything is released.
+		if err := s.FailAttempt(ctx, a, nil); err != nil {
+			t.Fatal(err)
+		}
+		if got := taken(t, db, "standard"); got != 0 {
+			t.Errorf("taken = %d after FailAttempt; want 0", got)
+		}
+	})
+
+	t.Run("after the hold was swept a free seat is taken again", func(t *testing.T) {
+		t.Parallel()
+		ctx := t.Context()
+		s, db := newStore(t, 1)
+		a := newAttempt(t, "key-1", "hash-1")
+		a.ExpiresAt = a.CreatedAt.Add(-time.Second)
+		if _, err := s.StartAttempt(ctx, a, soldOut); err != nil {
+			t.Fatal(err)
+		}
+		if n, err := s.SweepExpiredHolds(ctx, time.Now()); err != nil || n != 1 {
+			t.Fatalf("SweepExpiredHolds = %d, %v; want 1, nil", n, err)
+		}
+		if got := taken(t, db, "standard"); got != 0 {
+			t.Fatalf("taken = %d after the sweep; want 0", got)
+		}
+		if err := s.CompleteAttempt(ctx, a, newRegistration(a, false), noEnqueue); err != nil {
+			t.Fatalf("CompleteAttempt: %v", err)
+		}
+		if got := taken(t, db, "standard"); got != 1 {
+			t.Errorf("taken = %d; want 1", got)
+		}
+		if _, err := s.Registration(ctx, a.ID); err != nil {
+			t.Errorf("Registration: %v", err)
+		}
+	})
+
+	t.Run("after the hold was swept and the seat resold", func(t *testing.T) {
+		t.Parallel()
+		ctx := t.Context()
+		s, db := newStore(t, 1)
+		a := newAttempt(t, "", "h")
+		a.ExpiresAt = a.CreatedAt.Add(-time.Second)
+		if _, err := s.StartAttempt(ctx, a, soldOut); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.SweepExpiredHolds(ctx, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.StartAttempt(ctx, newAttempt(t, "", "h"), soldOut); err != nil {
+			t.Fatalf("a second attempt could not take the released seat: %v", err)
+		}
+		enqueued := false
+		err := s.CompleteAttempt(ctx, a, newRegistration(a, false), func(context.Context, *sql.Tx, string) error {
+			enqueued = true
+			return nil
+		})
+		if !errors.Is(err, registration.ErrAttemptUnavailable) {
+			t.Fatalf("CompleteAttempt err = %v; want ErrAttemptUnavailable", err)
+		}
+		if enqueued {
+			t.Error("the pipeline was enqueued for an attempt without a seat")
+		}
+		if _, err := s.Registration(ctx, a.ID); !errors.Is(err, registration.ErrNotFound) {
+			t.Errorf("Registration: err = %v; want ErrNotFound", err)
+		}
+		if got := taken(t, db, "standard"); got != 1 {
+			t.Errorf("taken = %d; want 1 (capacity)", got)
+		}
+	})
+}
+
+func TestSweepExpiredHolds(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	s, db := newStore(t, 10)
+	soldOut := registration.Outcome{Code: registration.CodeSoldOut}
+	now := time.Now().UTC()
+
+	start := func(key string, expires time.Time) registration.Attempt {
+		t.Helper()
+		a := newAttempt(t, key, "hash-"+key)
+		a.ExpiresAt = expires
+		if _, err := s.StartAttempt(ctx, a, soldOut); err != nil {
+			t.Fatalf("StartAttempt %s: %v", key, err)
+		}
+		return a
+	}
+	start("expired", now.Add(-time.Minute))
+	start("", now.Add(-time.Second))            // expired, no key
+	live := start("live", now.Add(time.Minute)) // not expired
+	start("settled", now.Add(-time.Hour))       // expired, but its key was settled meanwhile
+	if _, err := db.Write.ExecContext(ctx, `UPDATE idempotency_keys SET state = 'done', error_code = 'payment_declined' WHERE key = 'settled'`); err != nil {
+		t.Fatal(err)
+	}
+	// A completed registration's settled key is not a hold at all.
+	done := start("done", now.Add(-time.Hour))
+	if err := s.CompleteAttempt(ctx, done, newRegistration(done, false), noEnqueue); err != nil {
+		t.Fatal(err)
+	}
+	if got := taken(t, db, "standard"); got != 5 {
+		t.Fatalf("taken = %d before the sweep; want 5", got)
+	}
+
+	n, err := s.SweepExpiredHolds(ctx, now)
+	if err != nil {
+		t.Fatalf("SweepExpiredHolds: %v", err)
+	}
+	if n != 3 {
+		t.Errorf("SweepExpiredHolds released %d holds; want 3", n)
+	}
+	if got := taken(t, db, "standard"); got != 2 {
+		t.Errorf("taken = %d after the sweep; want 2 (the live hold and the registration)", got)
+	}
+	var ids []string
+	rows, err := db.Write.QueryContext(ctx, `SELECT id FROM seat_holds`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
+	}
+	rows.Close()
+	if len(ids) != 1 || ids[0] != live.ID {
+		t.Errorf("holds left = %v; want only the live one %s", ids, live.ID)
+	}
+	keys := []struct {
+		key        string
+		wantExists bool
+		wantState  string
+	}{
+		{"expired", false, ""},
+		{"live", true, "in_progress"},
+		{"settled", true, "done"},
+		{"done", true, "done"},
+	}
+	for _, k := range keys {
+		got := readKey(t, db, k.key)
+		if got.exists != k.wantExists || got.state != k.wantState {
+			t.Errorf("key %s = %+v; want exists=%v state=%q", k.key, got, k.wantExists, k.wantState)
+		}
+	}
+
+	// A second sweep finds nothing.
+	if n, err := s.SweepExpiredHolds(ctx, now); err != nil || n != 0 {
+		t.Errorf("second SweepExpiredHolds = %d, %v; want 0, nil", n, err)
+	}
+	// The forgotten key can be used again.
+	if _, err := s.StartAttempt(ctx, newAttempt(t, "expired", "hash-other"), soldOut); err != nil {
+		t.Errorf("StartAttempt with the swept key: %v", err)
+	}
+}
+
+func TestRegistration(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	s, _ := newStore(t, 5)
+	a := newAttempt(t, "", "h")
+	if _, err := s.StartAttempt(ctx, a, registration.Outcome{}); err != nil {
+		t.Fatal(err)
+	}
+	r := newRegistration(a, true)
+	// Stored in reverse: Registration must return display order.
+	r.Steps = []registration.Step{
+		{Name: registration.StepAddToMailingList, Status: registration.StepPending},
+		{Name: registration.StepSendConfirmation, Status: registration.StepPending},
+		{Name: registration.StepSaveOrder, Status: registration.StepPending},
+	}
+	if err := s.CompleteAttempt(ctx, a, r, noEnqueue); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Registration(ctx, r.ID)
+	if err != nil {
+		t.Fatalf("Registration: %v", err)
+	}
+	var names []string
+	for _, st := range got.Steps {
+		names = append(names, string(st.Name))
+	}
+	if want := "save_order send_confirmation add_to_mailing_list"; strings.Join(names, " ") != want {
+		t.Errorf("steps = %q; want %q", strings.Join(names, " "), want)
+	}
+	if got.Amount != 14900 || got.Payment.Last4 != "1111" || got.Payment.Brand != "visa" || !got.Newsletter ||
+		got.Status != registration.StatusPaid || !got.CreatedAt.Equal(r.CreatedAt) {
+		t.Errorf("Registration = %+v; want the stored fields back", got)
+	}
+
+	for _, id := range []string{"", "nope", strings.Repeat("a", 32)} {
+		if _, err := s.Registration(ctx, id); !errors.Is(err, registration.ErrNotFound) {
+			t.Errorf("Registration(%q) err = %v; want ErrNotFound", id, err)
+		}
+	}
+}
+
+// TestNoOversell is invariant 5: at any concurrency, seats taken never
+// exceed the capacity.
+func TestNoOversell(t *testing.T) {
+	t.Parallel()
+	const capacity, attempts = 7, 200
+	ctx := t.Context()
+	s, db := newStore(t, capacity)
+
+	var maxSeen atomic.Int64
+	stopWatch := make(chan struct{})
+	watched := make(chan struct{})
+	go func() {
+		defer close(watched)
+		for {
+			var n int64
+			if err := db.Read.QueryRowContext(ctx, `SELECT taken FROM ticket_stock WHERE event_id = ? AND ticket_id = 'standard'`, testEventID).Scan(&n); err == nil && n > maxSeen.Load() {
+				maxSeen.Store(n)
+			}
+			select {
+			case <-stopWatch:
+				return
+			default:
+			}
+		}
+	}()
+
+	var ok, soldOut atomic.Int64
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	errs := make(chan error, attempts)
+	for i := range attempts {
+		key := ""
+		if i%2 == 0 {
+			key = fmt.Sprintf("key-%d", i)
+		}
+		a := newAttempt(t, key, "hash")
+		wg.Go(func() {
+			<-start
+			replay, err := s.StartAttempt(ctx, a, registration.Outcome{Code: registration.CodeSoldOut})
+			switch {
+			case err == nil && replay == nil:
+				ok.Add(1)
+			case errors.Is(err, registration.ErrSoldOut):
+				soldOut.Add(1)
+			default:
+				errs <- fmt.Errorf("StartAttempt = %v, %v", replay, err)
+			}
+		})
+	}
+	close(start)
+	wg.Wait()
+	close(stopWatch)
+	<-watched
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if ok.Load() != capacity || soldOut.Load() != attempts-capacity {
+		t.Errorf("%d attempts held a seat and %d were sold out; want %d and %d", ok.Load(), soldOut.Load(), capacity, attempts-capacity)
+	}
+	if got := taken(t, db, "standard"); got != capacity {
+		t.Errorf("taken = %d; want %d", got, capacity)
+	}
+	if got := holdCount(t, db); got != capacity {
+		t.Errorf("%d seat holds; want %d", got, capacity)
+	}
+	if m := maxSeen.Load(); m > capacity {
+		t.Errorf("taken was seen at %d, above the capacity %d", m, capacity)
+	}
+}
+
+type stepState struct {
+	status   registration.StepStatus
+	attempts int
+	lastErr  string
+}
+
+// TestFanIn drives the step bookkeeping the pipeline uses and checks the
+// registration status after every call.
+func TestFanIn(t *testing.T) {
+	t.Parallel()
+	const (
+		save = registration.StepSaveOrder
+		send = registration.StepSendConfirmation
+		list = registration.StepAddToMailingList
+	)
+	type op struct {
+		name string
+		do   func(ctx context.Context, s *Store, id string) error
+		want registration.Status
+		// steps, when set, is the wanted state of each step after the call.
+		steps map[registration.StepName]stepState
+	}
+	started := func(step registration.StepName, attempt int) func(context.Context, *Store, string) error {
+		return func(ctx context.Context, s *Store, id string) error { return s.StepStarted(ctx, id, step, attempt) }
+	}
+	failed := func(step registration.StepName, attempt int, msg string, final bool) func(context.Context, *Store, string) error {
+		return func(ctx context.Context, s *Store, id string) error {
+			return s.StepFailed(ctx, id, step, attempt, msg, final)
+		}
+	}
+	finished := func(step registration.StepName, attempt int) func(context.Context, *Store, string) error {
+		return func(ctx context.Context, s *Store, id string) error {
+			tx, err := s.BeginTx(ctx)
+			if err != nil {
+				return err
+			}
+			defer tx.Rollback()
+			if err := s.FinishStepTx(ctx, tx, id, step, attempt); err != nil {
+				return err
+			}
+			return tx.Commit()
+		}
+	}
+	pipelineStarted := func(ctx context.Context, s *Store, id string) error {
+		tx, err := s.BeginTx(ctx)
+		if err != nil {
+			return err
+		}
+		defer tx.Rollback()
+		if err := s.StartPipelineTx(ctx, tx, id); err != nil {
+			return err
+		}
+		return tx.Commit()
+	}
+	const (
+		paid       = registration.StatusPaid
+		processing = registration.StatusProcessing
+		completed  = registration.StatusCompleted
+		attention  = registration.StatusNeedsAttention
+	)
+
+	tests := []struct {
+		name       string
+		newsletter bool
+		ops        []op
+	}{
+		{
+			name:       "all three succeed",
+			newsletter: true,
+			ops: []op{
+				{name: "pipeline started", do: pipelineStarted, want: processing},
+				{name: "save started", do: started(save, 1), want: processing,
+					steps: map[registration.StepName]stepState{save: {"running", 1, ""}, send: {"pending", 0, ""}, list: {"pending", 0, ""}}},
+				{name: "save done", do: finished(save, 1), want: processing},
+				{name: "list done", do: finished(list, 1), want: processing},
+				{name: "send done", do: finished(send, 1), want: completed,
+					steps: map[registration.StepName]stepState{save: {"succeeded", 1, ""}, send: {"succeeded", 1, ""}, list: {"succeeded", 1, ""}}},
+				{name: "pipeline started again", do: pipelineStarted, want: completed},
+				{name: "late start of a finished step", do: started(send, 2), want: completed,
+					steps: map[registration.StepName]stepState{send: {"succeeded", 1, ""}}},
+				{name: "late final failure of a finished step", do: failed(send, 2, "late", true), want: completed,
+					steps: map[registration.StepName]stepState{send: {"succeeded", 1, ""}}},
+				{name: "re-run of a finished step", do: finished(send, 3), want: completed,
+					steps: map[registration.StepName]stepState{send: {"succeeded", 1, ""}}},
+			},
+		},
+		{
+			name:       "skipped counts as done",
+			newsletter: false,
+			ops: []op{
+				{name: "save done before the pipeline started", do: finished(save, 1), want: paid},
+				{name: "pipeline started", do: pipelineStarted, want: processing},
+				{name: "send done", do: finished(send, 1), want: completed,
+					steps: map[registration.StepName]stepState{save: {"succeeded", 1, ""}, send: {"succeeded", 1, ""}, list: {"skipped", 0, ""}}},
+				{name: "a stray job for the skipped step", do: finished(list, 1), want: completed,
+					steps: map[registration.StepName]stepState{list: {"skipped", 0, ""}}},
+			},
+		},
+		{
+			name:       "final failure, then an operator retry succeeds",
+			newsletter: true,
+			ops: []op{
+				{name: "pipeline started", do: pipelineStarted, want: processing},
+				{name: "save done", do: finished(save, 1), want: processing},
+				{name: "send started", do: started(send, 1), want: processing},
+				{name: "send fails", do: failed(send, 1, "smtp: 451 try later", false), want: processing,
+					steps: map[registration.StepName]stepState{send: {"retrying", 1, "smtp: 451 try later"}}},
+				{name: "send started again", do: started(send, 2), want: processing,
+					steps: map[registration.StepName]stepState{send: {"running", 2, "smtp: 451 try later"}}},
+				{name: "send fails for good", do: failed(send, 4, "smtp: 554 rejected", true), want: attention,
+					steps: map[registration.StepName]stepState{send: {"failed", 4, "smtp: 554 rejected"}}},
+				{name: "list done", do: finished(list, 1), want: attention},
+				{name: "operator retry starts send", do: started(send, 5), want: processing,
+					steps: map[registration.StepName]stepState{send: {"running", 5, "smtp: 554 rejected"}}},
+				{name: "send done", do: finished(send, 5), want: completed,
+					steps: map[registration.StepName]stepState{save: {"succeeded", 1, ""}, send: {"succeeded", 5, "smtp: 554 rejected"}, list: {"succeeded", 1, ""}}},
+			},
+		},
+		{
+			name:       "a step retrying after another failed for good does not hide the failure",
+			newsletter: true,
+			ops: []op{
+				{name: "pipeline started", do: pipelineStarted, want: processing},
+				{name: "save done", do: finished(save, 1), want: processing},
+				{name: "list fails", do: failed(list, 1, "list timeout", false), want: processing},
+				{name: "send is rejected", do: failed(send, 1, "rejected", true), want: attention},
+				{name: "list retry starts", do: started(list, 2), want: attention,
+					steps: map[registration.StepName]stepState{list: {"running", 2, "list timeout"}, send: {"failed", 1, "rejected"}}},
+				{name: "list done", do: finished(list, 2), want: attention},
+			},
+		},
+		{
+			name:       "two failed steps, retried one at a time",
+			newsletter: true,
+			ops: []op{
+				{name: "pipeline started", do: pipelineStarted, want: processing},
+				{name: "save done", do: finished(save, 1), want: processing},
+				{name: "send fails for good", do: failed(send, 4, "send broke", true), want: attention},
+				{name: "list fails for good", do: failed(list, 4, "list broke", true), want: attention},
+				{name: "operator retries send", do: started(send, 5), want: attention},
+				{name: "send done", do: finished(send, 5), want: attention,
+					steps: map[registration.StepName]stepState{send: {"succeeded", 5, "send broke"}, list: {"failed", 4, "list broke"}}},
+				{name: "operator retries list", do: started(list, 5), want: processing},
+				{name: "list done", do: finished(list, 5), want: completed},
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			ctx := t.Context()
+			s, _ := newStore(t, 5)
+			a := newAttempt(t, "", "h")
+			if _, err := s.StartAttempt(ctx, a, registration.Outcome{}); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.CompleteAttempt(ctx, a, newRegistration(a, tt.newsletter), noEnqueue); err != nil {
+				t.Fatal(err)
+			}
+			for _, o := range tt.ops {
+				if err := o.do(ctx, s, a.ID); err != nil {
+					t.Fatalf("%s: %v", o.name, err)
+				}
+				r, err := s.Registration(ctx, a.ID)
+				if err != nil {
+					t.Fatalf("%s: Registration: %v", o.name, err)
+				}
+				if r.Status != o.want {
+					t.Errorf("after %q: status = %s; want %s", o.name, r.Status, o.want)
+				}
+				for name, want := range o.steps {
+					st, _ := r.Step(name)
+					if got := (stepState{st.Status, st.Attempts, st.LastError}); got != want {
+						t.Errorf("after %q: step %s = %+v; want %+v", o.name, name, got, want)
+					}
+				}
+			}
+		})
+	}
+}
+
+func TestStepFailedTruncatesLongErrors(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	s, _ := newStore(t, 5)
+	a := newAttempt(t, "", "h")
+	if _, err := s.StartAttempt(ctx, a, registration.Outcome{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CompleteAttempt(ctx, a, newRegistration(a, false), noEnqueue); err != nil {
+		t.Fatal(err)
+	}
+	msg := strings.Repeat("é", 800) // 1600 bytes
+	if err := s.StepFailed(ctx, a.ID, registration.StepSaveOrder, 1, msg, false); err != nil {
+		t.Fatal(err)
+	}
+	r, err := s.Registration(ctx, a.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, _ := r.Step(registration.StepSaveOrder)
+	if want := strings.Repeat("é", 500) + "…"; st.LastError != want {
+		t.Errorf("last_error is %d bytes; want %d bytes cut on a rune boundary", len(st.LastError), len(want))
+	}
+}
+
+func TestSubscribe(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	s, db := newStore(t, 5)
+	first := time.Date(2027, 1, 5, 10, 0, 0, 0, time.UTC)
+	second := first.Add(time.Hour)
+	calls := []struct {
+		at  time.Time
+		sub pipeline.Subscriber
+	}{
+		{first, pipeline.Subscriber{Email: "Ada@Example.ORG", FirstName: "Ada", LastName: "Lovelace", EventID: testEventID, RegistrationID: "r1"}},
+		{second, pipeline.Subscriber{Email: "ada@example.org", FirstName: "Augusta", LastName: "King", EventID: testEventID, RegistrationID: "r2"}},
+	}
+	for _, c := range calls {
+		s.now = func() time.Time { return c.at }
+		if err := s.Subscribe(ctx, c.sub); err != nil {
+			t.Fatalf("Subscribe(%s): %v", c.sub.Email, err)
+		}
+	}
+	if got := queryInt(t, db.Write, `SELECT count(*) FROM mailing_list`); got != 1 {
+		t.Fatalf("mailing_list has %d rows; want 1", got)
+	}
+	var email, firstName, regID, consented, updated string
+	if err := db.Write.QueryRowContext(ctx, `SELECT email, first_name, registration_id, consented_at, updated_at FROM mailing_list`).
+		Scan(&email, &firstName, &regID, &consented, &updated); err != nil {
+		t.Fatal(err)
+	}
+	got := []string{email, firstName, regID, consented, updated}
+	want := []string{"ada@example.org", "Augusta", "r2", formatTime(first), formatTime(second)}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("mailing_list row = %q; want %q", got, want)
+	}
+}
+
+type noopArgs struct {
+	N int `json:"n"`
+}
+
+func (noopArgs) Kind() string { return "noop" }
+
+func TestRescueRunningJobs(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	db, _ := openDB(t)
+	client, err := river.NewClient(riversqlite.New(db.Write), &river.Config{Logger: discardLog()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	insert := func(args noopArgs, opts *river.InsertOpts) int64 {
+		t.Helper()
+		res, err := client.Insert(ctx, args, opts)
+		if err != nil {
+			t.Fatalf("Insert: %v", err)
+		}
+		return res.Job.ID
+	}
+	running := insert(noopArgs{1}, nil)
+	available := insert(noopArgs{2}, nil)
+	scheduled := insert(noopArgs{3}, &river.InsertOpts{ScheduledAt: time.Now().Add(time.Hour)})
+	// A process was killed while working the first job.
+	if _, err := db.Write.ExecContext(ctx, `UPDATE river_job SET state = 'running', attempt = 1,
+		attempted_at = datetime('now', 'subsec'), scheduled_at = datetime('now', '+1 minute') WHERE id = ?`, running); err != nil {
+		t.Fatal(err)
+	}
+
+	n, err := db.RescueRunningJobs(ctx)
+	if err != nil {
+		t.Fatalf("RescueRunningJobs: %v", err)
+	}
+	if n != 1 {
+		t.Errorf("RescueRunningJobs = %d; want 1", n)
+	}
+	want := map[int64]string{running: "available", available: "available", scheduled: "scheduled"}
+	for id, state := range want {
+		job, err := client.JobGet(ctx, id)
+		if err != nil {
+			t.Fatalf("JobGet(%d): %v", id, err)
+		}
+		if string(job.State) != state {
+			t.Errorf("job %d is %s; want %s", id, job.State, state)
+		}
+	}
+	// The rescued job is due now, so a worker fetches it at once.
+	if got := queryInt(t, db.Write, `SELECT count(*) FROM river_job WHERE id = ? AND scheduled_at <= datetime('now', 'subsec')`, running); got != 1 {
+		t.Error("the rescued job is not due now")
+	}
+	if n, err := db.RescueRunningJobs(ctx); err != nil || n != 0 {
+		t.Errorf("second RescueRunningJobs = %d, %v; want 0, nil", n, err)
+	}
+}
