@@ -76,7 +76,9 @@ func (r *Request) Normalize() {
 	r.Attendee.Email = t(r.Attendee.Email)
 	r.Attendee.Company = t(r.Attendee.Company)
 	if b := r.Billing; b != nil {
-		b.Card.Number = payment.NormalizeNumber(t(b.Card.Number))
+		// Trim again: removing dashes can uncover space (e.g. "-\u00a04111..."),
+		// and normalising twice must change nothing.
+		b.Card.Number = t(payment.NormalizeNumber(t(b.Card.Number)))
 		b.Card.Expiry = t(b.Card.Expiry)
 		b.Card.CVC = t(b.Card.CVC)
 		b.Card.Name = t(b.Card.Name)

@@ -78,9 +78,14 @@ func decodeRequest(body io.Reader) (registration.Request, error) {
 	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil {
+	var decoded *registration.Request // stays nil for a JSON null, which is no object
+	if err := dec.Decode(&decoded); err != nil {
 		return req, &registration.Error{Code: registration.CodeInvalidRequest, Message: describeJSONError(err)}
 	}
+	if decoded == nil {
+		return req, &registration.Error{Code: registration.CodeInvalidRequest, Message: "The body must be a JSON object."}
+	}
+	req = *decoded
 	if dec.More() {
 		return req, &registration.Error{Code: registration.CodeInvalidRequest, Message: "The body must hold one JSON object and nothing after it."}
 	}

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"maps"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/registrar/registrar/internal/event"
@@ -179,6 +181,13 @@ func (s *server) formSubmit() http.Handler {
 			v.Key = key // nothing was stored under the key: keep it
 			v.Errors = e.Fields
 			v.Message = "Please correct the fields marked below."
+			// An error of no input (e.g. "billing" when the whole payment
+			// section is empty) would not show inline: say it up front.
+			for _, f := range slices.Sorted(maps.Keys(e.Fields)) {
+				if !slices.Contains(formFields, f) {
+					v.Message += " " + e.Fields[f]
+				}
+			}
 		case registration.CodeIdempotencyKeyReused:
 			v.Message = "This form was already submitted with other details. Check your details and submit again."
 		default:
