@@ -25,9 +25,13 @@ import (
 	"github.com/registrar/registrar/internal/config"
 	"github.com/registrar/registrar/internal/email"
 	"github.com/registrar/registrar/internal/event"
+	"github.com/registrar/registrar/internal/mailchimp"
 	"github.com/registrar/registrar/internal/payment"
+	"github.com/registrar/registrar/internal/paypal"
 	"github.com/registrar/registrar/internal/pipeline"
 	"github.com/registrar/registrar/internal/registration"
+	"github.com/registrar/registrar/internal/sendgrid"
+	"github.com/registrar/registrar/internal/smtprelay"
 	"github.com/registrar/registrar/internal/sqlite"
 	"github.com/registrar/registrar/internal/web"
 )
@@ -80,15 +84,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if cfg.Database.Engine != config.EngineSQLite {
 		return errors.New("REGISTRAR_DATABASE_URL: PostgreSQL is not supported by this build yet; use sqlite:PATH")
 	}
-	if cfg.Payment != "test" {
-		return fmt.Errorf("REGISTRAR_PAYMENT: %q is not supported by this build yet; use test", cfg.Payment)
-	}
-	if cfg.Email != "outbox" {
-		return fmt.Errorf("REGISTRAR_EMAIL: %q is not supported by this build yet; use outbox", cfg.Email)
-	}
-	if cfg.MailingList != "local" {
-		return fmt.Errorf("REGISTRAR_MAILING_LIST: %q is not supported by this build yet; use local", cfg.MailingList)
-	}
 
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -113,8 +108,50 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	return serve(ctx, cfg, ev, db, store, log, stdout)
 }
 
+// adapters are the providers chosen by the configuration.
+type adapters struct {
+	processor payment.Processor
+	mailer    pipeline.Mailer
+	list      pipeline.MailingList
+}
+
+func newAdapters(cfg config.Config, store *sqlite.Store, log *slog.Logger) (adapters, error) {
+	var a adapters
+	switch cfg.Payment {
+	case "paypal":
+		a.processor = paypal.New(cfg.PayPal.APIBase, cfg.PayPal.ClientID, cfg.PayPal.ClientSecret, nil, log.With("component", "paypal"))
+	default:
+		a.processor = payment.NewTestProcessor()
+	}
+	switch cfg.Email {
+	case "smtp":
+		sender, err := smtprelay.New(cfg.SMTPURL)
+		if err != nil {
+			return a, fmt.Errorf("SMTP_URL: %w", err)
+		}
+		a.mailer = sender
+	case "sendgrid":
+		a.mailer = sendgrid.New(cfg.SendGrid.APIBase, cfg.SendGrid.APIKey, nil)
+	default:
+		outbox, err := email.NewOutbox(filepath.Join(cfg.DataDir, "outbox"))
+		if err != nil {
+			return a, err
+		}
+		a.mailer = outbox
+	}
+	switch cfg.MailingList {
+	case "mailchimp":
+		// Mailchimp allows 10 connections per account across all processes.
+		a.list = mailchimp.New(cfg.Mailchimp.APIBase, cfg.Mailchimp.APIKey, cfg.Mailchimp.ListID,
+			mailchimp.Options{DoubleOptIn: cfg.Mailchimp.DoubleOptIn, MaxConns: 5})
+	default:
+		a.list = store
+	}
+	return a, nil
+}
+
 func serve(ctx context.Context, cfg config.Config, ev *event.Event, db *sqlite.DB, store *sqlite.Store, log *slog.Logger, stdout io.Writer) error {
-	outbox, err := email.NewOutbox(filepath.Join(cfg.DataDir, "outbox"))
+	ad, err := newAdapters(cfg, store, log)
 	if err != nil {
 		return err
 	}
@@ -122,10 +159,17 @@ func serve(ctx context.Context, cfg config.Config, ev *event.Event, db *sqlite.D
 	if err != nil {
 		return err
 	}
+	// The service enqueues through the River client, and the client's
+	// resolver job calls the service: bind the client once it exists.
+	var queue *river.Client[*sql.Tx]
+	svc := registration.NewService(store, ad.processor, func(ctx context.Context, tx *sql.Tx, id string) error {
+		return pipeline.Enqueue(queue)(ctx, tx, id)
+	}, ev, log)
 	deps := pipeline.Deps{
 		Store:    store,
-		Mailer:   outbox,
-		List:     store,
+		Mailer:   ad.mailer,
+		List:     ad.list,
+		Payments: svc,
 		Renderer: renderer,
 		Event:    ev,
 		BaseURL:  cfg.BaseURL,
@@ -137,26 +181,33 @@ func serve(ctx context.Context, cfg config.Config, ev *event.Event, db *sqlite.D
 	if err != nil {
 		return err
 	}
-	client, err := river.NewClient(riversqlite.New(db.Write), riverCfg)
+	queue, err = river.NewClient(riversqlite.New(db.Write), riverCfg)
 	if err != nil {
 		return fmt.Errorf("job queue: %w", err)
 	}
+	// Only one process can open the SQLite file: every job still marked
+	// running and every attempt still holding a seat belongs to a process
+	// that died. Settle them now rather than after the usual timeouts.
+	n, err := db.RescueRunningJobs(ctx)
+	if err != nil {
+		return err
+	}
+	if n > 0 {
+		log.Warn("re-queued jobs left running by a stopped process", "count", n)
+	}
+	if n, err := db.ResolveHoldsNow(ctx); err != nil {
+		return err
+	} else if n > 0 {
+		log.Warn("payment attempts left by a stopped process will be resolved", "count", n)
+	}
 	if cfg.Roles.Worker {
-		n, err := db.RescueRunningJobs(ctx)
-		if err != nil {
-			return err
-		}
-		if n > 0 {
-			log.Warn("re-queued jobs left running by a stopped process", "count", n)
-		}
-		if err := client.Start(ctx); err != nil {
+		if err := queue.Start(ctx); err != nil {
 			return fmt.Errorf("start job queue: %w", err)
 		}
 	}
 
 	var handler http.Handler
 	if cfg.Roles.Web {
-		svc := registration.NewService(store, payment.NewTestProcessor(), pipeline.Enqueue(client), ev, log)
 		handler, err = web.Handler(web.Deps{
 			Registrar: svc,
 			Ready:     db.Ready,
@@ -205,7 +256,7 @@ func serve(ctx context.Context, cfg config.Config, ev *event.Event, db *sqlite.D
 		errs = append(errs, fmt.Errorf("http shutdown: %w", err))
 	}
 	if cfg.Roles.Worker {
-		if err := stopQueue(shutdownCtx, client); err != nil {
+		if err := stopQueue(shutdownCtx, queue); err != nil {
 			errs = append(errs, err)
 		}
 	}

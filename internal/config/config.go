@@ -52,9 +52,10 @@ type SendGrid struct {
 
 // Mailchimp holds the Mailchimp credentials and audience.
 type Mailchimp struct {
-	APIKey  string // secret
-	ListID  string
-	APIBase string // e.g. https://us21.api.mailchimp.com/3.0, no trailing slash
+	DoubleOptIn bool   // MAILCHIMP_DOUBLE_OPT_IN: new members start "pending" until they confirm
+	APIKey      string // secret
+	ListID      string
+	APIBase     string // e.g. https://us21.api.mailchimp.com/3.0, no trailing slash
 }
 
 // Config is the whole configuration of one registrar process.
@@ -166,6 +167,7 @@ func Load(getenv func(string) string) (Config, error) {
 
 	c.MailingList = choice(&p, "REGISTRAR_MAILING_LIST", get("REGISTRAR_MAILING_LIST", defaultMailingList), "local", "mailchimp")
 	c.Mailchimp = mailchimp(&p, get("MAILCHIMP_API_KEY", ""), get("MAILCHIMP_LIST_ID", ""), get("MAILCHIMP_API_BASE", ""))
+	c.Mailchimp.DoubleOptIn = boolean(&p, "MAILCHIMP_DOUBLE_OPT_IN", get("MAILCHIMP_DOUBLE_OPT_IN", "false"))
 	if c.MailingList == "mailchimp" {
 		require(&p, "MAILCHIMP_API_KEY", c.Mailchimp.APIKey, "REGISTRAR_MAILING_LIST=mailchimp", "create an API key under Account > Extras > API keys in Mailchimp")
 		require(&p, "MAILCHIMP_LIST_ID", c.Mailchimp.ListID, "REGISTRAR_MAILING_LIST=mailchimp", "use the audience ID from Audience > Settings in Mailchimp")
@@ -178,6 +180,17 @@ func Load(getenv func(string) string) (Config, error) {
 		return Config{}, errors.Join(p...)
 	}
 	return c, nil
+}
+
+func boolean(p *problems, name, v string) bool {
+	switch strings.ToLower(v) {
+	case "true", "1", "yes":
+		return true
+	case "false", "0", "no":
+		return false
+	}
+	p.add(name, "%q is not true or false; use true to make new members confirm by email first", v)
+	return false
 }
 
 func rateLimit(p *problems, name, v string) int {
@@ -409,6 +422,7 @@ func (c Config) LogValue() slog.Value {
 		slog.Group("mailchimp",
 			slog.String("api_key", mask(c.Mailchimp.APIKey)),
 			slog.String("list_id", c.Mailchimp.ListID),
+			slog.Bool("double_opt_in", c.Mailchimp.DoubleOptIn),
 			slog.String("api_base", maskURL(c.Mailchimp.APIBase))),
 		slog.String("admin_password", mask(c.AdminPassword)),
 		slog.String("data_dir", c.DataDir),

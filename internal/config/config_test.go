@@ -50,6 +50,9 @@ func TestLoadValid(t *testing.T) {
 		env   map[string]string
 		check func(t *testing.T, c Config)
 	}{
+		{"mailchimp double opt-in", map[string]string{"MAILCHIMP_DOUBLE_OPT_IN": "true"}, func(t *testing.T, c Config) {
+			eq(t, c.Mailchimp.DoubleOptIn, true)
+		}},
 		{"rate limit off", map[string]string{"REGISTRAR_RATE_LIMIT": "0"}, func(t *testing.T, c Config) {
 			eq(t, c.RateLimit, 0)
 		}},
@@ -262,6 +265,8 @@ func TestLoadInvalid(t *testing.T) {
 			`MAILCHIMP_API_KEY: has no data-center suffix such as "-us21"; copy the whole key from Mailchimp, or set MAILCHIMP_API_BASE`}},
 		{"mailchimp list id with slash", map[string]string{"MAILCHIMP_LIST_ID": "a/../b"}, []string{
 			`MAILCHIMP_LIST_ID: "a/../b" is not a Mailchimp audience ID (letters and digits only); use the audience ID from Audience > Settings in Mailchimp`}},
+		{"double opt-in not a boolean", map[string]string{"MAILCHIMP_DOUBLE_OPT_IN": "maybe"}, []string{
+			`MAILCHIMP_DOUBLE_OPT_IN: "maybe" is not true or false; use true to make new members confirm by email first`}},
 		{"rate limit negative", map[string]string{"REGISTRAR_RATE_LIMIT": "-1"}, []string{
 			`REGISTRAR_RATE_LIMIT: "-1" is not a whole number from 0 to 1000000; use attempts per minute per client address, or 0 to turn the limit off`}},
 		{"rate limit not a number", map[string]string{"REGISTRAR_RATE_LIMIT": "lots"}, []string{

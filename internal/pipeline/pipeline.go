@@ -7,6 +7,7 @@ package pipeline
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -27,14 +28,19 @@ type Store interface {
 	BeginTx(ctx context.Context) (*sql.Tx, error)
 	Registration(ctx context.Context, id string) (registration.Registration, error)
 	StartPipelineTx(ctx context.Context, tx *sql.Tx, id string) error
-	StepStarted(ctx context.Context, id string, step registration.StepName, attempt int) error
-	StepFailed(ctx context.Context, id string, step registration.StepName, attempt int, msg string, final bool) error
-	FinishStepTx(ctx context.Context, tx *sql.Tx, id string, step registration.StepName, attempt int) error
+	// StepStarted counts an attempt of a step and marks it running.
+	StepStarted(ctx context.Context, id string, step registration.StepName) error
+	StepFailed(ctx context.Context, id string, step registration.StepName, msg string, final bool) error
+	FinishStepTx(ctx context.Context, tx *sql.Tx, id string, step registration.StepName) error
 	SaveOrderTx(ctx context.Context, tx *sql.Tx, r registration.Registration) error
 	EmailSent(ctx context.Context, id string) (bool, error)
 	EmailSending(ctx context.Context, id string) error
 	EmailSentTx(ctx context.Context, tx *sql.Tx, id, reference string) error
-	SweepExpiredHolds(ctx context.Context, now time.Time) (int, error)
+}
+
+// Resolver settles payment attempts abandoned mid-charge.
+type Resolver interface {
+	ResolveAbandoned(ctx context.Context, now time.Time) (int, error)
 }
 
 // Mailer delivers an email and returns the provider's reference for it.
@@ -42,22 +48,34 @@ type Mailer interface {
 	Send(ctx context.Context, m email.Message) (string, error)
 }
 
-// Subscriber is the attendee as the mailing list sees them.
-type Subscriber struct {
-	Email, FirstName, LastName, EventID, RegistrationID string
-}
-
 // MailingList adds an attendee who consented. It must be idempotent.
 type MailingList interface {
-	Subscribe(ctx context.Context, s Subscriber) error
+	Subscribe(ctx context.Context, s registration.Subscriber) error
 }
 
-// PermanentError marks a failure that retrying cannot fix (a provider's
-// rejection): the step fails at once instead of exhausting its retries.
+// PermanentError marks a failure that retrying cannot fix: the step fails at
+// once instead of exhausting its retries. Provider adapters mark their own
+// errors the same way, with a Permanent() bool method.
 type PermanentError struct{ Err error }
 
-func (e *PermanentError) Error() string { return e.Err.Error() }
-func (e *PermanentError) Unwrap() error { return e.Err }
+func (e *PermanentError) Error() string   { return e.Err.Error() }
+func (e *PermanentError) Unwrap() error   { return e.Err }
+func (e *PermanentError) Permanent() bool { return true }
+
+// permanent reports whether err says retrying cannot help.
+func permanent(err error) bool {
+	var p interface{ Permanent() bool }
+	return errors.As(err, &p) && p.Permanent()
+}
+
+// retryAfter is how long the provider asked us to wait, or 0.
+func retryAfter(err error) time.Duration {
+	var r interface{ RetryAfter() time.Duration }
+	if errors.As(err, &r) {
+		return r.RetryAfter()
+	}
+	return 0
+}
 
 // Job kinds.
 const (
@@ -65,7 +83,7 @@ const (
 	KindSaveOrder        = string(registration.StepSaveOrder)
 	KindSendConfirmation = string(registration.StepSendConfirmation)
 	KindAddToMailingList = string(registration.StepAddToMailingList)
-	KindSweepHolds       = "sweep_holds"
+	KindResolvePayments  = "resolve_payments"
 )
 
 // RegisterArgs starts the pipeline of one registration. It carries only the
@@ -110,11 +128,19 @@ func (a SaveOrderArgs) registrationID() string        { return a.RegistrationID 
 func (a SendConfirmationArgs) registrationID() string { return a.RegistrationID }
 func (a AddToMailingListArgs) registrationID() string { return a.RegistrationID }
 
-// SweepHoldsArgs releases seats held by attempts that never settled.
-type SweepHoldsArgs struct{}
+// ResolvePaymentsArgs settles attempts that hold a seat but never finished:
+// their process died mid-charge or their charge's outcome was unknown.
+type ResolvePaymentsArgs struct{}
 
 // Kind implements river.JobArgs.
-func (SweepHoldsArgs) Kind() string { return KindSweepHolds }
+func (ResolvePaymentsArgs) Kind() string { return KindResolvePayments }
+
+// InsertOpts keeps one resolver job waiting at a time.
+func (ResolvePaymentsArgs) InsertOpts() river.InsertOpts {
+	return river.InsertOpts{MaxAttempts: 3, UniqueOpts: river.UniqueOpts{ByState: []rivertype.JobState{
+		rivertype.JobStateAvailable, rivertype.JobStatePending, rivertype.JobStateRunning,
+		rivertype.JobStateRetryable, rivertype.JobStateScheduled}}}
+}
 
 // Options tune the pipeline.
 type Options struct {
@@ -154,6 +180,7 @@ type Deps struct {
 	Mailer   Mailer
 	List     MailingList
 	Renderer *email.Renderer
+	Payments Resolver
 	Event    *event.Event
 	BaseURL  string
 	Log      *slog.Logger
@@ -201,14 +228,14 @@ func Config(d Deps, o Options, workers bool, log *slog.Logger) (*river.Config, e
 	if err := river.AddWorkerSafely(ws, newActivity[AddToMailingListArgs](d, registration.StepAddToMailingList, addToMailingList)); err != nil {
 		return nil, err
 	}
-	if err := river.AddWorkerSafely(ws, &sweepWorker{d: d}); err != nil {
+	if err := river.AddWorkerSafely(ws, &resolveWorker{d: d}); err != nil {
 		return nil, err
 	}
 	cfg.Workers = ws
 	cfg.Queues = map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: o.Workers}}
 	cfg.PeriodicJobs = []*river.PeriodicJob{
-		river.NewPeriodicJob(river.PeriodicInterval(time.Minute),
-			func() (river.JobArgs, *river.InsertOpts) { return SweepHoldsArgs{}, nil },
+		river.NewPeriodicJob(river.PeriodicInterval(30*time.Second),
+			func() (river.JobArgs, *river.InsertOpts) { return ResolvePaymentsArgs{}, nil },
 			&river.PeriodicJobOpts{RunOnStart: true}),
 	}
 	return cfg, nil
@@ -333,7 +360,7 @@ func (w *activity[T]) Work(ctx context.Context, job *river.Job[T]) error {
 				return err
 			}
 		}
-		if err := w.d.Store.FinishStepTx(ctx, tx, id, w.step, job.Attempt); err != nil {
+		if err := w.d.Store.FinishStepTx(ctx, tx, id, w.step); err != nil {
 			return err
 		}
 		if err := completeTx(ctx, tx, job); err != nil {
@@ -347,27 +374,45 @@ func (w *activity[T]) Work(ctx context.Context, job *river.Job[T]) error {
 	if st, ok := reg.Step(w.step); ok && st.Status.Done() {
 		return finish(nil) // already done by an earlier attempt that died before completing its job
 	}
-	if err := w.d.Store.StepStarted(ctx, id, w.step, job.Attempt); err != nil {
+	if err := w.d.Store.StepStarted(ctx, id, w.step); err != nil {
 		return err
 	}
 	err = w.perform(ctx, w.d, reg, finish)
 	if err == nil {
 		return nil
 	}
-	var permanent *PermanentError
-	final := job.Attempt >= job.MaxAttempts || errors.As(err, &permanent)
+	isPermanent := permanent(err)
+	final := job.Attempt >= job.MaxAttempts || isPermanent
 	// Record the failure even if the job's context has run out.
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
-	if ferr := w.d.Store.StepFailed(rctx, id, w.step, job.Attempt, err.Error(), final); ferr != nil {
+	if ferr := w.d.Store.StepFailed(rctx, id, w.step, err.Error(), final); ferr != nil {
 		w.d.Log.Error("recording step failure", "registration", id, "step", w.step, "err", ferr)
 	}
 	w.d.Log.Warn("activity failed", "registration", id, "step", w.step, "attempt", job.Attempt,
 		"final", final, "err", err)
-	if errors.As(err, &permanent) {
+	if isPermanent {
 		return river.JobCancel(err)
 	}
+	if wait := retryAfter(err); wait > 0 && !final && job.Attempt+snoozes(job.Metadata) < job.MaxAttempts {
+		// The provider said when to come back: wait that long instead of the
+		// backoff. River does not count a snooze as an attempt, so snoozes
+		// are bounded here: past MaxAttempts runs the backoff takes over and
+		// the job still ends in failure instead of snoozing forever.
+		return river.JobSnooze(min(wait, time.Hour))
+	}
 	return err
+}
+
+// snoozes is how often River snoozed a job (its metadata's "snoozes").
+func snoozes(metadata []byte) int {
+	var m struct {
+		Snoozes int `json:"snoozes"`
+	}
+	if err := json.Unmarshal(metadata, &m); err != nil {
+		return 0
+	}
+	return m.Snoozes
 }
 
 func saveOrder(ctx context.Context, d Deps, reg registration.Registration, finish func(func(*sql.Tx) error) error) error {
@@ -423,7 +468,7 @@ func addToMailingList(ctx context.Context, d Deps, reg registration.Registration
 	if !reg.Newsletter {
 		return finish(nil)
 	}
-	if err := d.List.Subscribe(ctx, Subscriber{
+	if err := d.List.Subscribe(ctx, registration.Subscriber{
 		Email:          reg.Email,
 		FirstName:      reg.FirstName,
 		LastName:       reg.LastName,
@@ -435,19 +480,16 @@ func addToMailingList(ctx context.Context, d Deps, reg registration.Registration
 	return finish(nil)
 }
 
-type sweepWorker struct {
-	river.WorkerDefaults[SweepHoldsArgs]
+type resolveWorker struct {
+	river.WorkerDefaults[ResolvePaymentsArgs]
 	d Deps
 }
 
-// Work releases expired seat holds.
-func (w *sweepWorker) Work(ctx context.Context, job *river.Job[SweepHoldsArgs]) error {
-	n, err := w.d.Store.SweepExpiredHolds(ctx, time.Now())
-	if err != nil {
-		return err
-	}
+// Work settles abandoned payment attempts.
+func (w *resolveWorker) Work(ctx context.Context, job *river.Job[ResolvePaymentsArgs]) error {
+	n, err := w.d.Payments.ResolveAbandoned(ctx, time.Now())
 	if n > 0 {
-		w.d.Log.Warn("released expired seat holds", "count", n)
+		w.d.Log.Warn("settled abandoned payment attempts", "count", n)
 	}
-	return nil
+	return err
 }

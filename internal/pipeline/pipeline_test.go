@@ -44,17 +44,27 @@ type testMailer struct {
 
 	mu        sync.Mutex
 	calls     int
+	callTimes []time.Time
 	failNext  int
 	failAll   bool
 	permanent bool
+	// errs are returned by the next sends, in order.
+	errs []error
+	// failWith, when set, is returned by every send.
+	failWith error
 }
 
 func (m *testMailer) Send(ctx context.Context, msg email.Message) (string, error) {
 	m.mu.Lock()
 	m.calls++
+	m.callTimes = append(m.callTimes, time.Now())
 	n := m.calls
 	var err error
 	switch {
+	case m.failWith != nil:
+		err = m.failWith
+	case len(m.errs) > 0:
+		err, m.errs = m.errs[0], m.errs[1:]
 	case m.permanent:
 		err = &pipeline.PermanentError{Err: errors.New("mailer: 550 recipient rejected")}
 	case m.failAll:
@@ -81,6 +91,28 @@ func (m *testMailer) Calls() int {
 	defer m.mu.Unlock()
 	return m.calls
 }
+
+func (m *testMailer) CallTimes() []time.Time {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return slices.Clone(m.callTimes)
+}
+
+// providerRejection is a provider adapter's error that retrying cannot fix:
+// the pipeline knows it only by its Permanent method.
+type providerRejection struct{ msg string }
+
+func (e *providerRejection) Error() string   { return e.msg }
+func (e *providerRejection) Permanent() bool { return true }
+
+// rateLimited is a provider adapter's error that says when to come back:
+// the pipeline knows it only by its RetryAfter method.
+type rateLimited struct{ wait time.Duration }
+
+func (e *rateLimited) Error() string {
+	return fmt.Sprintf("mailer: 429 too many requests; retry after %s", e.wait)
+}
+func (e *rateLimited) RetryAfter() time.Duration { return e.wait }
 
 var template struct {
 	once sync.Once
@@ -135,8 +167,16 @@ type harness struct {
 	store     *sqlite.Store
 	client    *river.Client[*sql.Tx]
 	svc       *registration.Service
+	proc      *payment.TestProcessor
 	mailer    *testMailer
 	outboxDir string
+}
+
+// resolverFunc adapts a function to pipeline.Resolver.
+type resolverFunc func(ctx context.Context, now time.Time) (int, error)
+
+func (f resolverFunc) ResolveAbandoned(ctx context.Context, now time.Time) (int, error) {
+	return f(ctx, now)
 }
 
 func testOptions() pipeline.Options {
@@ -188,11 +228,16 @@ func newHarness(t *testing.T, configure func(m *testMailer)) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The service needs the client to enqueue and the client's resolver job
+	// needs the service: the resolver reaches it once it exists, before the
+	// client starts.
+	var svc *registration.Service
 	deps := pipeline.Deps{
 		Store:    store,
 		Mailer:   mailer,
 		List:     store,
 		Renderer: renderer,
+		Payments: resolverFunc(func(ctx context.Context, now time.Time) (int, error) { return svc.ResolveAbandoned(ctx, now) }),
 		Event:    ev,
 		BaseURL:  "http://registrar.test",
 		Log:      log,
@@ -205,6 +250,8 @@ func newHarness(t *testing.T, configure func(m *testMailer)) *harness {
 	if err != nil {
 		t.Fatalf("river.NewClient: %v", err)
 	}
+	proc := payment.NewTestProcessor()
+	svc = registration.NewService(store, proc, pipeline.Enqueue(client), ev, log)
 	if err := client.Start(ctx); err != nil {
 		t.Fatalf("start River: %v", err)
 	}
@@ -215,8 +262,7 @@ func newHarness(t *testing.T, configure func(m *testMailer)) *harness {
 			t.Errorf("stop River: %v", err)
 		}
 	})
-	svc := registration.NewService(store, payment.NewTestProcessor(), pipeline.Enqueue(client), ev, log)
-	return &harness{db: db, store: store, client: client, svc: svc, mailer: mailer, outboxDir: outboxDir}
+	return &harness{db: db, store: store, client: client, svc: svc, proc: proc, mailer: mailer, outboxDir: outboxDir}
 }
 
 func request(n int, newsletter bool) registration.Request {
@@ -642,6 +688,9 @@ func TestEmailAtMostOnce(t *testing.T) {
 		// rerun makes the activity run again and returns the job to wait for
 		// and the attempt it must reach.
 		rerun func(t *testing.T, h *harness, id string) (jobID int64, attempt int)
+		// attempts is the step's count afterwards: a re-run of a step already
+		// succeeded is not an attempt, one of a reopened step is.
+		attempts int
 	}{
 		{
 			name: "operator retries the completed job",
@@ -652,6 +701,7 @@ func TestEmailAtMostOnce(t *testing.T) {
 				}
 				return j.id, 2
 			},
+			attempts: 1,
 		},
 		{
 			name: "a fresh job for the same registration",
@@ -665,6 +715,7 @@ func TestEmailAtMostOnce(t *testing.T) {
 				}
 				return res.Job.ID, 1
 			},
+			attempts: 1,
 		},
 		{
 			name: "a fresh job while the step is reopened",
@@ -681,6 +732,7 @@ func TestEmailAtMostOnce(t *testing.T) {
 				}
 				return res.Job.ID, 1
 			},
+			attempts: 2,
 		},
 	}
 	for _, tt := range tests {
@@ -703,8 +755,8 @@ func TestEmailAtMostOnce(t *testing.T) {
 				t.Errorf("outbox = %v; want exactly one email", got)
 			}
 			r := h.waitStatus(t, id, registration.StatusCompleted)
-			// The re-run did nothing, and the step still says one attempt.
-			checkStep(t, r, registration.StepSendConfirmation, registration.StepSucceeded, 1)
+			// The re-run sent nothing; the step counts the runs of its activity.
+			checkStep(t, r, registration.StepSendConfirmation, registration.StepSucceeded, tt.attempts)
 		})
 	}
 }
@@ -780,49 +832,224 @@ func TestFanInUnderConcurrency(t *testing.T) {
 	}
 }
 
-func TestSweepJobReleasesExpiredHolds(t *testing.T) {
+// abandonedAttempt holds a student seat for an attempt whose process died
+// mid-charge, as Register records it: with its draft and key.
+func (h *harness) abandonedAttempt(t *testing.T, n int, key string, created, resolveAfter time.Time) registration.Attempt {
+	t.Helper()
+	id, err := registration.NewID()
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := request(n, n%2 == 0)
+	req.Ticket = "student"
+	req.Normalize()
+	draft := registration.Registration{ID: id, EventID: "gopherfest-2027", TicketID: "student", Status: registration.StatusPaid,
+		Amount: 4900, Currency: "EUR", FirstName: req.Attendee.FirstName, LastName: req.Attendee.LastName,
+		Email: req.Attendee.Email, Company: req.Attendee.Company, Newsletter: req.Newsletter, CreatedAt: created, UpdatedAt: created}
+	for _, name := range registration.Steps {
+		st := registration.StepPending
+		if name == registration.StepAddToMailingList && !req.Newsletter {
+			st = registration.StepSkipped
+		}
+		draft.Steps = append(draft.Steps, registration.Step{Name: name, Status: st})
+	}
+	a := registration.Attempt{ID: id, EventID: "gopherfest-2027", TicketID: "student", IdempotencyKey: key,
+		RequestHash: req.Hash(), CreatedAt: created, ResolveAfter: resolveAfter, Draft: draft}
+	if _, err := h.store.StartAttempt(t.Context(), a, registration.Outcome{Code: registration.CodeSoldOut, Message: "Sold out."}); err != nil {
+		t.Fatalf("StartAttempt: %v", err)
+	}
+	return a
+}
+
+// runResolver runs the resolve_payments job once, after everything done so
+// far: a job already queued (the periodic one) is waited for first, since it
+// may have looked before the test's attempts existed.
+func (h *harness) runResolver(t *testing.T) *rivertype.JobRow {
+	t.Helper()
+	finished := func(j *rivertype.JobRow) bool {
+		return j.State == rivertype.JobStateCompleted || j.State == rivertype.JobStateDiscarded || j.State == rivertype.JobStateCancelled
+	}
+	for range 10 {
+		res, err := h.client.Insert(t.Context(), pipeline.ResolvePaymentsArgs{}, nil)
+		if err != nil {
+			t.Fatalf("Insert resolve job: %v", err)
+		}
+		row := h.waitJob(t, res.Job.ID, "finished", finished)
+		if !res.UniqueSkippedAsDuplicate {
+			if row.State != rivertype.JobStateCompleted {
+				t.Fatalf("resolve job is %s: %v", row.State, row.Errors)
+			}
+			return row
+		}
+	}
+	t.Fatal("the resolve job was always a duplicate")
+	return nil
+}
+
+func TestResolvePaymentsJob(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
 	h := newHarness(t, nil)
 	now := time.Now().UTC()
-	attempt := func(key string, expires time.Time) registration.Attempt {
-		id, err := registration.NewID()
-		if err != nil {
-			t.Fatal(err)
-		}
-		a := registration.Attempt{ID: id, EventID: "gopherfest-2027", TicketID: "student", IdempotencyKey: key,
-			RequestHash: "hash", CreatedAt: now.Add(-time.Hour), ExpiresAt: expires}
-		if _, err := h.store.StartAttempt(ctx, a, registration.Outcome{Code: registration.CodeSoldOut}); err != nil {
-			t.Fatalf("StartAttempt: %v", err)
-		}
-		return a
+	created := now.Add(-time.Hour)
+
+	// A process died after the charge went through.
+	paid := h.abandonedAttempt(t, 1, "paid-key", created, now.Add(-time.Minute))
+	charge, err := h.proc.Charge(ctx, payment.ChargeRequest{RequestID: paid.ID, Amount: 4900, Currency: "EUR",
+		Card: payment.Card{Number: testCardRaw, ExpiryYear: 2030, ExpiryMonth: 12, SecurityCode: "123"}})
+	if err != nil {
+		t.Fatal(err)
 	}
-	attempt("stale-key", now.Add(-time.Minute)) // a process died mid-charge
-	live := attempt("live-key", now.Add(time.Hour))
+	// A process died before charging.
+	h.abandonedAttempt(t, 2, "stale-key", created, now.Add(-time.Minute))
+	// An attempt still within its time.
+	live := h.abandonedAttempt(t, 3, "live-key", now, now.Add(time.Hour))
 	taken := func() int { return h.count(t, `SELECT taken FROM ticket_stock WHERE ticket_id = 'student'`) }
-	if got := taken(); got != 2 {
-		t.Fatalf("taken = %d; want 2", got)
+	if got := taken(); got != 3 {
+		t.Fatalf("taken = %d; want 3", got)
 	}
 
-	res, err := h.client.Insert(ctx, pipeline.SweepHoldsArgs{}, nil)
-	if err != nil {
-		t.Fatalf("Insert sweep job: %v", err)
+	h.runResolver(t)
+
+	r := h.waitStatus(t, paid.ID, registration.StatusCompleted)
+	if r.Payment != charge || r.Amount != 4900 || r.Email != paid.Draft.Email {
+		t.Errorf("registration = %+v; want the draft paid with %+v", r, charge)
 	}
-	h.waitJob(t, res.Job.ID, "completed", stateIs(rivertype.JobStateCompleted))
-	if got := taken(); got != 1 {
-		t.Errorf("taken = %d after the sweep; want 1", got)
+	if got := h.emails(t); len(got) != 1 || got[0] != paid.ID+".eml" {
+		t.Errorf("outbox = %v; want the confirmation of the paid attempt", got)
 	}
-	if got := h.count(t, `SELECT count(*) FROM seat_holds WHERE id = ?`, live.ID); got != 1 {
-		t.Error("the live hold was released")
+	if got := taken(); got != 2 {
+		t.Errorf("taken = %d after resolving; want 2 (the registration and the live hold)", got)
 	}
 	if got := h.count(t, `SELECT count(*) FROM seat_holds`); got != 1 {
 		t.Errorf("%d seat holds; want only the live one", got)
 	}
+	if got := h.count(t, `SELECT count(*) FROM seat_holds WHERE id = ?`, live.ID); got != 1 {
+		t.Error("the live hold was released")
+	}
+	if got := h.count(t, `SELECT count(*) FROM idempotency_keys WHERE key = 'paid-key' AND state = 'done' AND registration_id = ?`, paid.ID); got != 1 {
+		t.Error("the paid attempt's key was not settled to its registration")
+	}
 	if got := h.count(t, `SELECT count(*) FROM idempotency_keys WHERE key = 'stale-key'`); got != 0 {
 		t.Error("the stale attempt's idempotency key was not forgotten")
 	}
-	if got := h.count(t, `SELECT count(*) FROM idempotency_keys WHERE key = 'live-key'`); got != 1 {
-		t.Error("the live attempt's idempotency key was forgotten")
+	if got := h.count(t, `SELECT count(*) FROM idempotency_keys WHERE key = 'live-key' AND state = 'in_progress'`); got != 1 {
+		t.Error("the live attempt's idempotency key was touched")
+	}
+	if got := h.count(t, `SELECT count(*) FROM registrations`); got != 1 {
+		t.Errorf("%d registrations; want 1", got)
+	}
+	if got := h.count(t, `SELECT count(*) FROM payment_incidents WHERE attempt_id = ? AND kind = 'resolved_charged' AND reference = ?`, paid.ID, charge.Reference); got != 1 {
+		t.Error("no resolved_charged incident for the paid attempt")
+	}
+	if charged, refunded := h.proc.Charges(); charged != 1 || refunded != 0 {
+		t.Errorf("charges %d, refunds %d; want 1, 0", charged, refunded)
+	}
+	checkNoCardStored(t, h.db)
+}
+
+// TestProviderPermanentError: a provider adapter's own error type that says
+// Permanent() fails the step at once and cancels the job.
+func TestProviderPermanentError(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, func(m *testMailer) {
+		m.failWith = fmt.Errorf("sendgrid: %w", &providerRejection{msg: "400 invalid from address"})
+	})
+	id := h.register(t, 1, false)
+	h.waitStatus(t, id, registration.StatusNeedsAttention)
+	sendJob := h.jobOf(t, id, pipeline.KindSendConfirmation)
+	row := h.waitJob(t, sendJob.id, "cancelled", stateIs(rivertype.JobStateCancelled))
+	if row.Attempt != 1 {
+		t.Errorf("cancelled job ran %d attempts; want 1", row.Attempt)
+	}
+	r := h.waitStatus(t, id, registration.StatusNeedsAttention)
+	st := checkStep(t, r, registration.StepSendConfirmation, registration.StepFailed, 1)
+	if !strings.Contains(st.LastError, "400 invalid from address") {
+		t.Errorf("last_error = %q; want the rejection", st.LastError)
+	}
+	if got := h.mailer.Calls(); got != 1 {
+		t.Errorf("mailer called %d times; want 1", got)
+	}
+}
+
+// TestProviderRetryAfter: a provider adapter's error that says RetryAfter()
+// snoozes the job for that long instead of the backoff; the step shows it
+// retrying and then succeeds.
+func TestProviderRetryAfter(t *testing.T) {
+	t.Parallel()
+	const wait = 300 * time.Millisecond // well above testOptions' backoff of 10–50 ms
+	h := newHarness(t, func(m *testMailer) {
+		m.errs = []error{fmt.Errorf("sendgrid: %w", &rateLimited{wait: wait})}
+	})
+	id := h.register(t, 1, false)
+	sawRetrying := false
+	deadline := time.Now().Add(waitFor)
+	for {
+		r, err := h.store.Registration(t.Context(), id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, _ := r.Step(registration.StepSendConfirmation)
+		if st.Status == registration.StepRetrying && strings.Contains(st.LastError, "429 too many requests") {
+			sawRetrying = true
+		}
+		if r.Status == registration.StatusCompleted || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if !sawRetrying {
+		t.Error("the step was never seen retrying with the provider's error")
+	}
+	r := h.waitStatus(t, id, registration.StatusCompleted)
+	st, _ := r.Step(registration.StepSendConfirmation)
+	if st.Status != registration.StepSucceeded || !strings.Contains(st.LastError, "429") {
+		t.Errorf("step = %+v; want succeeded, keeping the 429 as last error", st)
+	}
+	times := h.mailer.CallTimes()
+	if len(times) != 2 {
+		t.Fatalf("mailer called %d times; want 2", len(times))
+	}
+	if gap := times[1].Sub(times[0]); gap < wait {
+		t.Errorf("second send %s after the first; want at least the provider's %s", gap, wait)
+	}
+	sendJob := h.jobOf(t, id, pipeline.KindSendConfirmation)
+	row := h.waitJob(t, sendJob.id, "completed", stateIs(rivertype.JobStateCompleted))
+	var meta struct {
+		Snoozes int `json:"snoozes"`
+	}
+	if err := json.Unmarshal(row.Metadata, &meta); err != nil || meta.Snoozes != 1 {
+		t.Errorf("job metadata %s; want one snooze", row.Metadata)
+	}
+	if len(row.Errors) != 0 {
+		t.Errorf("job errors %+v; want none (snoozed, not retried)", row.Errors)
+	}
+	if got := h.emails(t); len(got) != 1 {
+		t.Errorf("outbox = %v; want exactly one email", got)
+	}
+}
+
+// TestProviderRetryAfterForever: a provider that always asks to come back
+// later does not keep the step retrying forever: snoozes count toward
+// MaxAttempts and the step ends failed, the job discarded.
+func TestProviderRetryAfterForever(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, func(m *testMailer) { m.failWith = &rateLimited{wait: 10 * time.Millisecond} })
+	id := h.register(t, 1, false)
+	h.waitStatus(t, id, registration.StatusNeedsAttention)
+	sendJob := h.jobOf(t, id, pipeline.KindSendConfirmation)
+	row := h.waitJob(t, sendJob.id, "discarded", stateIs(rivertype.JobStateDiscarded))
+	if row.Attempt != maxAttempts {
+		t.Errorf("discarded job at attempt %d; want %d", row.Attempt, maxAttempts)
+	}
+	r := h.waitStatus(t, id, registration.StatusNeedsAttention)
+	st, _ := r.Step(registration.StepSendConfirmation)
+	if st.Status != registration.StepFailed || !strings.Contains(st.LastError, "429") {
+		t.Errorf("step = %+v; want failed with the 429", st)
+	}
+	// At most MaxAttempts-1 snoozes, then MaxAttempts attempts with backoff.
+	if got := h.mailer.Calls(); got > 2*maxAttempts-1 {
+		t.Errorf("mailer called %d times; want at most %d", got, 2*maxAttempts-1)
 	}
 }
 
@@ -865,7 +1092,7 @@ func TestConfig(t *testing.T) {
 					t.Errorf("Queues = %+v; want the default queue with %d workers", cfg.Queues, opts.Workers)
 				}
 				if len(cfg.PeriodicJobs) != 1 {
-					t.Errorf("%d periodic jobs; want the hold sweep", len(cfg.PeriodicJobs))
+					t.Errorf("%d periodic jobs; want the payment resolver", len(cfg.PeriodicJobs))
 				}
 			} else if len(cfg.Queues) != 0 || len(cfg.PeriodicJobs) != 0 {
 				t.Errorf("a web-only client works queues %v or periodic jobs %d", cfg.Queues, len(cfg.PeriodicJobs))

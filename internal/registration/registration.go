@@ -99,7 +99,37 @@ type Attempt struct {
 	IdempotencyKey string // "" when the client sent none
 	RequestHash    string
 	CreatedAt      time.Time
-	ExpiresAt      time.Time // a hold not settled by then is released by the sweeper
+	// ResolveAfter is when an attempt still holding its seat counts as
+	// abandoned (its process died, or its charge's outcome is unknown) and
+	// is resolved by asking the payment provider.
+	ResolveAfter time.Time
+	// Draft is the registration the attempt becomes once paid: everything
+	// but the payment. It never holds card data.
+	Draft Registration
+}
+
+// IncidentKind names a payment event an operator must be able to see.
+type IncidentKind string
+
+// Incident kinds (invariant 7).
+const (
+	IncidentRefunded           IncidentKind = "refunded"             // charged, could not register, money returned
+	IncidentRefundFailed       IncidentKind = "refund_failed"        // charged, could not register, refund failed: act
+	IncidentResolvedCharged    IncidentKind = "resolved_charged"     // outcome was unknown; it was paid and proceeds
+	IncidentResolvedNotCharged IncidentKind = "resolved_not_charged" // outcome was unknown; nothing was taken
+	IncidentUnresolved         IncidentKind = "unresolved"           // outcome still unknown after a long time: act
+)
+
+// Incident is one payment event recorded for operators.
+type Incident struct {
+	AttemptID string
+	Kind      IncidentKind
+	Provider  string
+	Reference string
+	Amount    int64
+	Currency  string
+	Detail    string
+	CreatedAt time.Time
 }
 
 // Outcome is the stored result of an attempt, replayed for a repeated
@@ -117,4 +147,5 @@ var (
 	ErrKeyInProgress      = errors.New("idempotency key in progress")
 	ErrKeyReused          = errors.New("idempotency key reused with another request")
 	ErrAttemptUnavailable = errors.New("attempt no longer holds a seat")
+	ErrAlreadyRegistered  = errors.New("attempt already became a registration")
 )

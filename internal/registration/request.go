@@ -132,6 +132,10 @@ func (r *Request) Validate(ev *event.Event, now time.Time) map[string]string {
 		f["billing.card.cvc"] = "Enter the security code from the back of the card."
 	case !cvcPattern.MatchString(b.Card.CVC):
 		f["billing.card.cvc"] = "The security code is 3 or 4 digits."
+	case payment.Brand(b.Card.Number) == "amex" && len(b.Card.CVC) != 4:
+		f["billing.card.cvc"] = "The security code of an American Express card is the 4 digits on its front."
+	case payment.Brand(b.Card.Number) != "amex" && payment.Brand(b.Card.Number) != "card" && len(b.Card.CVC) != 3:
+		f["billing.card.cvc"] = "The security code is the 3 digits on the back of the card."
 	}
 	text(f, "billing.card.name", "name on the card", b.Card.Name, true, 100)
 	text(f, "billing.address.line1", "address", b.Address.Line1, true, 200)

@@ -70,7 +70,9 @@ func TestValidate(t *testing.T) {
 			r.Billing.Card.Name, r.Billing.Address.Line1, r.Billing.Address.Line2 = long(100), long(200), long(200)
 			r.Billing.Address.City, r.Billing.Address.PostalCode, r.Billing.Address.Region = long(100), long(20), long(100)
 		}, nil},
-		{"valid 4-digit CVC", func(r *Request) { r.Billing.Card.CVC = "1234" }, nil},
+		{"4-digit CVC on an Amex card", func(r *Request) { r.Billing.Card.Number = "378282246310005"; r.Billing.Card.CVC = "1234" }, nil},
+		{"4-digit CVC on a Visa card", func(r *Request) { r.Billing.Card.CVC = "1234" }, []string{"billing.card.cvc"}},
+		{"3-digit CVC on an Amex card", func(r *Request) { r.Billing.Card.Number = "378282246310005" }, []string{"billing.card.cvc"}},
 		{"valid other test card", func(r *Request) { r.Billing.Card.Number = "4242424242424242" }, nil},
 		{"card expiring this month", func(r *Request) { r.Billing.Card.Expiry = "2026-06" }, nil},
 		{"card expiring in 25 years", func(r *Request) { r.Billing.Card.Expiry = "2051-01" }, nil},

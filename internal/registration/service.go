@@ -22,7 +22,8 @@ type EnqueueFunc func(ctx context.Context, tx *sql.Tx, registrationID string) er
 // Store keeps registrations, held seats and idempotency keys.
 type Store interface {
 	// StartAttempt reserves the attempt's idempotency key (if any) and holds a
-	// seat. It returns the stored outcome when the key was already settled;
+	// seat, recording the attempt (with its draft) before any charge. It
+	// returns the stored outcome when the key was already settled;
 	// ErrKeyInProgress or ErrKeyReused for a conflicting key; ErrSoldOut
 	// (with soldOut stored under the key) when no seat is left.
 	StartAttempt(ctx context.Context, a Attempt, soldOut Outcome) (*Outcome, error)
@@ -31,7 +32,16 @@ type Store interface {
 	FailAttempt(ctx context.Context, a Attempt, o *Outcome) error
 	// CompleteAttempt turns the held seat into a registration, stores its
 	// steps, settles the key and enqueues the pipeline, in one transaction.
+	// It returns ErrAlreadyRegistered when the attempt was completed before
+	// and ErrAttemptUnavailable when its seat is gone.
 	CompleteAttempt(ctx context.Context, a Attempt, r Registration, enqueue EnqueueFunc) error
+	// AbandonedAttempts lists attempts still holding a seat past their
+	// ResolveAfter.
+	AbandonedAttempts(ctx context.Context, now time.Time, limit int) ([]Attempt, error)
+	// PostponeAttempt sets when an unresolved attempt is looked at again.
+	PostponeAttempt(ctx context.Context, id string, after time.Time) error
+	// RecordIncident keeps a payment event for operators.
+	RecordIncident(ctx context.Context, in Incident) error
 	// Registration returns one registration with its steps, or ErrNotFound.
 	Registration(ctx context.Context, id string) (Registration, error)
 }
@@ -45,7 +55,12 @@ type Service struct {
 	log           *slog.Logger
 	now           func() time.Time
 	chargeTimeout time.Duration
-	holdTTL       time.Duration
+	// resolveAfter is how long after its start an attempt still holding a
+	// seat counts as abandoned; well past chargeTimeout.
+	resolveAfter time.Duration
+	// giveUpAfter is when an attempt whose outcome is still unknown is
+	// released and handed to an operator (PayPal keeps request ids 6 hours).
+	giveUpAfter time.Duration
 }
 
 // NewService returns a Service for one event.
@@ -58,12 +73,15 @@ func NewService(store Store, processor payment.Processor, enqueue EnqueueFunc, e
 		log:           log,
 		now:           time.Now,
 		chargeTimeout: 30 * time.Second,
-		holdTTL:       10 * time.Minute,
+		resolveAfter:  90 * time.Second,
+		giveUpAfter:   5 * time.Hour,
 	}
 }
 
 // Event returns the event the service registers for.
 func (s *Service) Event() *event.Event { return s.event }
+
+var errInternal = "Something went wrong on our side. Please try again."
 
 // Register validates a request, holds a seat, charges the card and stores the
 // paid registration with its queued pipeline. key is the client's
@@ -78,7 +96,7 @@ func (s *Service) Register(ctx context.Context, req Request, key string) (string
 	ticket, _ := s.event.Ticket(req.Ticket)
 	id, err := NewID()
 	if err != nil {
-		return "", &Error{Code: CodeInternal, Message: "Something went wrong on our side. Please try again.", Err: err}
+		return "", &Error{Code: CodeInternal, Message: errInternal, Err: err}
 	}
 	a := Attempt{
 		ID:             id,
@@ -87,12 +105,13 @@ func (s *Service) Register(ctx context.Context, req Request, key string) (string
 		IdempotencyKey: key,
 		RequestHash:    req.Hash(),
 		CreatedAt:      now,
-		ExpiresAt:      now.Add(s.holdTTL),
+		ResolveAfter:   now.Add(s.resolveAfter),
+		Draft:          s.draft(id, ticket, req, now),
 	}
 	// From here on the attempt runs to its end even if the client hangs up:
 	// abandoning it half-way could leave a charge without a registration.
 	ctx = context.WithoutCancel(ctx)
-	soldOut := Outcome{Code: CodeSoldOut, Message: fmt.Sprintf("The %s ticket is sold out.", ticket.Name)}
+	soldOut := s.soldOut(ticket.ID)
 	replay, err := s.store.StartAttempt(ctx, a, soldOut)
 	switch {
 	case replay != nil:
@@ -104,13 +123,12 @@ func (s *Service) Register(ctx context.Context, req Request, key string) (string
 	case errors.Is(err, ErrKeyReused):
 		return "", &Error{Code: CodeIdempotencyKeyReused, Message: "This Idempotency-Key was used with a different request."}
 	case err != nil:
-		return "", &Error{Code: CodeInternal, Message: "Something went wrong on our side. Please try again.", Err: err}
+		return "", &Error{Code: CodeInternal, Message: errInternal, Err: err}
 	}
 
-	var charge payment.Charge
+	reg := a.Draft
 	if ticket.Price > 0 {
-		cctx, cancel := context.WithTimeout(ctx, s.chargeTimeout)
-		charge, err = s.processor.Charge(cctx, payment.ChargeRequest{
+		charge := payment.ChargeRequest{
 			RequestID:   a.ID,
 			Amount:      ticket.Price,
 			Currency:    s.event.Currency,
@@ -118,15 +136,28 @@ func (s *Service) Register(ctx context.Context, req Request, key string) (string
 			Card:        req.Card(),
 			Address:     billingAddress(req.Billing.Address),
 			Email:       req.Attendee.Email,
-		})
+		}
+		cctx, cancel := context.WithTimeout(ctx, s.chargeTimeout)
+		reg.Payment, err = s.processor.Charge(cctx, charge)
 		cancel()
 		if err != nil {
-			return "", s.chargeFailed(ctx, a, err)
+			if reg.Payment, err = s.chargeFailed(ctx, a, charge, err); err != nil {
+				return "", err
+			}
 		}
 	}
+	if err := s.complete(ctx, a, reg); err != nil {
+		return "", err
+	}
+	s.log.Info("registration paid", "registration", reg.ID, "ticket", reg.TicketID,
+		"amount", reg.Amount, "provider", reg.Payment.Provider, "reference", reg.Payment.Reference)
+	return reg.ID, nil
+}
 
+// draft is the registration an attempt becomes once paid.
+func (s *Service) draft(id string, ticket event.Ticket, req Request, now time.Time) Registration {
 	reg := Registration{
-		ID:         a.ID,
+		ID:         id,
 		EventID:    s.event.ID,
 		TicketID:   ticket.ID,
 		Status:     StatusPaid,
@@ -137,7 +168,6 @@ func (s *Service) Register(ctx context.Context, req Request, key string) (string
 		Email:      req.Attendee.Email,
 		Company:    req.Attendee.Company,
 		Newsletter: req.Newsletter,
-		Payment:    charge,
 		CreatedAt:  now,
 		UpdatedAt:  now,
 	}
@@ -148,53 +178,155 @@ func (s *Service) Register(ctx context.Context, req Request, key string) (string
 		}
 		reg.Steps = append(reg.Steps, Step{Name: name, Status: st})
 	}
-	if err := s.store.CompleteAttempt(ctx, a, reg, s.enqueue); err != nil {
-		return "", s.settleFailed(ctx, a, reg, soldOut, err)
-	}
-	s.log.Info("registration paid", "registration", reg.ID, "ticket", reg.TicketID,
-		"amount", reg.Amount, "provider", charge.Provider, "reference", charge.Reference)
-	return reg.ID, nil
+	return reg
 }
 
-func (s *Service) chargeFailed(ctx context.Context, a Attempt, err error) error {
+func (s *Service) soldOut(ticketID string) Outcome {
+	name := ticketID
+	if t, ok := s.event.Ticket(ticketID); ok {
+		name = t.Name
+	}
+	return Outcome{Code: CodeSoldOut, Message: fmt.Sprintf("The %s ticket is sold out.", name)}
+}
+
+// chargeFailed settles a failed charge. A decline is final. When the
+// provider failed, the outcome may be unknown (a timeout after the charge
+// went through): ask the provider once; if it still cannot tell, the attempt
+// keeps its seat and key for the resolver. It returns the charge when the
+// payment did go through after all.
+func (s *Service) chargeFailed(ctx context.Context, a Attempt, req payment.ChargeRequest, err error) (payment.Charge, error) {
 	var declined *payment.DeclinedError
 	if errors.As(err, &declined) {
 		o := Outcome{Code: CodePaymentDeclined, Message: declined.Reason}
 		if ferr := s.store.FailAttempt(ctx, a, &o); ferr != nil {
 			s.log.Error("releasing seat after decline", "attempt", a.ID, "err", ferr)
 		}
-		return &Error{Code: o.Code, Message: o.Message, Err: err}
+		return payment.Charge{}, &Error{Code: o.Code, Message: o.Message, Err: err}
 	}
-	// Nothing was charged: forget the key so the client may try again.
-	if ferr := s.store.FailAttempt(ctx, a, nil); ferr != nil {
-		s.log.Error("releasing seat after payment failure", "attempt", a.ID, "err", ferr)
+	req.Card = payment.Card{}
+	rctx, cancel := context.WithTimeout(ctx, s.chargeTimeout)
+	charge, rerr := s.processor.Resolve(rctx, req)
+	cancel()
+	switch {
+	case rerr == nil:
+		s.log.Warn("charge reported failure but was taken; proceeding", "attempt", a.ID, "err", err)
+		return charge, nil
+	case errors.Is(rerr, payment.ErrNotCharged):
+		// Nothing was charged: forget the key so the client may try again.
+		if ferr := s.store.FailAttempt(ctx, a, nil); ferr != nil {
+			s.log.Error("releasing seat after payment failure", "attempt", a.ID, "err", ferr)
+		}
+		return payment.Charge{}, &Error{Code: CodePaymentUnavailable, Message: "The payment service is not answering right now. Nothing was charged; please try again in a minute.", Err: err}
+	default:
+		s.log.Warn("payment outcome unknown; left to the resolver", "attempt", a.ID, "err", err, "resolve_err", rerr)
+		return payment.Charge{}, &Error{Code: CodePaymentUnavailable, Message: "We could not confirm your payment with the payment service. If it went through, your registration completes by itself and you receive a confirmation email; you will not be charged twice.", Err: errors.Join(err, rerr)}
 	}
-	return &Error{Code: CodePaymentUnavailable, Message: "The payment service is not answering right now. Nothing was charged; please try again in a minute.", Err: err}
 }
 
-// settleFailed handles a charge that cannot become a registration: the
-// money goes back (invariant 7).
-func (s *Service) settleFailed(ctx context.Context, a Attempt, reg Registration, soldOut Outcome, cause error) error {
+// complete stores a paid registration; if it cannot be stored, the money
+// goes back (invariant 7).
+func (s *Service) complete(ctx context.Context, a Attempt, reg Registration) error {
+	err := s.store.CompleteAttempt(ctx, a, reg, s.enqueue)
+	if err == nil || errors.Is(err, ErrAlreadyRegistered) {
+		return nil
+	}
 	if reg.Amount > 0 {
-		if err := s.processor.Refund(ctx, reg.Payment, reg.Amount, reg.Currency, "refund-"+a.ID); err != nil {
-			s.log.Error("REFUND NEEDED: charge taken but registration not stored and refund failed",
+		if rerr := s.processor.Refund(ctx, reg.Payment, reg.Amount, reg.Currency, "refund-"+a.ID); rerr != nil {
+			s.log.Error("REFUND NEEDED: charge taken, registration not stored, refund failed; the resolver retries",
 				"attempt", a.ID, "provider", reg.Payment.Provider, "reference", reg.Payment.Reference,
-				"amount", reg.Amount, "currency", reg.Currency, "cause", cause, "err", err)
-			return &Error{Code: CodeInternal, Message: "Something went wrong on our side and your payment is being reviewed; you will not be charged twice.", Err: errors.Join(cause, err)}
+				"amount", reg.Amount, "currency", reg.Currency, "cause", err, "err", rerr)
+			s.incident(ctx, a, reg, IncidentRefundFailed, errors.Join(err, rerr).Error())
+			// The attempt keeps its seat and key: the resolver finds the charge
+			// again and completes or refunds it, and a retry cannot charge twice.
+			return &Error{Code: CodeInternal, Message: "Something went wrong on our side while storing your registration. Your payment is safe: it will either complete your registration or be refunded, and you will not be charged twice.", Err: errors.Join(err, rerr)}
 		}
 		s.log.Warn("charge refunded: registration could not be stored", "attempt", a.ID,
-			"reference", reg.Payment.Reference, "cause", cause)
+			"reference", reg.Payment.Reference, "cause", err)
+		s.incident(ctx, a, reg, IncidentRefunded, err.Error())
 	}
-	if errors.Is(cause, ErrAttemptUnavailable) {
-		if err := s.store.FailAttempt(ctx, a, &soldOut); err != nil {
-			s.log.Error("settling key after lost hold", "attempt", a.ID, "err", err)
+	if errors.Is(err, ErrAttemptUnavailable) {
+		soldOut := s.soldOut(a.TicketID)
+		if ferr := s.store.FailAttempt(ctx, a, &soldOut); ferr != nil {
+			s.log.Error("settling key after lost hold", "attempt", a.ID, "err", ferr)
 		}
-		return &Error{Code: soldOut.Code, Message: soldOut.Message + " Your payment was refunded.", Err: cause}
+		return &Error{Code: soldOut.Code, Message: soldOut.Message + " Your payment was refunded.", Err: err}
 	}
-	if err := s.store.FailAttempt(ctx, a, nil); err != nil {
-		s.log.Error("releasing seat after failed commit", "attempt", a.ID, "err", err)
+	if ferr := s.store.FailAttempt(ctx, a, nil); ferr != nil {
+		s.log.Error("releasing seat after failed commit", "attempt", a.ID, "err", ferr)
 	}
-	return &Error{Code: CodePaymentUnavailable, Message: "We could not complete your registration and your payment was reversed. Please try again.", Err: cause}
+	return &Error{Code: CodePaymentUnavailable, Message: "We could not complete your registration and your payment was reversed. Please try again.", Err: err}
+}
+
+func (s *Service) incident(ctx context.Context, a Attempt, reg Registration, kind IncidentKind, detail string) {
+	in := Incident{AttemptID: a.ID, Kind: kind, Provider: reg.Payment.Provider, Reference: reg.Payment.Reference,
+		Amount: reg.Amount, Currency: reg.Currency, Detail: detail, CreatedAt: s.now().UTC()}
+	if err := s.store.RecordIncident(ctx, in); err != nil {
+		s.log.Error("recording payment incident", "attempt", a.ID, "kind", kind, "err", err)
+	}
+}
+
+// ResolveAbandoned settles attempts that still hold a seat past their time
+// (their process died mid-charge, or the charge's outcome was unknown): it
+// asks the payment provider whether money was taken and either completes the
+// registration or releases the seat. It returns how many were settled.
+func (s *Service) ResolveAbandoned(ctx context.Context, now time.Time) (int, error) {
+	attempts, err := s.store.AbandonedAttempts(ctx, now, 100)
+	if err != nil {
+		return 0, err
+	}
+	settled := 0
+	for _, a := range attempts {
+		ok, err := s.resolve(ctx, a, now)
+		if err != nil {
+			return settled, err
+		}
+		if ok {
+			settled++
+		}
+	}
+	return settled, nil
+}
+
+func (s *Service) resolve(ctx context.Context, a Attempt, now time.Time) (bool, error) {
+	reg := a.Draft
+	if reg.ID != a.ID || reg.Amount == 0 {
+		// A free ticket (or a draft from before drafts were kept) took no
+		// money: its attendee never got an answer and may retry.
+		return true, s.store.FailAttempt(ctx, a, nil)
+	}
+	rctx, cancel := context.WithTimeout(ctx, s.chargeTimeout)
+	charge, err := s.processor.Resolve(rctx, payment.ChargeRequest{
+		RequestID: a.ID, Amount: reg.Amount, Currency: reg.Currency, Email: reg.Email,
+		Description: s.event.Name,
+	})
+	cancel()
+	switch {
+	case errors.Is(err, payment.ErrNotCharged):
+		s.log.Info("abandoned attempt took no money; seat released", "attempt", a.ID)
+		if err := s.store.FailAttempt(ctx, a, nil); err != nil {
+			return false, err
+		}
+		s.incident(ctx, a, reg, IncidentResolvedNotCharged, "no charge found at the provider; seat released")
+		return true, nil
+	case err != nil:
+		if now.Sub(a.CreatedAt) > s.giveUpAfter {
+			s.log.Error("PAYMENT UNRESOLVED: outcome still unknown; seat released, check the provider",
+				"attempt", a.ID, "amount", reg.Amount, "currency", reg.Currency, "err", err)
+			s.incident(ctx, a, reg, IncidentUnresolved, err.Error())
+			return true, s.store.FailAttempt(ctx, a, nil)
+		}
+		s.log.Warn("payment outcome still unknown; will ask again", "attempt", a.ID, "err", err)
+		return false, s.store.PostponeAttempt(ctx, a.ID, now.Add(time.Minute))
+	}
+	reg.Payment = charge
+	s.log.Warn("abandoned attempt was paid; completing the registration", "attempt", a.ID,
+		"provider", charge.Provider, "reference", charge.Reference)
+	if err := s.complete(ctx, a, reg); err != nil {
+		s.log.Error("completing resolved attempt", "attempt", a.ID, "err", err)
+		return false, nil
+	}
+	s.incident(ctx, a, reg, IncidentResolvedCharged, "payment confirmed after the fact; registration completed")
+	return true, nil
 }
 
 func replayOutcome(o Outcome) (string, error) {

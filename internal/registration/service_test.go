@@ -21,16 +21,28 @@ type fakeStore struct {
 
 	startReplay *Outcome
 	startErr    error
-	completeErr error
+	// completeErrs are returned by the next CompleteAttempt calls, in order;
+	// nil entries succeed.
+	completeErrs []error
+	abandoned    []Attempt
+	abandonedErr error
 
 	started   []Attempt
 	failed    []failCall
 	completed []Registration
+	postponed []postponeCall
+	incidents []Incident
+	limits    []int
 }
 
 type failCall struct {
 	attempt Attempt
 	outcome *Outcome
+}
+
+type postponeCall struct {
+	id    string
+	after time.Time
 }
 
 func (s *fakeStore) StartAttempt(ctx context.Context, a Attempt, soldOut Outcome) (*Outcome, error) {
@@ -53,15 +65,57 @@ func (s *fakeStore) FailAttempt(ctx context.Context, a Attempt, o *Outcome) erro
 func (s *fakeStore) CompleteAttempt(ctx context.Context, a Attempt, r Registration, enqueue EnqueueFunc) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.completeErr != nil {
-		return s.completeErr
+	if len(s.completeErrs) > 0 {
+		err := s.completeErrs[0]
+		s.completeErrs = s.completeErrs[1:]
+		if err != nil {
+			return err
+		}
 	}
 	s.completed = append(s.completed, r)
 	return enqueue(ctx, nil, r.ID)
 }
 
+func (s *fakeStore) AbandonedAttempts(ctx context.Context, now time.Time, limit int) ([]Attempt, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.limits = append(s.limits, limit)
+	var due []Attempt
+	for _, a := range s.abandoned {
+		if a.ResolveAfter.Before(now) {
+			due = append(due, a)
+		}
+	}
+	return due, s.abandonedErr
+}
+
+func (s *fakeStore) PostponeAttempt(ctx context.Context, id string, after time.Time) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.postponed = append(s.postponed, postponeCall{id, after})
+	return nil
+}
+
+func (s *fakeStore) RecordIncident(ctx context.Context, in Incident) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.incidents = append(s.incidents, in)
+	return nil
+}
+
 func (s *fakeStore) Registration(ctx context.Context, id string) (Registration, error) {
 	return Registration{}, ErrNotFound
+}
+
+// incidentKinds lists the kinds of the recorded incidents, in order.
+func (s *fakeStore) incidentKinds() []IncidentKind {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var kinds []IncidentKind
+	for _, in := range s.incidents {
+		kinds = append(kinds, in.Kind)
+	}
+	return kinds
 }
 
 // fakeProcessor answers charges as told and records them.
@@ -69,10 +123,16 @@ type fakeProcessor struct {
 	mu        sync.Mutex
 	chargeErr error
 	refundErr error
-	charges   []payment.ChargeRequest
-	ctxErrs   []error
-	deadlines []time.Time
-	refunds   []payment.Charge
+	// resolveCharge and resolveErr answer Resolve; with neither set it
+	// reports ErrNotCharged.
+	resolveCharge *payment.Charge
+	resolveErr    error
+	charges       []payment.ChargeRequest
+	ctxErrs       []error
+	deadlines     []time.Time
+	resolves      []payment.ChargeRequest
+	refunds       []payment.Charge
+	refundIDs     []string
 }
 
 func (p *fakeProcessor) Charge(ctx context.Context, req payment.ChargeRequest) (payment.Charge, error) {
@@ -90,6 +150,15 @@ func (p *fakeProcessor) Charge(ctx context.Context, req payment.ChargeRequest) (
 }
 
 func (p *fakeProcessor) Resolve(ctx context.Context, req payment.ChargeRequest) (payment.Charge, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.resolves = append(p.resolves, req)
+	switch {
+	case p.resolveErr != nil:
+		return payment.Charge{}, p.resolveErr
+	case p.resolveCharge != nil:
+		return *p.resolveCharge, nil
+	}
 	return payment.Charge{}, payment.ErrNotCharged
 }
 
@@ -97,6 +166,7 @@ func (p *fakeProcessor) Refund(ctx context.Context, c payment.Charge, amount int
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.refunds = append(p.refunds, c)
+	p.refundIDs = append(p.refundIDs, requestID)
 	return p.refundErr
 }
 
@@ -158,7 +228,7 @@ func TestRegisterPaid(t *testing.T) {
 			norm.Newsletter = newsletter
 			if a.ID != id || !ValidID(id) || a.EventID != "testconf-2027" || a.TicketID != "standard" ||
 				a.IdempotencyKey != "api:k1" || a.RequestHash != norm.Hash() ||
-				!a.CreatedAt.Equal(testNow) || !a.ExpiresAt.Equal(testNow.Add(10*time.Minute)) {
+				!a.CreatedAt.Equal(testNow) || !a.ResolveAfter.Equal(testNow.Add(90*time.Second)) {
 				t.Errorf("attempt: %+v", a)
 			}
 			if len(f.proc.charges) != 1 {
@@ -188,11 +258,17 @@ func TestRegisterPaid(t *testing.T) {
 				r.Payment.Reference != "ref-"+id || fmt.Sprint(r.Steps) != fmt.Sprint(want) {
 				t.Errorf("registration: %+v", r)
 			}
+			// The attempt was recorded with what it becomes once paid.
+			draft := r
+			draft.Payment = payment.Charge{}
+			if fmt.Sprintf("%+v", a.Draft) != fmt.Sprintf("%+v", draft) {
+				t.Errorf("attempt draft =\n%+v\nwant the registration without its payment\n%+v", a.Draft, draft)
+			}
 			if len(f.enqueued) != 1 || f.enqueued[0] != id {
 				t.Errorf("enqueued %v, want [%s]", f.enqueued, id)
 			}
-			if len(f.store.failed) != 0 || len(f.proc.refunds) != 0 {
-				t.Errorf("failed %v, refunds %v", f.store.failed, f.proc.refunds)
+			if len(f.store.failed) != 0 || len(f.proc.refunds) != 0 || len(f.proc.resolves) != 0 || len(f.store.incidents) != 0 {
+				t.Errorf("failed %v, refunds %v, resolves %v, incidents %v", f.store.failed, f.proc.refunds, f.proc.resolves, f.store.incidents)
 			}
 			if strings.Contains(f.logs.String(), "4111111111111111") {
 				t.Errorf("card number logged: %s", f.logs)
@@ -292,11 +368,12 @@ func TestRegisterChargeFails(t *testing.T) {
 		message    string
 		keepsKey   bool // the outcome is stored under the key (else the key is forgotten)
 		keyOutcome string
+		resolved   bool // the processor was asked whether the charge went through
 	}{
-		{"declined", &payment.DeclinedError{Reason: "No funds."}, CodePaymentDeclined, "No funds.", true, CodePaymentDeclined},
-		{"wrapped decline", fmt.Errorf("paypal: %w", &payment.DeclinedError{Reason: "Expired."}), CodePaymentDeclined, "Expired.", true, CodePaymentDeclined},
-		{"unavailable", fmt.Errorf("%w: timeout", payment.ErrUnavailable), CodePaymentUnavailable, "", false, ""},
-		{"unknown failure", errors.New("boom"), CodePaymentUnavailable, "", false, ""},
+		{"declined", &payment.DeclinedError{Reason: "No funds."}, CodePaymentDeclined, "No funds.", true, CodePaymentDeclined, false},
+		{"wrapped decline", fmt.Errorf("paypal: %w", &payment.DeclinedError{Reason: "Expired."}), CodePaymentDeclined, "Expired.", true, CodePaymentDeclined, false},
+		{"unavailable", fmt.Errorf("%w: timeout", payment.ErrUnavailable), CodePaymentUnavailable, "", false, "", true},
+		{"unknown failure", errors.New("boom"), CodePaymentUnavailable, "", false, "", true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -308,6 +385,9 @@ func TestRegisterChargeFails(t *testing.T) {
 			if tt.message != "" && e.Message != tt.message {
 				t.Errorf("message: got %q, want %q", e.Message, tt.message)
 			}
+			if tt.code == CodePaymentUnavailable && !strings.Contains(e.Message, "Nothing was charged") {
+				t.Errorf("message %q does not say nothing was charged", e.Message)
+			}
 			if len(f.store.failed) != 1 {
 				t.Fatalf("FailAttempt calls: %d, want 1 (the held seat must be released)", len(f.store.failed))
 			}
@@ -318,6 +398,9 @@ func TestRegisterChargeFails(t *testing.T) {
 			if (fc.outcome != nil) != tt.keepsKey || (fc.outcome != nil && (fc.outcome.Code != tt.keyOutcome || fc.outcome.Message != tt.message)) {
 				t.Errorf("outcome stored under the key: %+v", fc.outcome)
 			}
+			if got := len(f.proc.resolves) == 1; got != tt.resolved {
+				t.Errorf("Resolve calls: %d; want asked = %v", len(f.proc.resolves), tt.resolved)
+			}
 			if len(f.store.completed) != 0 || len(f.enqueued) != 0 || len(f.proc.refunds) != 0 {
 				t.Errorf("completed %d, enqueued %d, refunded %d; want nothing", len(f.store.completed), len(f.enqueued), len(f.proc.refunds))
 			}
@@ -325,8 +408,77 @@ func TestRegisterChargeFails(t *testing.T) {
 	}
 }
 
+// TestRegisterChargeOutcomeUnknown: when the charge fails with a provider
+// error, the processor is asked once whether it went through after all.
+func TestRegisterChargeOutcomeUnknown(t *testing.T) {
+	t.Parallel()
+	charged := payment.Charge{Provider: "fake", Reference: "late-capture", Brand: "visa", Last4: "1111"}
+	tests := []struct {
+		name          string
+		resolveCharge *payment.Charge
+		resolveErr    error
+		code          string // "" for success
+		released      bool   // FailAttempt(nil): seat released, key forgotten
+		message       string // part of the message
+	}{
+		{name: "charged after all", resolveCharge: &charged},
+		{name: "not charged", resolveErr: fmt.Errorf("paypal: %w", payment.ErrNotCharged), code: CodePaymentUnavailable,
+			released: true, message: "Nothing was charged"},
+		{name: "still unknown", resolveErr: errors.New("paypal: 503"), code: CodePaymentUnavailable,
+			message: "you will not be charged twice"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			f := newServiceFixture(t)
+			f.proc.chargeErr = fmt.Errorf("paypal: %w: context deadline exceeded", payment.ErrUnavailable)
+			f.proc.resolveCharge, f.proc.resolveErr = tt.resolveCharge, tt.resolveErr
+			id, err := f.svc.Register(context.Background(), validReq(), "api:k")
+			if len(f.proc.charges) != 1 || len(f.proc.resolves) != 1 {
+				t.Fatalf("charges %d, resolves %d; want 1, 1", len(f.proc.charges), len(f.proc.resolves))
+			}
+			a := f.store.started[0]
+			rq := f.proc.resolves[0]
+			if rq.RequestID != a.ID || rq.Amount != 14900 || rq.Currency != "EUR" || rq.Card != (payment.Card{}) {
+				t.Errorf("resolve request = %+v; want the attempt's request id and amount, without card", rq)
+			}
+			if tt.code == "" {
+				if err != nil || id != a.ID {
+					t.Fatalf("Register = %q, %v; want %q", id, err, a.ID)
+				}
+				if len(f.store.completed) != 1 || f.store.completed[0].Payment != charged {
+					t.Fatalf("completed %+v; want one registration with the resolved charge", f.store.completed)
+				}
+				if len(f.enqueued) != 1 || len(f.store.failed) != 0 || len(f.proc.refunds) != 0 {
+					t.Errorf("enqueued %d, failed %d, refunds %d; want 1, 0, 0", len(f.enqueued), len(f.store.failed), len(f.proc.refunds))
+				}
+				return
+			}
+			e := apiErr(t, err, tt.code)
+			if !strings.Contains(e.Message, tt.message) {
+				t.Errorf("message %q; want it to contain %q", e.Message, tt.message)
+			}
+			if strings.Contains(e.Message, "503") || strings.Contains(e.Message, "deadline") {
+				t.Errorf("message reveals internals: %q", e.Message)
+			}
+			if len(f.store.completed) != 0 || len(f.proc.refunds) != 0 {
+				t.Errorf("completed %d, refunds %d; want none", len(f.store.completed), len(f.proc.refunds))
+			}
+			if tt.released {
+				if len(f.store.failed) != 1 || f.store.failed[0].outcome != nil || f.store.failed[0].attempt.ID != a.ID {
+					t.Errorf("FailAttempt calls %+v; want one forgetting the key", f.store.failed)
+				}
+			} else if len(f.store.failed) != 0 {
+				// The resolver settles it: the seat and the key stay.
+				t.Errorf("FailAttempt calls %+v; want none (the attempt is left to the resolver)", f.store.failed)
+			}
+		})
+	}
+}
+
 // TestRegisterCommitFails covers invariant 7: money taken but the
-// registration not stored is refunded and the seat released.
+// registration not stored is refunded and the seat released, or, when the
+// refund fails too, left to the resolver with its seat and key.
 func TestRegisterCommitFails(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
@@ -336,20 +488,22 @@ func TestRegisterCommitFails(t *testing.T) {
 		code        string
 		outcome     *Outcome // stored under the key; nil: forgotten
 		released    bool     // FailAttempt called
+		incident    IncidentKind
 		logged      string
 	}{
 		{name: "commit fails", completeErr: errors.New("disk full"), code: CodePaymentUnavailable,
-			released: true, logged: "charge refunded"},
+			released: true, incident: IncidentRefunded, logged: "charge refunded"},
 		{name: "hold lost and no seat left", completeErr: fmt.Errorf("complete: %w", ErrAttemptUnavailable), code: CodeSoldOut,
-			outcome: &Outcome{Code: CodeSoldOut, Message: "The Standard ticket is sold out."}, released: true, logged: "charge refunded"},
+			outcome: &Outcome{Code: CodeSoldOut, Message: "The Standard ticket is sold out."}, released: true,
+			incident: IncidentRefunded, logged: "charge refunded"},
 		{name: "refund fails too", completeErr: errors.New("disk full"), refundErr: errors.New("provider down"),
-			code: CodeInternal, logged: "REFUND NEEDED"},
+			code: CodeInternal, incident: IncidentRefundFailed, logged: "REFUND NEEDED"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			f := newServiceFixture(t)
-			f.store.completeErr, f.proc.refundErr = tt.completeErr, tt.refundErr
+			f.store.completeErrs, f.proc.refundErr = []error{tt.completeErr}, tt.refundErr
 			_, err := f.svc.Register(context.Background(), validReq(), "api:k")
 			e := apiErr(t, err, tt.code)
 			if strings.Contains(e.Message, "disk") || strings.Contains(e.Message, "provider down") {
@@ -358,7 +512,8 @@ func TestRegisterCommitFails(t *testing.T) {
 			if len(f.proc.charges) != 1 || len(f.proc.refunds) != 1 {
 				t.Fatalf("charges %d, refunds %d; want 1, 1", len(f.proc.charges), len(f.proc.refunds))
 			}
-			if ref := f.proc.refunds[0].Reference; ref != "ref-"+f.store.started[0].ID {
+			a := f.store.started[0]
+			if ref := f.proc.refunds[0].Reference; ref != "ref-"+a.ID {
 				t.Errorf("refunded %q, want the charge of the attempt", ref)
 			}
 			if got := len(f.store.failed) == 1; got != tt.released {
@@ -370,6 +525,14 @@ func TestRegisterCommitFails(t *testing.T) {
 					t.Errorf("outcome stored: %+v, want %+v", o, tt.outcome)
 				}
 			}
+			if len(f.store.incidents) != 1 {
+				t.Fatalf("incidents %+v; want one %s", f.store.incidents, tt.incident)
+			}
+			in := f.store.incidents[0]
+			if in.Kind != tt.incident || in.AttemptID != a.ID || in.Provider != "fake" || in.Reference != "ref-"+a.ID ||
+				in.Amount != 14900 || in.Currency != "EUR" || !strings.Contains(in.Detail, tt.completeErr.Error()) || !in.CreatedAt.Equal(testNow) {
+				t.Errorf("incident = %+v; want %s for the attempt's charge", in, tt.incident)
+			}
 			if !strings.Contains(f.logs.String(), tt.logged) {
 				t.Errorf("log lacks %q:\n%s", tt.logged, f.logs)
 			}
@@ -377,6 +540,190 @@ func TestRegisterCommitFails(t *testing.T) {
 				t.Errorf("card number logged")
 			}
 		})
+	}
+}
+
+// TestRefundFailureLeftToResolver: after a failed commit whose refund failed
+// too, the attempt keeps its seat and key; the resolver later finds the
+// charge and completes the registration, charging nothing more.
+func TestRefundFailureLeftToResolver(t *testing.T) {
+	t.Parallel()
+	f := newServiceFixture(t)
+	f.store.completeErrs = []error{errors.New("disk full")}
+	f.proc.refundErr = errors.New("provider down")
+	_, err := f.svc.Register(context.Background(), validReq(), "api:k")
+	e := apiErr(t, err, CodeInternal)
+	if !strings.Contains(e.Message, "not be charged twice") {
+		t.Errorf("message %q does not reassure about the payment", e.Message)
+	}
+	if len(f.store.failed) != 0 {
+		t.Fatalf("FailAttempt calls %+v; want none (the seat and key stay)", f.store.failed)
+	}
+	if got := f.store.incidentKinds(); fmt.Sprint(got) != fmt.Sprint([]IncidentKind{IncidentRefundFailed}) {
+		t.Fatalf("incidents %v; want [refund_failed]", got)
+	}
+
+	// The resolver: the attempt is past its ResolveAfter.
+	a := f.store.started[0]
+	f.store.abandoned = []Attempt{a}
+	charge := payment.Charge{Provider: "fake", Reference: "ref-" + a.ID, Brand: "visa", Last4: "1111"}
+	f.proc.resolveCharge = &charge
+	f.proc.refundErr = nil
+	n, err := f.svc.ResolveAbandoned(context.Background(), a.ResolveAfter.Add(time.Second))
+	if err != nil || n != 1 {
+		t.Fatalf("ResolveAbandoned = %d, %v; want 1, nil", n, err)
+	}
+	if len(f.store.completed) != 1 || f.store.completed[0].ID != a.ID || f.store.completed[0].Payment != charge {
+		t.Fatalf("completed %+v; want the attempt's registration with its charge", f.store.completed)
+	}
+	if len(f.proc.charges) != 1 || len(f.proc.refunds) != 1 {
+		t.Errorf("charges %d, refunds %d; want 1 charge and only the failed refund", len(f.proc.charges), len(f.proc.refunds))
+	}
+	if got := f.store.incidentKinds(); fmt.Sprint(got) != fmt.Sprint([]IncidentKind{IncidentRefundFailed, IncidentResolvedCharged}) {
+		t.Errorf("incidents %v; want [refund_failed resolved_charged]", got)
+	}
+}
+
+func TestResolveAbandoned(t *testing.T) {
+	t.Parallel()
+	charged := payment.Charge{Provider: "fake", Reference: "CAPTURE-1", Brand: "visa", Last4: "1111"}
+	created := testNow.Add(-time.Hour)
+	tests := []struct {
+		name          string
+		free          bool // the attempt is for a free ticket
+		noDraft       bool // an attempt from before drafts were kept
+		age           time.Duration
+		resolveCharge *payment.Charge
+		resolveErr    error
+		completeErr   error
+		refundErr     error
+
+		settled   int
+		resolved  bool // the processor was asked
+		completed bool
+		released  bool // FailAttempt(nil)
+		postponed bool
+		refunded  bool
+		incidents []IncidentKind
+	}{
+		{name: "charged", resolveCharge: &charged, settled: 1, resolved: true, completed: true,
+			incidents: []IncidentKind{IncidentResolvedCharged}},
+		{name: "charged, registered meanwhile", resolveCharge: &charged, completeErr: fmt.Errorf("x: %w", ErrAlreadyRegistered),
+			settled: 1, resolved: true, incidents: []IncidentKind{IncidentResolvedCharged}},
+		{name: "charged, cannot be stored", resolveCharge: &charged, completeErr: errors.New("disk full"),
+			resolved: true, released: true, refunded: true, incidents: []IncidentKind{IncidentRefunded}},
+		{name: "charged, cannot be stored nor refunded", resolveCharge: &charged, completeErr: errors.New("disk full"),
+			refundErr: errors.New("down"), resolved: true, refunded: true, incidents: []IncidentKind{IncidentRefundFailed}},
+		{name: "not charged", resolveErr: payment.ErrNotCharged, settled: 1, resolved: true, released: true,
+			incidents: []IncidentKind{IncidentResolvedNotCharged}},
+		{name: "unknown", resolveErr: errors.New("paypal: 503"), resolved: true, postponed: true},
+		{name: "unknown just before giving up", age: 5*time.Hour - time.Second, resolveErr: errors.New("paypal: 503"),
+			resolved: true, postponed: true},
+		{name: "unknown for too long", age: 5*time.Hour + time.Second, resolveErr: errors.New("paypal: 503"),
+			settled: 1, resolved: true, released: true, incidents: []IncidentKind{IncidentUnresolved}},
+		{name: "free ticket", free: true, settled: 1, released: true},
+		{name: "no draft", noDraft: true, settled: 1, released: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			f := newServiceFixture(t)
+			req := validReq()
+			if tt.free {
+				req.Ticket, req.Billing = "community", nil
+			}
+			ticket, _ := f.svc.event.Ticket(req.Ticket)
+			a := Attempt{ID: "attempt-1", EventID: "testconf-2027", TicketID: ticket.ID, IdempotencyKey: "api:k",
+				RequestHash: req.Hash(), CreatedAt: created, ResolveAfter: created.Add(90 * time.Second),
+				Draft: f.svc.draft("attempt-1", ticket, req, created)}
+			if tt.noDraft {
+				a.Draft = Registration{}
+			}
+			now := created.Add(time.Hour)
+			if tt.age != 0 {
+				now = created.Add(tt.age)
+			}
+			live := Attempt{ID: "attempt-2", ResolveAfter: now.Add(time.Second)}
+			f.store.abandoned = []Attempt{a, live}
+			f.store.completeErrs = []error{tt.completeErr}
+			f.proc.resolveCharge, f.proc.resolveErr, f.proc.refundErr = tt.resolveCharge, tt.resolveErr, tt.refundErr
+
+			n, err := f.svc.ResolveAbandoned(context.Background(), now)
+			if err != nil || n != tt.settled {
+				t.Fatalf("ResolveAbandoned = %d, %v; want %d, nil", n, err, tt.settled)
+			}
+			if len(f.store.limits) != 1 || f.store.limits[0] <= 0 {
+				t.Errorf("AbandonedAttempts limits %v; want one call with a limit", f.store.limits)
+			}
+			if got := len(f.proc.resolves) == 1; got != tt.resolved || len(f.proc.resolves) > 1 {
+				t.Fatalf("Resolve calls %d; want asked = %v", len(f.proc.resolves), tt.resolved)
+			}
+			if tt.resolved {
+				rq := f.proc.resolves[0]
+				if rq.RequestID != a.ID || rq.Amount != 14900 || rq.Currency != "EUR" || rq.Email != "ada@example.org" {
+					t.Errorf("resolve request = %+v; want the attempt's id, amount and email", rq)
+				}
+			}
+			if len(f.proc.charges) != 0 {
+				t.Errorf("the resolver charged %d times", len(f.proc.charges))
+			}
+			if got := len(f.store.completed) == 1; got != tt.completed {
+				t.Errorf("completed %+v; want completed = %v", f.store.completed, tt.completed)
+			}
+			if tt.completed {
+				r := f.store.completed[0]
+				want := a.Draft
+				want.Payment = charged
+				if fmt.Sprintf("%+v", r) != fmt.Sprintf("%+v", want) {
+					t.Errorf("registration =\n%+v\nwant the draft with the charge\n%+v", r, want)
+				}
+				if len(f.enqueued) != 1 || f.enqueued[0] != a.ID {
+					t.Errorf("enqueued %v; want [%s]", f.enqueued, a.ID)
+				}
+			}
+			if got := len(f.store.failed) == 1; got != tt.released || len(f.store.failed) > 1 {
+				t.Errorf("FailAttempt calls %+v; want released = %v", f.store.failed, tt.released)
+			}
+			if tt.released && (f.store.failed[0].attempt.ID != a.ID || f.store.failed[0].outcome != nil) {
+				t.Errorf("FailAttempt %+v; want the attempt with its key forgotten", f.store.failed[0])
+			}
+			if tt.postponed {
+				if len(f.store.postponed) != 1 || f.store.postponed[0] != (postponeCall{a.ID, now.Add(time.Minute)}) {
+					t.Errorf("postponed %+v; want %s until %s", f.store.postponed, a.ID, now.Add(time.Minute))
+				}
+			} else if len(f.store.postponed) != 0 {
+				t.Errorf("postponed %+v; want none", f.store.postponed)
+			}
+			if got := len(f.proc.refunds) == 1; got != tt.refunded || len(f.proc.refunds) > 1 {
+				t.Errorf("refunds %+v; want refunded = %v", f.proc.refunds, tt.refunded)
+			}
+			if tt.refunded && (f.proc.refunds[0] != charged || f.proc.refundIDs[0] != "refund-"+a.ID) {
+				t.Errorf("refund of %+v as %s; want the resolved charge as refund-%s", f.proc.refunds[0], f.proc.refundIDs[0], a.ID)
+			}
+			if got := f.store.incidentKinds(); fmt.Sprint(got) != fmt.Sprint(tt.incidents) {
+				t.Errorf("incidents %v; want %v", got, tt.incidents)
+			}
+			for _, in := range f.store.incidents {
+				if in.AttemptID != a.ID || in.Amount != 14900 || in.Currency != "EUR" {
+					t.Errorf("incident %+v; want the attempt's amount", in)
+				}
+				if in.Kind == IncidentResolvedCharged && (in.Provider != "fake" || in.Reference != "CAPTURE-1") {
+					t.Errorf("incident %+v; want the charge's reference", in)
+				}
+			}
+		})
+	}
+}
+
+func TestResolveAbandonedStoreFails(t *testing.T) {
+	t.Parallel()
+	f := newServiceFixture(t)
+	f.store.abandonedErr = errors.New("database is locked")
+	if n, err := f.svc.ResolveAbandoned(context.Background(), testNow); err == nil || n != 0 {
+		t.Errorf("ResolveAbandoned = %d, %v; want 0 and the error", n, err)
+	}
+	if len(f.proc.resolves) != 0 {
+		t.Error("the processor was asked without attempts")
 	}
 }
 

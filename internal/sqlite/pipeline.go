@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/registrar/registrar/internal/pipeline"
 	"github.com/registrar/registrar/internal/registration"
 )
 
@@ -23,15 +22,15 @@ func (s *Store) StartPipelineTx(ctx context.Context, tx *sql.Tx, id string) erro
 // StepStarted records that an attempt of a step began. A registration an
 // operator is retrying goes back to processing, unless another of its steps
 // is still failed and so still needs attention.
-func (s *Store) StepStarted(ctx context.Context, id string, step registration.StepName, attempt int) error {
+func (s *Store) StepStarted(ctx context.Context, id string, step registration.StepName) error {
 	tx, err := s.BeginTx(ctx)
 	if err != nil {
 		return err
 	}
 	defer tx.Rollback()
 	now := formatTime(s.now())
-	if _, err := tx.ExecContext(ctx, `UPDATE registration_steps SET status = 'running', attempts = ?, updated_at = ?
-		WHERE registration_id = ? AND step = ? AND status NOT IN ('succeeded', 'skipped')`, attempt, now, id, step); err != nil {
+	if _, err := tx.ExecContext(ctx, `UPDATE registration_steps SET status = 'running', attempts = attempts + 1, updated_at = ?
+		WHERE registration_id = ? AND step = ? AND status NOT IN ('succeeded', 'skipped')`, now, id, step); err != nil {
 		return fmt.Errorf("mark step running: %w", err)
 	}
 	if _, err := tx.ExecContext(ctx, `UPDATE registrations SET status = 'processing', updated_at = ?
@@ -47,7 +46,7 @@ func (s *Store) StepStarted(ctx context.Context, id string, step registration.St
 
 // StepFailed records a failed attempt. A final failure marks the
 // registration as needing attention.
-func (s *Store) StepFailed(ctx context.Context, id string, step registration.StepName, attempt int, msg string, final bool) error {
+func (s *Store) StepFailed(ctx context.Context, id string, step registration.StepName, msg string, final bool) error {
 	tx, err := s.BeginTx(ctx)
 	if err != nil {
 		return err
@@ -58,9 +57,9 @@ func (s *Store) StepFailed(ctx context.Context, id string, step registration.Ste
 	if final {
 		status = registration.StepFailed
 	}
-	if _, err := tx.ExecContext(ctx, `UPDATE registration_steps SET status = ?, attempts = ?, last_error = ?, updated_at = ?
+	if _, err := tx.ExecContext(ctx, `UPDATE registration_steps SET status = ?, last_error = ?, updated_at = ?
 		WHERE registration_id = ? AND step = ? AND status NOT IN ('succeeded', 'skipped')`,
-		status, attempt, truncate(msg, 1000), now, id, step); err != nil {
+		status, truncate(msg, 1000), now, id, step); err != nil {
 		return fmt.Errorf("mark step failed: %w", err)
 	}
 	if final {
@@ -79,10 +78,10 @@ func (s *Store) StepFailed(ctx context.Context, id string, step registration.Ste
 // outstanding, the registration completed (the fan-in). A step already done
 // (a re-run of its job) keeps its recorded attempts, and a skipped step stays
 // skipped.
-func (s *Store) FinishStepTx(ctx context.Context, tx *sql.Tx, id string, step registration.StepName, attempt int) error {
+func (s *Store) FinishStepTx(ctx context.Context, tx *sql.Tx, id string, step registration.StepName) error {
 	now := formatTime(s.now())
-	if _, err := tx.ExecContext(ctx, `UPDATE registration_steps SET status = 'succeeded', attempts = ?, updated_at = ?
-		WHERE registration_id = ? AND step = ? AND status NOT IN ('succeeded', 'skipped')`, attempt, now, id, step); err != nil {
+	if _, err := tx.ExecContext(ctx, `UPDATE registration_steps SET status = 'succeeded', updated_at = ?
+		WHERE registration_id = ? AND step = ? AND status NOT IN ('succeeded', 'skipped')`, now, id, step); err != nil {
 		return fmt.Errorf("mark step succeeded: %w", err)
 	}
 	if _, err := tx.ExecContext(ctx, `UPDATE registrations SET status = 'completed', updated_at = ?
@@ -145,7 +144,7 @@ func (s *Store) EmailSentTx(ctx context.Context, tx *sql.Tx, id, reference strin
 
 // Subscribe adds or updates an address on the local mailing list, keyed by
 // the lower-cased address; the consent time is kept from the first consent.
-func (s *Store) Subscribe(ctx context.Context, sub pipeline.Subscriber) error {
+func (s *Store) Subscribe(ctx context.Context, sub registration.Subscriber) error {
 	now := formatTime(s.now())
 	if _, err := s.db.Write.ExecContext(ctx, `INSERT INTO mailing_list (email, first_name, last_name, event_id,
 		registration_id, consented_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)

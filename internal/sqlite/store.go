@@ -3,6 +3,7 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -86,7 +87,7 @@ func (s *Store) StartAttempt(ctx context.Context, a registration.Attempt, soldOu
 	}
 	if n, _ := res.RowsAffected(); n == 0 {
 		if a.IdempotencyKey != "" {
-			if err := settleKey(ctx, tx, a.IdempotencyKey, soldOut, now); err != nil {
+			if err := settleKey(ctx, tx, a, soldOut, now); err != nil {
 				return nil, err
 			}
 			if err := tx.Commit(); err != nil {
@@ -95,8 +96,12 @@ func (s *Store) StartAttempt(ctx context.Context, a registration.Attempt, soldOu
 		}
 		return nil, registration.ErrSoldOut
 	}
-	if _, err := tx.ExecContext(ctx, `INSERT INTO seat_holds (id, event_id, ticket_id, idempotency_key, created_at, expires_at)
-		VALUES (?, ?, ?, ?, ?, ?)`, a.ID, a.EventID, a.TicketID, nullable(a.IdempotencyKey), now, formatTime(a.ExpiresAt)); err != nil {
+	draft, err := json.Marshal(a.Draft)
+	if err != nil {
+		return nil, fmt.Errorf("encode attempt draft: %w", err)
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO seat_holds (id, event_id, ticket_id, idempotency_key, created_at, expires_at, draft)
+		VALUES (?, ?, ?, ?, ?, ?, ?)`, a.ID, a.EventID, a.TicketID, nullable(a.IdempotencyKey), now, formatTime(a.ResolveAfter), string(draft)); err != nil {
 		return nil, fmt.Errorf("hold seat: %w", err)
 	}
 	if err := tx.Commit(); err != nil {
@@ -105,10 +110,17 @@ func (s *Store) StartAttempt(ctx context.Context, a registration.Attempt, soldOu
 	return nil, nil
 }
 
-func settleKey(ctx context.Context, tx *sql.Tx, key string, o registration.Outcome, now string) error {
-	if _, err := tx.ExecContext(ctx, `UPDATE idempotency_keys SET state = 'done', registration_id = ?, error_code = ?,
-		error_message = ?, updated_at = ? WHERE key = ?`,
-		nullable(o.RegistrationID), nullable(o.Code), nullable(o.Message), now, key); err != nil {
+// settleKey stores the outcome of attempt a under its idempotency key. A key
+// that was forgotten meanwhile is stored afresh, so a later retry replays the
+// outcome instead of charging again; a key that another attempt has since
+// reserved is left to that attempt.
+func settleKey(ctx context.Context, tx *sql.Tx, a registration.Attempt, o registration.Outcome, now string) error {
+	if _, err := tx.ExecContext(ctx, `INSERT INTO idempotency_keys (key, request_hash, attempt_id, state,
+		registration_id, error_code, error_message, created_at, updated_at) VALUES (?, ?, ?, 'done', ?, ?, ?, ?, ?)
+		ON CONFLICT (key) DO UPDATE SET state = 'done', registration_id = excluded.registration_id,
+			error_code = excluded.error_code, error_message = excluded.error_message, updated_at = excluded.updated_at
+		WHERE idempotency_keys.attempt_id = excluded.attempt_id`,
+		a.IdempotencyKey, a.RequestHash, a.ID, nullable(o.RegistrationID), nullable(o.Code), nullable(o.Message), now, now); err != nil {
 		return fmt.Errorf("settle idempotency key: %w", err)
 	}
 	return nil
@@ -144,9 +156,12 @@ func (s *Store) FailAttempt(ctx context.Context, a registration.Attempt, o *regi
 	}
 	if a.IdempotencyKey != "" {
 		if o != nil {
-			err = settleKey(ctx, tx, a.IdempotencyKey, *o, formatTime(s.now()))
+			err = settleKey(ctx, tx, a, *o, formatTime(s.now()))
 		} else {
-			_, err = tx.ExecContext(ctx, `DELETE FROM idempotency_keys WHERE key = ? AND attempt_id = ?`, a.IdempotencyKey, a.ID)
+			// Only a key still in progress: one this attempt already settled
+			// (a late resolver after the attempt completed) keeps its outcome.
+			_, err = tx.ExecContext(ctx, `DELETE FROM idempotency_keys WHERE key = ? AND attempt_id = ? AND state = 'in_progress'`,
+				a.IdempotencyKey, a.ID)
 		}
 		if err != nil {
 			return fmt.Errorf("settle idempotency key: %w", err)
@@ -165,6 +180,14 @@ func (s *Store) CompleteAttempt(ctx context.Context, a registration.Attempt, r r
 		return err
 	}
 	defer tx.Rollback()
+	var exists int
+	err = tx.QueryRowContext(ctx, `SELECT count(*) FROM registrations WHERE id = ?`, a.ID).Scan(&exists)
+	if err != nil {
+		return fmt.Errorf("check registration: %w", err)
+	}
+	if exists > 0 {
+		return registration.ErrAlreadyRegistered
+	}
 	held, err := deleteHold(ctx, tx, a.ID)
 	if err != nil {
 		return err
@@ -195,7 +218,7 @@ func (s *Store) CompleteAttempt(ctx context.Context, a registration.Attempt, r r
 		}
 	}
 	if a.IdempotencyKey != "" {
-		if err := settleKey(ctx, tx, a.IdempotencyKey, registration.Outcome{RegistrationID: r.ID}, created); err != nil {
+		if err := settleKey(ctx, tx, a, registration.Outcome{RegistrationID: r.ID}, created); err != nil {
 			return err
 		}
 	}
@@ -217,50 +240,60 @@ func deleteHold(ctx context.Context, tx *sql.Tx, id string) (bool, error) {
 	return n == 1, nil
 }
 
-// SweepExpiredHolds releases seats held by attempts that never settled
-// (their process died mid-charge) and forgets their idempotency keys.
-func (s *Store) SweepExpiredHolds(ctx context.Context, now time.Time) (int, error) {
-	tx, err := s.BeginTx(ctx)
+// AbandonedAttempts returns up to limit attempts still holding a seat whose
+// ResolveAfter is before now: their process died mid-charge, or their
+// charge's outcome is unknown.
+func (s *Store) AbandonedAttempts(ctx context.Context, now time.Time, limit int) ([]registration.Attempt, error) {
+	rows, err := s.db.Write.QueryContext(ctx, `SELECT h.id, h.event_id, h.ticket_id, coalesce(h.idempotency_key, ''),
+		coalesce(k.request_hash, ''), h.created_at, h.expires_at, h.draft
+		FROM seat_holds h LEFT JOIN idempotency_keys k ON k.key = h.idempotency_key AND k.attempt_id = h.id
+		WHERE h.expires_at < ? ORDER BY h.expires_at LIMIT ?`, formatTime(now), limit)
 	if err != nil {
-		return 0, err
+		return nil, fmt.Errorf("find abandoned attempts: %w", err)
 	}
-	defer tx.Rollback()
-	rows, err := tx.QueryContext(ctx, `SELECT id, idempotency_key FROM seat_holds WHERE expires_at < ? LIMIT 1000`, formatTime(now))
-	if err != nil {
-		return 0, fmt.Errorf("find expired holds: %w", err)
-	}
-	type hold struct {
-		id  string
-		key sql.NullString
-	}
-	var expired []hold
+	defer rows.Close()
+	var out []registration.Attempt
 	for rows.Next() {
-		var h hold
-		if err := rows.Scan(&h.id, &h.key); err != nil {
-			rows.Close()
-			return 0, fmt.Errorf("scan hold: %w", err)
+		var a registration.Attempt
+		var created, resolveAfter string
+		var draft []byte
+		if err := rows.Scan(&a.ID, &a.EventID, &a.TicketID, &a.IdempotencyKey, &a.RequestHash, &created, &resolveAfter, &draft); err != nil {
+			return nil, fmt.Errorf("scan attempt: %w", err)
 		}
-		expired = append(expired, h)
+		if a.CreatedAt, err = parseTime(created); err != nil {
+			return nil, err
+		}
+		if a.ResolveAfter, err = parseTime(resolveAfter); err != nil {
+			return nil, err
+		}
+		if err := json.Unmarshal(draft, &a.Draft); err != nil {
+			return nil, fmt.Errorf("decode draft of attempt %s: %w", a.ID, err)
+		}
+		out = append(out, a)
 	}
 	if err := rows.Err(); err != nil {
-		return 0, fmt.Errorf("find expired holds: %w", err)
+		return nil, fmt.Errorf("find abandoned attempts: %w", err)
 	}
-	rows.Close()
-	for _, h := range expired {
-		if _, err := releaseHold(ctx, tx, h.id); err != nil {
-			return 0, err
-		}
-		if h.key.Valid {
-			if _, err := tx.ExecContext(ctx, `DELETE FROM idempotency_keys WHERE key = ? AND attempt_id = ? AND state = 'in_progress'`,
-				h.key.String, h.id); err != nil {
-				return 0, fmt.Errorf("forget key of expired hold: %w", err)
-			}
-		}
+	return out, nil
+}
+
+// PostponeAttempt moves an attempt's next resolution to after.
+func (s *Store) PostponeAttempt(ctx context.Context, id string, after time.Time) error {
+	if _, err := s.db.Write.ExecContext(ctx, `UPDATE seat_holds SET expires_at = ? WHERE id = ?`, formatTime(after), id); err != nil {
+		return fmt.Errorf("postpone attempt: %w", err)
 	}
-	if err := tx.Commit(); err != nil {
-		return 0, fmt.Errorf("sweep holds: %w", err)
+	return nil
+}
+
+// RecordIncident keeps a payment event for operators.
+func (s *Store) RecordIncident(ctx context.Context, in registration.Incident) error {
+	if _, err := s.db.Write.ExecContext(ctx, `INSERT INTO payment_incidents (attempt_id, kind, provider, reference,
+		amount, currency, detail, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+		in.AttemptID, in.Kind, in.Provider, in.Reference, in.Amount, in.Currency, truncate(in.Detail, 1000),
+		formatTime(in.CreatedAt)); err != nil {
+		return fmt.Errorf("record payment incident: %w", err)
 	}
-	return len(expired), nil
+	return nil
 }
 
 // Registration implements registration.Store.

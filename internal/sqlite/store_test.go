@@ -19,7 +19,6 @@ import (
 
 	"github.com/registrar/registrar/internal/event"
 	"github.com/registrar/registrar/internal/payment"
-	"github.com/registrar/registrar/internal/pipeline"
 	"github.com/registrar/registrar/internal/registration"
 )
 
@@ -136,7 +135,7 @@ func newAttempt(t *testing.T, key, hash string) registration.Attempt {
 		IdempotencyKey: key,
 		RequestHash:    hash,
 		CreatedAt:      now,
-		ExpiresAt:      now.Add(10 * time.Minute),
+		ResolveAfter:   now.Add(10 * time.Minute),
 	}
 }
 
@@ -384,8 +383,8 @@ func TestStartAndFailAttempt(t *testing.T) {
 		if err := db.Write.QueryRow(`SELECT id, idempotency_key, expires_at FROM seat_holds`).Scan(&id, &key, &expires); err != nil {
 			t.Fatalf("read hold: %v", err)
 		}
-		if id != a.ID || key != "key-1" || expires != formatTime(a.ExpiresAt) {
-			t.Errorf("hold = (%s, %s, %s); want (%s, key-1, %s)", id, key, expires, a.ID, formatTime(a.ExpiresAt))
+		if id != a.ID || key != "key-1" || expires != formatTime(a.ResolveAfter) {
+			t.Errorf("hold = (%s, %s, %s); want (%s, key-1, %s)", id, key, expires, a.ID, formatTime(a.ResolveAfter))
 		}
 		if k := readKey(t, db, "key-1"); !k.exists || k.state != "in_progress" || k.attemptID != a.ID || k.requestHash != "hash-1" {
 			t.Errorf("key = %+v; want in_progress for attempt %s with hash-1", k, a.ID)
@@ -634,20 +633,22 @@ func TestCompleteAttempt(t *testing.T) {
 		}
 	})
 
-	t.Run("after the hold was swept a free seat is taken again", func(t *testing.T) {
+	t.Run("after the hold was released a late charge takes a free seat again", func(t *testing.T) {
 		t.Parallel()
 		ctx := t.Context()
 		s, db := newStore(t, 1)
-		a := newAttempt(t, "key-1", "hash-1")
-		a.ExpiresAt = a.CreatedAt.Add(-time.Second)
+		a := newAttempt(t, "", "h")
+		a.ResolveAfter = a.CreatedAt.Add(-time.Second)
 		if _, err := s.StartAttempt(ctx, a, soldOut); err != nil {
 			t.Fatal(err)
 		}
-		if n, err := s.SweepExpiredHolds(ctx, time.Now()); err != nil || n != 1 {
-			t.Fatalf("SweepExpiredHolds = %d, %v; want 1, nil", n, err)
+		// The resolver found no charge and released the hold; then the
+		// charge landed after all.
+		if err := s.FailAttempt(ctx, a, nil); err != nil {
+			t.Fatalf("FailAttempt: %v", err)
 		}
 		if got := taken(t, db, "standard"); got != 0 {
-			t.Fatalf("taken = %d after the sweep; want 0", got)
+			t.Fatalf("taken = %d after the release; want 0", got)
 		}
 		if err := s.CompleteAttempt(ctx, a, newRegistration(a, false), noEnqueue); err != nil {
 			t.Fatalf("CompleteAttempt: %v", err)
@@ -660,16 +661,16 @@ func TestCompleteAttempt(t *testing.T) {
 		}
 	})
 
-	t.Run("after the hold was swept and the seat resold", func(t *testing.T) {
+	t.Run("after the hold was released and the seat resold", func(t *testing.T) {
 		t.Parallel()
 		ctx := t.Context()
 		s, db := newStore(t, 1)
 		a := newAttempt(t, "", "h")
-		a.ExpiresAt = a.CreatedAt.Add(-time.Second)
+		a.ResolveAfter = a.CreatedAt.Add(-time.Second)
 		if _, err := s.StartAttempt(ctx, a, soldOut); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := s.SweepExpiredHolds(ctx, time.Now()); err != nil {
+		if err := s.FailAttempt(ctx, a, nil); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := s.StartAttempt(ctx, newAttempt(t, "", "h"), soldOut); err != nil {
@@ -693,28 +694,173 @@ func TestCompleteAttempt(t *testing.T) {
 			t.Errorf("taken = %d; want 1 (capacity)", got)
 		}
 	})
+
+	// Invariant 3 even after the key was forgotten: the resolver released
+	// the attempt and forgot its key, then its charge went through after all
+	// and the registration is stored. The key is stored again, settled, so a
+	// client retry replays the registration instead of charging again.
+	t.Run("a forgotten key is stored settled", func(t *testing.T) {
+		t.Parallel()
+		ctx := t.Context()
+		s, db := newStore(t, 2)
+		a := newAttempt(t, "key-1", "hash-1")
+		if _, err := s.StartAttempt(ctx, a, soldOut); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.FailAttempt(ctx, a, nil); err != nil {
+			t.Fatal(err)
+		}
+		if k := readKey(t, db, "key-1"); k.exists {
+			t.Fatalf("key = %+v after FailAttempt(nil); want it forgotten", k)
+		}
+		r := newRegistration(a, false)
+		if err := s.CompleteAttempt(ctx, a, r, noEnqueue); err != nil {
+			t.Fatalf("CompleteAttempt: %v", err)
+		}
+		k := readKey(t, db, "key-1")
+		if want := (keyRow{exists: true, state: "done", attemptID: a.ID, regID: r.ID, requestHash: "hash-1"}); k != want {
+			t.Errorf("key = %+v; want %+v", k, want)
+		}
+		replay, err := s.StartAttempt(ctx, newAttempt(t, "key-1", "hash-1"), soldOut)
+		if err != nil || replay == nil || *replay != (registration.Outcome{RegistrationID: r.ID}) {
+			t.Errorf("retry with the same key and body = %+v, %v; want the registration id %s", replay, err, r.ID)
+		}
+		if _, err := s.StartAttempt(ctx, newAttempt(t, "key-1", "hash-2"), soldOut); !errors.Is(err, registration.ErrKeyReused) {
+			t.Errorf("retry with the same key and another body: err = %v; want ErrKeyReused", err)
+		}
+		if got := taken(t, db, "standard"); got != 1 {
+			t.Errorf("taken = %d; want 1 (the registration, no seat for the replays)", got)
+		}
+		if got := holdCount(t, db); got != 0 {
+			t.Errorf("%d seat holds; want 0", got)
+		}
+	})
+
+	// Once forgotten, the key may be reserved by a new attempt of the client;
+	// the late completion of the first attempt leaves it to that attempt.
+	t.Run("a key re-reserved by another attempt is not overwritten", func(t *testing.T) {
+		t.Parallel()
+		ctx := t.Context()
+		s, db := newStore(t, 3)
+		a := newAttempt(t, "key-1", "hash-1")
+		if _, err := s.StartAttempt(ctx, a, soldOut); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.FailAttempt(ctx, a, nil); err != nil {
+			t.Fatal(err)
+		}
+		b := newAttempt(t, "key-1", "hash-2")
+		if replay, err := s.StartAttempt(ctx, b, soldOut); err != nil || replay != nil {
+			t.Fatalf("StartAttempt of the new attempt = %v, %v; want nil, nil", replay, err)
+		}
+		want := keyRow{exists: true, state: "in_progress", attemptID: b.ID, requestHash: "hash-2"}
+		if err := s.CompleteAttempt(ctx, a, newRegistration(a, false), noEnqueue); err != nil {
+			t.Fatalf("CompleteAttempt of the first attempt: %v", err)
+		}
+		if k := readKey(t, db, "key-1"); k != want {
+			t.Errorf("key after the first attempt completed = %+v; want it left to the new attempt: %+v", k, want)
+		}
+		// Nor does storing an outcome for the first attempt (FailAttempt
+		// with an outcome settles the key the same way).
+		declined := registration.Outcome{Code: registration.CodePaymentDeclined, Message: "Declined."}
+		if err := s.FailAttempt(ctx, a, &declined); err != nil {
+			t.Fatal(err)
+		}
+		if k := readKey(t, db, "key-1"); k != want {
+			t.Errorf("key after FailAttempt of the first attempt = %+v; want %+v", k, want)
+		}
+		// Nor forgetting it for the first attempt.
+		if err := s.FailAttempt(ctx, a, nil); err != nil {
+			t.Fatal(err)
+		}
+		if k := readKey(t, db, "key-1"); k != want {
+			t.Errorf("key after FailAttempt(nil) of the first attempt = %+v; want %+v", k, want)
+		}
+		if _, err := s.StartAttempt(ctx, newAttempt(t, "key-1", "hash-2"), soldOut); !errors.Is(err, registration.ErrKeyInProgress) {
+			t.Errorf("retry while the new attempt runs: err = %v; want ErrKeyInProgress", err)
+		}
+		// The new attempt settles its own key.
+		rb := newRegistration(b, false)
+		if err := s.CompleteAttempt(ctx, b, rb, noEnqueue); err != nil {
+			t.Fatal(err)
+		}
+		if k := readKey(t, db, "key-1"); k.state != "done" || k.attemptID != b.ID || k.regID != rb.ID {
+			t.Errorf("key = %+v; want done for the new attempt with registration %s", k, rb.ID)
+		}
+		if got := taken(t, db, "standard"); got != 2 {
+			t.Errorf("taken = %d; want 2 (two registrations)", got)
+		}
+	})
+
+	t.Run("completing twice is refused and stores one registration", func(t *testing.T) {
+		t.Parallel()
+		ctx := t.Context()
+		s, db := newStore(t, 3)
+		a := newAttempt(t, "key-1", "hash-1")
+		if _, err := s.StartAttempt(ctx, a, soldOut); err != nil {
+			t.Fatal(err)
+		}
+		r := newRegistration(a, true)
+		var enqueued int
+		enqueue := func(context.Context, *sql.Tx, string) error { enqueued++; return nil }
+		if err := s.CompleteAttempt(ctx, a, r, enqueue); err != nil {
+			t.Fatalf("first CompleteAttempt: %v", err)
+		}
+		// The second one (the resolver after a slow Register, say) carries
+		// another charge reference: it must change nothing.
+		r2 := r
+		r2.Payment.Reference = "test_other"
+		err := s.CompleteAttempt(ctx, a, r2, enqueue)
+		if !errors.Is(err, registration.ErrAlreadyRegistered) {
+			t.Fatalf("second CompleteAttempt err = %v; want ErrAlreadyRegistered", err)
+		}
+		if enqueued != 1 {
+			t.Errorf("enqueue called %d times; want 1", enqueued)
+		}
+		if got := queryInt(t, db.Write, `SELECT count(*) FROM registrations`); got != 1 {
+			t.Errorf("%d registrations; want 1", got)
+		}
+		if got := queryInt(t, db.Write, `SELECT count(*) FROM registration_steps`); got != 3 {
+			t.Errorf("%d registration steps; want 3", got)
+		}
+		if got, err := s.Registration(ctx, a.ID); err != nil || got.Payment.Reference != r.Payment.Reference {
+			t.Errorf("Registration = %+v, %v; want the first charge %s kept", got.Payment, err, r.Payment.Reference)
+		}
+		if got := taken(t, db, "standard"); got != 1 {
+			t.Errorf("taken = %d; want 1", got)
+		}
+		if k := readKey(t, db, "key-1"); k.state != "done" || k.regID != r.ID || k.attemptID != a.ID {
+			t.Errorf("key = %+v; want done with registration %s", k, r.ID)
+		}
+	})
 }
 
-func TestSweepExpiredHolds(t *testing.T) {
+// TestAbandonedAttempts covers what the payment resolver reads and writes:
+// attempts still holding a seat past ResolveAfter, postponing one whose
+// outcome is unknown, and releasing the others.
+func TestAbandonedAttempts(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
 	s, db := newStore(t, 10)
 	soldOut := registration.Outcome{Code: registration.CodeSoldOut}
 	now := time.Now().UTC()
 
-	start := func(key string, expires time.Time) registration.Attempt {
+	start := func(key string, resolveAfter time.Time) registration.Attempt {
 		t.Helper()
 		a := newAttempt(t, key, "hash-"+key)
-		a.ExpiresAt = expires
+		a.CreatedAt = now.Add(-2 * time.Hour)
+		a.ResolveAfter = resolveAfter
+		a.Draft = newRegistration(a, key == "expired")
+		a.Draft.Payment = payment.Charge{} // a draft is not paid yet
 		if _, err := s.StartAttempt(ctx, a, soldOut); err != nil {
 			t.Fatalf("StartAttempt %s: %v", key, err)
 		}
 		return a
 	}
-	start("expired", now.Add(-time.Minute))
-	start("", now.Add(-time.Second))            // expired, no key
-	live := start("live", now.Add(time.Minute)) // not expired
-	start("settled", now.Add(-time.Hour))       // expired, but its key was settled meanwhile
+	expired := start("expired", now.Add(-time.Minute))
+	noKey := start("", now.Add(-time.Second))        // past due, no key
+	live := start("live", now.Add(time.Hour))        // not due yet
+	settled := start("settled", now.Add(-time.Hour)) // past due, but its key was settled meanwhile
 	if _, err := db.Write.ExecContext(ctx, `UPDATE idempotency_keys SET state = 'done', error_code = 'payment_declined' WHERE key = 'settled'`); err != nil {
 		t.Fatal(err)
 	}
@@ -724,21 +870,60 @@ func TestSweepExpiredHolds(t *testing.T) {
 		t.Fatal(err)
 	}
 	if got := taken(t, db, "standard"); got != 5 {
-		t.Fatalf("taken = %d before the sweep; want 5", got)
+		t.Fatalf("taken = %d; want 5", got)
 	}
 
-	n, err := s.SweepExpiredHolds(ctx, now)
+	got, err := s.AbandonedAttempts(ctx, now, 100)
 	if err != nil {
-		t.Fatalf("SweepExpiredHolds: %v", err)
+		t.Fatalf("AbandonedAttempts: %v", err)
 	}
-	if n != 3 {
-		t.Errorf("SweepExpiredHolds released %d holds; want 3", n)
+	// Oldest due first; each with what the resolver needs to settle it.
+	want := []registration.Attempt{settled, expired, noKey}
+	want[2].RequestHash = "" // only a key needs the request's hash
+	for i := range want {
+		want[i].CreatedAt = want[i].CreatedAt.Truncate(time.Microsecond)
+		want[i].ResolveAfter = want[i].ResolveAfter.Truncate(time.Microsecond)
 	}
-	if got := taken(t, db, "standard"); got != 2 {
-		t.Errorf("taken = %d after the sweep; want 2 (the live hold and the registration)", got)
+	if fmt.Sprintf("%+v", got) != fmt.Sprintf("%+v", want) {
+		t.Errorf("AbandonedAttempts =\n%+v\nwant\n%+v", got, want)
+	}
+	if len(got) == 3 && !got[1].Draft.Newsletter {
+		t.Error("the draft lost its fields")
+	}
+	if lim, err := s.AbandonedAttempts(ctx, now, 2); err != nil || len(lim) != 2 || lim[0].ID != settled.ID || lim[1].ID != expired.ID {
+		t.Errorf("AbandonedAttempts with limit 2 = %d attempts, %v; want the two oldest", len(lim), err)
+	}
+	if early, err := s.AbandonedAttempts(ctx, now.Add(-90*time.Minute), 100); err != nil || len(early) != 0 {
+		t.Errorf("AbandonedAttempts before any is due = %+v, %v; want none", early, err)
+	}
+
+	// The outcome of one is still unknown: it is looked at again later.
+	later := now.Add(time.Minute)
+	if err := s.PostponeAttempt(ctx, expired.ID, later); err != nil {
+		t.Fatalf("PostponeAttempt: %v", err)
+	}
+	var resolveAfter string
+	if err := db.Write.QueryRowContext(ctx, `SELECT expires_at FROM seat_holds WHERE id = ?`, expired.ID).Scan(&resolveAfter); err != nil {
+		t.Fatal(err)
+	}
+	if resolveAfter != formatTime(later) {
+		t.Errorf("resolve after = %s; want %s", resolveAfter, formatTime(later))
+	}
+	if k := readKey(t, db, "expired"); k.state != "in_progress" || k.attemptID != expired.ID {
+		t.Errorf("key of the postponed attempt = %+v; want still in progress", k)
+	}
+	// The others took no money: released, their keys forgotten (the settled
+	// one keeps its outcome).
+	for _, a := range []registration.Attempt{got[0], got[2]} {
+		if err := s.FailAttempt(ctx, a, nil); err != nil {
+			t.Fatalf("FailAttempt %s: %v", a.ID, err)
+		}
+	}
+	if got := taken(t, db, "standard"); got != 3 {
+		t.Errorf("taken = %d after the releases; want 3 (postponed, live, registration)", got)
 	}
 	var ids []string
-	rows, err := db.Write.QueryContext(ctx, `SELECT id FROM seat_holds`)
+	rows, err := db.Write.QueryContext(ctx, `SELECT id FROM seat_holds ORDER BY expires_at`)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -750,15 +935,15 @@ func TestSweepExpiredHolds(t *testing.T) {
 		ids = append(ids, id)
 	}
 	rows.Close()
-	if len(ids) != 1 || ids[0] != live.ID {
-		t.Errorf("holds left = %v; want only the live one %s", ids, live.ID)
+	if fmt.Sprint(ids) != fmt.Sprint([]string{expired.ID, live.ID}) {
+		t.Errorf("holds left = %v; want the postponed %s and the live %s", ids, expired.ID, live.ID)
 	}
 	keys := []struct {
 		key        string
 		wantExists bool
 		wantState  string
 	}{
-		{"expired", false, ""},
+		{"expired", true, "in_progress"},
 		{"live", true, "in_progress"},
 		{"settled", true, "done"},
 		{"done", true, "done"},
@@ -770,13 +955,60 @@ func TestSweepExpiredHolds(t *testing.T) {
 		}
 	}
 
-	// A second sweep finds nothing.
-	if n, err := s.SweepExpiredHolds(ctx, now); err != nil || n != 0 {
-		t.Errorf("second SweepExpiredHolds = %d, %v; want 0, nil", n, err)
+	// Nothing is due now; after the postponement the attempt is due again.
+	if again, err := s.AbandonedAttempts(ctx, now, 100); err != nil || len(again) != 0 {
+		t.Errorf("AbandonedAttempts after resolving = %+v, %v; want none", again, err)
 	}
-	// The forgotten key can be used again.
-	if _, err := s.StartAttempt(ctx, newAttempt(t, "expired", "hash-other"), soldOut); err != nil {
-		t.Errorf("StartAttempt with the swept key: %v", err)
+	if again, err := s.AbandonedAttempts(ctx, later.Add(time.Second), 100); err != nil || len(again) != 1 || again[0].ID != expired.ID {
+		t.Errorf("AbandonedAttempts after the postponement = %+v, %v; want the postponed attempt", again, err)
+	}
+	// A released attempt's key can be used again.
+	if _, err := s.StartAttempt(ctx, newAttempt(t, "", "hash-other"), soldOut); err != nil {
+		t.Errorf("StartAttempt after the release: %v", err)
+	}
+}
+
+func TestRecordIncident(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	s, db := newStore(t, 1)
+	at := time.Date(2027, 1, 5, 10, 0, 0, 123456000, time.UTC)
+	kinds := []registration.IncidentKind{registration.IncidentRefunded, registration.IncidentRefundFailed,
+		registration.IncidentResolvedCharged, registration.IncidentResolvedNotCharged, registration.IncidentUnresolved}
+	for i, kind := range kinds {
+		in := registration.Incident{AttemptID: fmt.Sprintf("attempt-%d", i), Kind: kind, Provider: "paypal",
+			Reference: "CAPTURE-1", Amount: 14900, Currency: "EUR", Detail: strings.Repeat("x", 1500), CreatedAt: at}
+		if err := s.RecordIncident(ctx, in); err != nil {
+			t.Fatalf("RecordIncident(%s): %v", kind, err)
+		}
+	}
+	rows, err := db.Write.QueryContext(ctx, `SELECT attempt_id, kind, provider, reference, amount, currency, length(detail), created_at
+		FROM payment_incidents ORDER BY id`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var got []string
+	for rows.Next() {
+		var id, kind, provider, ref, currency, created string
+		var amount, detailLen int
+		if err := rows.Scan(&id, &kind, &provider, &ref, &amount, &currency, &detailLen, &created); err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, fmt.Sprintf("%s %s %s %s %d %s %v %s", id, kind, provider, ref, amount, currency, detailLen > 0 && detailLen <= 1001, created))
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	var want []string
+	for i, kind := range kinds {
+		want = append(want, fmt.Sprintf("attempt-%d %s paypal CAPTURE-1 14900 EUR true %s", i, kind, formatTime(at)))
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("payment_incidents =\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	if err := s.RecordIncident(ctx, registration.Incident{AttemptID: "x", Kind: "bogus", CreatedAt: at}); err == nil {
+		t.Error("an incident of an unknown kind was stored")
 	}
 }
 
@@ -914,22 +1146,25 @@ func TestFanIn(t *testing.T) {
 		// steps, when set, is the wanted state of each step after the call.
 		steps map[registration.StepName]stepState
 	}
-	started := func(step registration.StepName, attempt int) func(context.Context, *Store, string) error {
-		return func(ctx context.Context, s *Store, id string) error { return s.StepStarted(ctx, id, step, attempt) }
+	// Attempts count how often a step started: the tables below start a step
+	// before it fails or finishes, as the pipeline does, except where a test
+	// is about a finish or failure arriving on its own.
+	started := func(step registration.StepName) func(context.Context, *Store, string) error {
+		return func(ctx context.Context, s *Store, id string) error { return s.StepStarted(ctx, id, step) }
 	}
-	failed := func(step registration.StepName, attempt int, msg string, final bool) func(context.Context, *Store, string) error {
+	failed := func(step registration.StepName, msg string, final bool) func(context.Context, *Store, string) error {
 		return func(ctx context.Context, s *Store, id string) error {
-			return s.StepFailed(ctx, id, step, attempt, msg, final)
+			return s.StepFailed(ctx, id, step, msg, final)
 		}
 	}
-	finished := func(step registration.StepName, attempt int) func(context.Context, *Store, string) error {
+	finished := func(step registration.StepName) func(context.Context, *Store, string) error {
 		return func(ctx context.Context, s *Store, id string) error {
 			tx, err := s.BeginTx(ctx)
 			if err != nil {
 				return err
 			}
 			defer tx.Rollback()
-			if err := s.FinishStepTx(ctx, tx, id, step, attempt); err != nil {
+			if err := s.FinishStepTx(ctx, tx, id, step); err != nil {
 				return err
 			}
 			return tx.Commit()
@@ -963,18 +1198,20 @@ func TestFanIn(t *testing.T) {
 			newsletter: true,
 			ops: []op{
 				{name: "pipeline started", do: pipelineStarted, want: processing},
-				{name: "save started", do: started(save, 1), want: processing,
+				{name: "save started", do: started(save), want: processing,
 					steps: map[registration.StepName]stepState{save: {"running", 1, ""}, send: {"pending", 0, ""}, list: {"pending", 0, ""}}},
-				{name: "save done", do: finished(save, 1), want: processing},
-				{name: "list done", do: finished(list, 1), want: processing},
-				{name: "send done", do: finished(send, 1), want: completed,
+				{name: "save done", do: finished(save), want: processing},
+				{name: "list started", do: started(list), want: processing},
+				{name: "list done", do: finished(list), want: processing},
+				{name: "send started", do: started(send), want: processing},
+				{name: "send done", do: finished(send), want: completed,
 					steps: map[registration.StepName]stepState{save: {"succeeded", 1, ""}, send: {"succeeded", 1, ""}, list: {"succeeded", 1, ""}}},
 				{name: "pipeline started again", do: pipelineStarted, want: completed},
-				{name: "late start of a finished step", do: started(send, 2), want: completed,
+				{name: "late start of a finished step", do: started(send), want: completed,
 					steps: map[registration.StepName]stepState{send: {"succeeded", 1, ""}}},
-				{name: "late final failure of a finished step", do: failed(send, 2, "late", true), want: completed,
+				{name: "late final failure of a finished step", do: failed(send, "late", true), want: completed,
 					steps: map[registration.StepName]stepState{send: {"succeeded", 1, ""}}},
-				{name: "re-run of a finished step", do: finished(send, 3), want: completed,
+				{name: "re-run of a finished step", do: finished(send), want: completed,
 					steps: map[registration.StepName]stepState{send: {"succeeded", 1, ""}}},
 			},
 		},
@@ -982,11 +1219,12 @@ func TestFanIn(t *testing.T) {
 			name:       "skipped counts as done",
 			newsletter: false,
 			ops: []op{
-				{name: "save done before the pipeline started", do: finished(save, 1), want: paid},
+				{name: "save done before the pipeline started", do: finished(save), want: paid},
 				{name: "pipeline started", do: pipelineStarted, want: processing},
-				{name: "send done", do: finished(send, 1), want: completed,
-					steps: map[registration.StepName]stepState{save: {"succeeded", 1, ""}, send: {"succeeded", 1, ""}, list: {"skipped", 0, ""}}},
-				{name: "a stray job for the skipped step", do: finished(list, 1), want: completed,
+				{name: "send started", do: started(send), want: processing},
+				{name: "send done", do: finished(send), want: completed,
+					steps: map[registration.StepName]stepState{save: {"succeeded", 0, ""}, send: {"succeeded", 1, ""}, list: {"skipped", 0, ""}}},
+				{name: "a stray job for the skipped step", do: finished(list), want: completed,
 					steps: map[registration.StepName]stepState{list: {"skipped", 0, ""}}},
 			},
 		},
@@ -995,19 +1233,21 @@ func TestFanIn(t *testing.T) {
 			newsletter: true,
 			ops: []op{
 				{name: "pipeline started", do: pipelineStarted, want: processing},
-				{name: "save done", do: finished(save, 1), want: processing},
-				{name: "send started", do: started(send, 1), want: processing},
-				{name: "send fails", do: failed(send, 1, "smtp: 451 try later", false), want: processing,
+				{name: "save started", do: started(save), want: processing},
+				{name: "save done", do: finished(save), want: processing},
+				{name: "send started", do: started(send), want: processing},
+				{name: "send fails", do: failed(send, "smtp: 451 try later", false), want: processing,
 					steps: map[registration.StepName]stepState{send: {"retrying", 1, "smtp: 451 try later"}}},
-				{name: "send started again", do: started(send, 2), want: processing,
+				{name: "send started again", do: started(send), want: processing,
 					steps: map[registration.StepName]stepState{send: {"running", 2, "smtp: 451 try later"}}},
-				{name: "send fails for good", do: failed(send, 4, "smtp: 554 rejected", true), want: attention,
-					steps: map[registration.StepName]stepState{send: {"failed", 4, "smtp: 554 rejected"}}},
-				{name: "list done", do: finished(list, 1), want: attention},
-				{name: "operator retry starts send", do: started(send, 5), want: processing,
-					steps: map[registration.StepName]stepState{send: {"running", 5, "smtp: 554 rejected"}}},
-				{name: "send done", do: finished(send, 5), want: completed,
-					steps: map[registration.StepName]stepState{save: {"succeeded", 1, ""}, send: {"succeeded", 5, "smtp: 554 rejected"}, list: {"succeeded", 1, ""}}},
+				{name: "send fails for good", do: failed(send, "smtp: 554 rejected", true), want: attention,
+					steps: map[registration.StepName]stepState{send: {"failed", 2, "smtp: 554 rejected"}}},
+				{name: "list started", do: started(list), want: attention},
+				{name: "list done", do: finished(list), want: attention},
+				{name: "operator retry starts send", do: started(send), want: processing,
+					steps: map[registration.StepName]stepState{send: {"running", 3, "smtp: 554 rejected"}}},
+				{name: "send done", do: finished(send), want: completed,
+					steps: map[registration.StepName]stepState{save: {"succeeded", 1, ""}, send: {"succeeded", 3, "smtp: 554 rejected"}, list: {"succeeded", 1, ""}}},
 			},
 		},
 		{
@@ -1015,12 +1255,14 @@ func TestFanIn(t *testing.T) {
 			newsletter: true,
 			ops: []op{
 				{name: "pipeline started", do: pipelineStarted, want: processing},
-				{name: "save done", do: finished(save, 1), want: processing},
-				{name: "list fails", do: failed(list, 1, "list timeout", false), want: processing},
-				{name: "send is rejected", do: failed(send, 1, "rejected", true), want: attention},
-				{name: "list retry starts", do: started(list, 2), want: attention,
+				{name: "save done", do: finished(save), want: processing},
+				{name: "list started", do: started(list), want: processing},
+				{name: "list fails", do: failed(list, "list timeout", false), want: processing},
+				{name: "send started", do: started(send), want: processing},
+				{name: "send is rejected", do: failed(send, "rejected", true), want: attention},
+				{name: "list retry starts", do: started(list), want: attention,
 					steps: map[registration.StepName]stepState{list: {"running", 2, "list timeout"}, send: {"failed", 1, "rejected"}}},
-				{name: "list done", do: finished(list, 2), want: attention},
+				{name: "list done", do: finished(list), want: attention},
 			},
 		},
 		{
@@ -1028,14 +1270,16 @@ func TestFanIn(t *testing.T) {
 			newsletter: true,
 			ops: []op{
 				{name: "pipeline started", do: pipelineStarted, want: processing},
-				{name: "save done", do: finished(save, 1), want: processing},
-				{name: "send fails for good", do: failed(send, 4, "send broke", true), want: attention},
-				{name: "list fails for good", do: failed(list, 4, "list broke", true), want: attention},
-				{name: "operator retries send", do: started(send, 5), want: attention},
-				{name: "send done", do: finished(send, 5), want: attention,
-					steps: map[registration.StepName]stepState{send: {"succeeded", 5, "send broke"}, list: {"failed", 4, "list broke"}}},
-				{name: "operator retries list", do: started(list, 5), want: processing},
-				{name: "list done", do: finished(list, 5), want: completed},
+				{name: "save done", do: finished(save), want: processing},
+				{name: "send started", do: started(send), want: processing},
+				{name: "send fails for good", do: failed(send, "send broke", true), want: attention},
+				{name: "list started", do: started(list), want: attention},
+				{name: "list fails for good", do: failed(list, "list broke", true), want: attention},
+				{name: "operator retries send", do: started(send), want: attention},
+				{name: "send done", do: finished(send), want: attention,
+					steps: map[registration.StepName]stepState{send: {"succeeded", 2, "send broke"}, list: {"failed", 1, "list broke"}}},
+				{name: "operator retries list", do: started(list), want: processing},
+				{name: "list done", do: finished(list), want: completed},
 			},
 		},
 	}
@@ -1085,7 +1329,7 @@ func TestStepFailedTruncatesLongErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	msg := strings.Repeat("é", 800) // 1600 bytes
-	if err := s.StepFailed(ctx, a.ID, registration.StepSaveOrder, 1, msg, false); err != nil {
+	if err := s.StepFailed(ctx, a.ID, registration.StepSaveOrder, msg, false); err != nil {
 		t.Fatal(err)
 	}
 	r, err := s.Registration(ctx, a.ID)
@@ -1106,10 +1350,10 @@ func TestSubscribe(t *testing.T) {
 	second := first.Add(time.Hour)
 	calls := []struct {
 		at  time.Time
-		sub pipeline.Subscriber
+		sub registration.Subscriber
 	}{
-		{first, pipeline.Subscriber{Email: "Ada@Example.ORG", FirstName: "Ada", LastName: "Lovelace", EventID: testEventID, RegistrationID: "r1"}},
-		{second, pipeline.Subscriber{Email: "ada@example.org", FirstName: "Augusta", LastName: "King", EventID: testEventID, RegistrationID: "r2"}},
+		{first, registration.Subscriber{Email: "Ada@Example.ORG", FirstName: "Ada", LastName: "Lovelace", EventID: testEventID, RegistrationID: "r1"}},
+		{second, registration.Subscriber{Email: "ada@example.org", FirstName: "Augusta", LastName: "King", EventID: testEventID, RegistrationID: "r2"}},
 	}
 	for _, c := range calls {
 		s.now = func() time.Time { return c.at }

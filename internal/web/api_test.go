@@ -609,7 +609,15 @@ func TestRateLimited(t *testing.T) {
 				}
 			}
 			res := h.do(h.newRequest(http.MethodPost, tt.path, tt.contentType, body))
-			apiError(t, res, http.StatusTooManyRequests, registration.CodeRateLimited)
+			if tt.name == "api" {
+				apiError(t, res, http.StatusTooManyRequests, registration.CodeRateLimited)
+			} else {
+				// A browser gets the form back with the reason, not JSON.
+				if res.status != http.StatusTooManyRequests || !strings.HasPrefix(res.header.Get("Content-Type"), "text/html") ||
+					!strings.Contains(string(res.body), "Too many attempts") {
+					t.Errorf("form over the limit: got %d %q", res.status, res.header.Get("Content-Type"))
+				}
+			}
 			// 2 per minute: the next token is about 30 seconds away.
 			if secs, err := strconv.Atoi(res.header.Get("Retry-After")); err != nil || secs < 25 || secs > 31 {
 				t.Errorf("Retry-After: got %q, want about 30 seconds", res.header.Get("Retry-After"))
@@ -805,4 +813,41 @@ func FuzzDecodeRequest(f *testing.F) {
 			t.Fatalf("round trip changed the request:\n first %#v\nsecond %#v", req, back)
 		}
 	})
+}
+
+func TestUnknownAPIRoutesAnswerJSON(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, harnessOptions{})
+	tests := []struct {
+		method, path string
+		status       int
+		code, allow  string
+	}{
+		{http.MethodPut, "/api/registrations", http.StatusMethodNotAllowed, registration.CodeInvalidRequest, "POST"},
+		{http.MethodGet, "/api/registrations", http.StatusMethodNotAllowed, registration.CodeInvalidRequest, "POST"},
+		{http.MethodDelete, "/api/registrations/abc", http.StatusMethodNotAllowed, registration.CodeInvalidRequest, "GET, HEAD"},
+		{http.MethodGet, "/api/tickets", http.StatusNotFound, registration.CodeNotFound, ""},
+		{http.MethodGet, "/api/registrations/a/b", http.StatusNotFound, registration.CodeNotFound, ""},
+	}
+	for _, tt := range tests {
+		res := h.do(h.newRequest(tt.method, tt.path, "", nil))
+		apiError(t, res, tt.status, tt.code)
+		if got := res.header.Get("Allow"); got != tt.allow {
+			t.Errorf("%s %s: Allow %q, want %q", tt.method, tt.path, got, tt.allow)
+		}
+	}
+}
+
+func TestFormTooLarge(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, harnessOptions{})
+	before := h.counts("standard")
+	body := []byte("ticket=standard&attendee.company=" + strings.Repeat("x", 70<<10))
+	res := h.do(h.newRequest(http.MethodPost, "/register", "application/x-www-form-urlencoded", body))
+	if res.status != http.StatusRequestEntityTooLarge || !strings.Contains(string(res.body), "larger than 64 KiB") {
+		t.Errorf("oversized form: got %d, want 413 with the form and the reason", res.status)
+	}
+	if after := h.counts("standard"); after != before {
+		t.Errorf("an oversized form changed the database: %+v → %+v", before, after)
+	}
 }

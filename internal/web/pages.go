@@ -143,7 +143,14 @@ func (s *server) formSubmit() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		r.Body = http.MaxBytesReader(w, r.Body, maxBody)
 		if err := r.ParseForm(); err != nil {
-			http.Error(w, "The form could not be read; go back and submit it again.", http.StatusBadRequest)
+			var tooLarge *http.MaxBytesError
+			if errors.As(err, &tooLarge) {
+				s.formError(w, r, &registration.Error{Code: registration.CodeRequestTooLarge,
+					Message: "The form was larger than 64 KiB; shorten what you typed and submit again."})
+				return
+			}
+			s.formError(w, r, &registration.Error{Code: registration.CodeInvalidRequest,
+				Message: "The form could not be read; submit it again."})
 			return
 		}
 		values := map[string]string{}
@@ -195,6 +202,19 @@ func (s *server) formSubmit() http.Handler {
 		}
 		s.render(w, r, status(e.Code), "form.html", v)
 	})
+}
+
+// formError answers a form submission that could not be processed at all
+// with a fresh form and the reason on top.
+func (s *server) formError(w http.ResponseWriter, r *http.Request, err error) {
+	e := s.asError(r, err)
+	v, ferr := s.newForm()
+	if ferr != nil {
+		s.writeError(w, r, ferr)
+		return
+	}
+	v.Message = e.Message
+	s.render(w, r, status(e.Code), "form.html", v)
 }
 
 // registerOnce submits a form's registration. When the same form is already

@@ -36,7 +36,7 @@ func validForm() url.Values {
 		"billing.card.name":           {"Ada Lovelace"},
 		"billing.card.number":         {"4111 1111 1111 1111"},
 		"billing.card.expiry":         {"2030-12"},
-		"billing.card.cvc":            {"7319"},
+		"billing.card.cvc":            {"731"},
 		"billing.address.line1":       {"12 St James's Square"},
 		"billing.address.city":        {"London"},
 		"billing.address.postal_code": {"SW1Y 4JH"},

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/registrar/registrar/internal/event"
@@ -57,10 +58,11 @@ func Handler(d Deps) (http.Handler, error) {
 	}
 	s := &server{Deps: d, pages: pages, limiter: newLimiter(d.RateLimit, time.Minute)}
 	mux := http.NewServeMux()
-	mux.Handle("POST /api/registrations", s.limit(s.apiCreate()))
+	mux.Handle("POST /api/registrations", s.limit(s.apiCreate(), s.writeError))
 	mux.Handle("GET /api/registrations/{id}", s.apiGet())
+	mux.Handle("/api/", s.apiUnknown())
 	mux.Handle("GET /{$}", s.formPage())
-	mux.Handle("POST /register", s.limit(s.formSubmit()))
+	mux.Handle("POST /register", s.limit(s.formSubmit(), s.formError))
 	mux.Handle("GET /registrations/{id}", s.statusPage())
 	mux.Handle("GET /healthz", healthz())
 	mux.Handle("GET /readyz", s.readyz())
@@ -110,17 +112,39 @@ func securityHeaders(next http.Handler) http.Handler {
 	})
 }
 
-// limit rejects clients over the rate limit with 429 and Retry-After.
-func (s *server) limit(next http.Handler) http.Handler {
+// limit rejects clients over the rate limit with 429 and Retry-After,
+// answered by refuse (JSON for the API, a page for the form).
+func (s *server) limit(next http.Handler, refuse func(http.ResponseWriter, *http.Request, error)) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if wait, ok := s.limiter.allow(clientAddr(r), time.Now()); !ok {
 			secs := int(wait/time.Second) + 1
 			w.Header().Set("Retry-After", strconv.Itoa(secs))
-			s.writeError(w, r, &registration.Error{Code: registration.CodeRateLimited,
+			refuse(w, r, &registration.Error{Code: registration.CodeRateLimited,
 				Message: "Too many attempts from your address; wait " + strconv.Itoa(secs) + " seconds and try again."})
 			return
 		}
 		next.ServeHTTP(w, r)
+	})
+}
+
+// apiUnknown answers API paths and methods that do not exist in the API's
+// JSON envelope rather than as plain text.
+func (s *server) apiUnknown() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		allow := ""
+		switch {
+		case r.URL.Path == "/api/registrations":
+			allow = http.MethodPost
+		case strings.HasPrefix(r.URL.Path, "/api/registrations/") && !strings.Contains(r.URL.Path[len("/api/registrations/"):], "/"):
+			allow = http.MethodGet + ", " + http.MethodHead
+		}
+		if allow != "" {
+			w.Header().Set("Allow", allow)
+			writeJSON(w, http.StatusMethodNotAllowed, errorEnvelope(registration.CodeInvalidRequest,
+				r.Method+" is not allowed here; use "+allow+"."))
+			return
+		}
+		writeJSON(w, http.StatusNotFound, errorEnvelope(registration.CodeNotFound, "There is no such API endpoint."))
 	})
 }
 
@@ -175,10 +199,16 @@ type errorBody struct {
 	} `json:"error"`
 }
 
+func errorEnvelope(code, message string) errorBody {
+	var b errorBody
+	b.Error.Code, b.Error.Message = code, message
+	return b
+}
+
 func (s *server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	e := s.asError(r, err)
-	var b errorBody
-	b.Error.Code, b.Error.Message, b.Error.Fields = e.Code, e.Message, e.Fields
+	b := errorEnvelope(e.Code, e.Message)
+	b.Error.Fields = e.Fields
 	writeJSON(w, status(e.Code), b)
 }
 

@@ -1,0 +1,368 @@
+// Package paypal charges cards through PayPal's REST API (OAuth2
+// client credentials, Orders v2, Payments v2) with a small net/http client.
+// It implements payment.Processor.
+//
+// Card data is sent to PayPal and nowhere else: it is never logged, never
+// kept after a call, and never part of an error. Log lines carry PayPal's
+// debug_id, the HTTP status and the error issue, so that PayPal support can
+// trace a call.
+package paypal
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/registrar/registrar/internal/payment"
+)
+
+// Provider is the value of payment.Charge.Provider for PayPal charges.
+const Provider = "paypal"
+
+const (
+	defaultTimeout = 30 * time.Second
+	// tokenTimeout bounds one token request. The request runs detached from
+	// the callers waiting for it, so one caller giving up does not fail the
+	// others.
+	tokenTimeout = 30 * time.Second
+	// maxRefreshMargin is how long before expiry a token is replaced.
+	maxRefreshMargin = 60 * time.Second
+	// maxResponse caps how much of a response body is read.
+	maxResponse = 1 << 20
+)
+
+// Client is a PayPal REST client. It is safe for concurrent use; all callers
+// share one cached access token.
+type Client struct {
+	base         string
+	clientID     string
+	clientSecret string
+	hc           *http.Client
+	log          *slog.Logger
+	now          func() time.Time
+
+	mu        sync.Mutex
+	token     string
+	refreshAt time.Time
+	inflight  *tokenCall // the one token request under way, if any
+}
+
+// tokenCall is one token request that concurrent callers wait for.
+type tokenCall struct {
+	done  chan struct{}
+	token string
+	err   error
+}
+
+// New returns a client for the PayPal REST API at baseURL (e.g.
+// https://api-m.sandbox.paypal.com). A nil httpClient is replaced by one with
+// a 30 s timeout; a nil log discards.
+func New(baseURL, clientID, clientSecret string, httpClient *http.Client, log *slog.Logger) *Client {
+	if httpClient == nil {
+		httpClient = &http.Client{Timeout: defaultTimeout}
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Client{
+		base:         strings.TrimRight(baseURL, "/"),
+		clientID:     clientID,
+		clientSecret: clientSecret,
+		hc:           httpClient,
+		log:          log,
+		now:          time.Now,
+	}
+}
+
+var _ payment.Processor = (*Client)(nil)
+
+// accessToken returns a valid access token, fetching one when none is cached
+// or the cached one is about to expire. Only one token request is in flight
+// at a time: concurrent callers wait for it.
+func (c *Client) accessToken(ctx context.Context) (string, error) {
+	c.mu.Lock()
+	if c.token != "" && c.now().Before(c.refreshAt) {
+		tok := c.token
+		c.mu.Unlock()
+		return tok, nil
+	}
+	call := c.inflight
+	if call == nil {
+		call = &tokenCall{done: make(chan struct{})}
+		c.inflight = call
+		go c.fetchToken(call)
+	}
+	c.mu.Unlock()
+	select {
+	case <-call.done:
+		return call.token, call.err
+	case <-ctx.Done():
+		return "", fmt.Errorf("%w: paypal: waiting for an access token: %w", payment.ErrUnavailable, ctx.Err())
+	}
+}
+
+func (c *Client) fetchToken(call *tokenCall) {
+	ctx, cancel := context.WithTimeout(context.Background(), tokenTimeout)
+	defer cancel()
+	tok, ttl, err := c.requestToken(ctx)
+	c.mu.Lock()
+	if err == nil {
+		c.token = tok
+		c.refreshAt = c.now().Add(ttl - refreshMargin(ttl))
+	}
+	c.inflight = nil
+	c.mu.Unlock()
+	call.token, call.err = tok, err
+	close(call.done)
+}
+
+// refreshMargin is how long before its expiry a token of lifetime ttl is
+// replaced: 10% of its lifetime, at most 60 s.
+func refreshMargin(ttl time.Duration) time.Duration {
+	return min(ttl/10, maxRefreshMargin)
+}
+
+// invalidate forgets the cached token if it is still used, the one PayPal
+// has just refused. Callers that were refused with an older token find the
+// new one cached and do not ask for yet another.
+func (c *Client) invalidate(used string) {
+	c.mu.Lock()
+	if c.token == used {
+		c.token = ""
+	}
+	c.mu.Unlock()
+}
+
+// requestToken asks PayPal for an access token (OAuth2 client credentials).
+func (c *Client) requestToken(ctx context.Context) (string, time.Duration, error) {
+	form := url.Values{"grant_type": {"client_credentials"}}.Encode()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+"/v1/oauth2/token", strings.NewReader(form))
+	if err != nil {
+		return "", 0, fmt.Errorf("%w: paypal token request: %w", payment.ErrUnavailable, err)
+	}
+	req.SetBasicAuth(c.clientID, c.clientSecret)
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Accept", "application/json")
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		c.log.LogAttrs(ctx, slog.LevelWarn, "paypal token request failed", slog.String("error", err.Error()))
+		return "", 0, fmt.Errorf("%w: paypal token request: %w", payment.ErrUnavailable, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxResponse))
+	if err != nil {
+		return "", 0, fmt.Errorf("%w: paypal token response: %w", payment.ErrUnavailable, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		e := parseError(resp, body)
+		level := slog.LevelWarn
+		if resp.StatusCode < 500 && resp.StatusCode != http.StatusTooManyRequests {
+			level = slog.LevelError // bad credentials or a malformed request: ours to fix
+		}
+		c.log.LogAttrs(ctx, level, "paypal refused the token request", e.attrs()...)
+		return "", 0, fmt.Errorf("%w: paypal token request: %w", payment.ErrUnavailable, e)
+	}
+	var tr struct {
+		AccessToken string `json:"access_token"`
+		TokenType   string `json:"token_type"`
+		ExpiresIn   int64  `json:"expires_in"`
+	}
+	if err := json.Unmarshal(body, &tr); err != nil || tr.AccessToken == "" {
+		c.log.LogAttrs(ctx, slog.LevelError, "paypal token response is malformed",
+			slog.String("debug_id", resp.Header.Get("Paypal-Debug-Id")))
+		return "", 0, fmt.Errorf("%w: paypal token response is malformed", payment.ErrUnavailable)
+	}
+	if tr.TokenType != "" && !strings.EqualFold(tr.TokenType, "Bearer") {
+		c.log.LogAttrs(ctx, slog.LevelError, "paypal issued a token of an unexpected type", slog.String("token_type", tr.TokenType))
+		return "", 0, fmt.Errorf("%w: paypal token type %q", payment.ErrUnavailable, tr.TokenType)
+	}
+	ttl := time.Duration(max(tr.ExpiresIn, 0)) * time.Second
+	c.log.LogAttrs(ctx, slog.LevelDebug, "paypal access token issued", slog.Int64("expires_in", tr.ExpiresIn))
+	return tr.AccessToken, ttl, nil
+}
+
+// response is a PayPal API response, read whole.
+type response struct {
+	status  int
+	body    []byte
+	debugID string
+	header  http.Header
+}
+
+// call sends one API request with a Bearer token. A 401 invalidates the token
+// and the request is sent once more with a fresh one (same body, same
+// PayPal-Request-Id). Transport failures wrap payment.ErrUnavailable; any
+// HTTP status is returned as a response for the caller to interpret.
+func (c *Client) call(ctx context.Context, op, method, path, requestID string, body any) (*response, error) {
+	var payload []byte
+	if body != nil {
+		var err error
+		if payload, err = json.Marshal(body); err != nil {
+			return nil, fmt.Errorf("%w: paypal %s: encode request: %w", payment.ErrUnavailable, op, err)
+		}
+	}
+	for attempt := 0; ; attempt++ {
+		tok, err := c.accessToken(ctx)
+		if err != nil {
+			return nil, err
+		}
+		var rd io.Reader
+		if payload != nil {
+			rd = bytes.NewReader(payload)
+		}
+		req, err := http.NewRequestWithContext(ctx, method, c.base+path, rd)
+		if err != nil {
+			return nil, fmt.Errorf("%w: paypal %s: %w", payment.ErrUnavailable, op, err)
+		}
+		req.Header.Set("Authorization", "Bearer "+tok)
+		req.Header.Set("Accept", "application/json")
+		if payload != nil {
+			req.Header.Set("Content-Type", "application/json")
+		}
+		if requestID != "" {
+			req.Header.Set("PayPal-Request-Id", requestID)
+		}
+		req.Header.Set("Prefer", "return=representation")
+		resp, err := c.hc.Do(req)
+		if err != nil {
+			c.log.LogAttrs(ctx, slog.LevelWarn, "paypal request failed",
+				slog.String("op", op), slog.String("paypal_request_id", requestID), slog.String("error", transportError(err)))
+			return nil, fmt.Errorf("%w: paypal %s: %w", payment.ErrUnavailable, op, err)
+		}
+		data, err := io.ReadAll(io.LimitReader(resp.Body, maxResponse))
+		resp.Body.Close()
+		if err != nil {
+			c.log.LogAttrs(ctx, slog.LevelWarn, "paypal response could not be read",
+				slog.String("op", op), slog.String("paypal_request_id", requestID),
+				slog.Int("status", resp.StatusCode), slog.String("debug_id", resp.Header.Get("Paypal-Debug-Id")),
+				slog.String("error", transportError(err)))
+			return nil, fmt.Errorf("%w: paypal %s: read response: %w", payment.ErrUnavailable, op, err)
+		}
+		r := &response{status: resp.StatusCode, body: data, debugID: resp.Header.Get("Paypal-Debug-Id"), header: resp.Header}
+		if r.status == http.StatusUnauthorized && attempt == 0 {
+			c.log.LogAttrs(ctx, slog.LevelInfo, "paypal refused the access token; fetching a new one",
+				slog.String("op", op), slog.String("debug_id", r.debugID))
+			c.invalidate(tok)
+			continue
+		}
+		return r, nil
+	}
+}
+
+// transportError describes a transport error without the request URL's
+// query (there is none today, but the URL is not ours to print in full).
+func transportError(err error) string {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Op + ": " + ue.Err.Error()
+	}
+	return err.Error()
+}
+
+// apiError is an error answer from PayPal, in either of its shapes:
+// {name, message, debug_id, details[{issue, description}]} or OAuth's
+// {error, error_description}.
+type apiError struct {
+	Status      int
+	Name        string
+	Message     string
+	Issue       string
+	Field       string // JSON pointer of the field at fault, if given
+	Description string
+	DebugID     string
+}
+
+func (e *apiError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "paypal answered %d", e.Status)
+	if e.Name != "" {
+		b.WriteString(" " + e.Name)
+	}
+	if e.Issue != "" {
+		b.WriteString(" " + e.Issue)
+	}
+	if e.Description != "" {
+		b.WriteString(": " + e.Description)
+	} else if e.Message != "" {
+		b.WriteString(": " + e.Message)
+	}
+	if e.DebugID != "" {
+		b.WriteString(" (debug_id " + e.DebugID + ")")
+	}
+	return b.String()
+}
+
+func (e *apiError) attrs() []slog.Attr {
+	a := []slog.Attr{slog.Int("status", e.Status)}
+	if e.Name != "" {
+		a = append(a, slog.String("name", e.Name))
+	}
+	if e.Issue != "" {
+		a = append(a, slog.String("issue", e.Issue))
+	}
+	if e.Field != "" {
+		a = append(a, slog.String("field", e.Field))
+	}
+	a = append(a, slog.String("debug_id", e.DebugID))
+	return a
+}
+
+// parseError reads an error body. An unreadable body still gives the status
+// and the debug id of the header.
+func parseError(resp *http.Response, body []byte) *apiError {
+	return parseErrorBody(resp.StatusCode, resp.Header.Get("Paypal-Debug-Id"), body)
+}
+
+func parseErrorBody(status int, debugID string, body []byte) *apiError {
+	e := &apiError{Status: status, DebugID: debugID}
+	var v struct {
+		Name    string `json:"name"`
+		Message string `json:"message"`
+		DebugID string `json:"debug_id"`
+		Details []struct {
+			Issue       string `json:"issue"`
+			Field       string `json:"field"` // its "value" is never read: it may echo card data
+			Description string `json:"description"`
+		} `json:"details"`
+		Error            string `json:"error"`
+		ErrorDescription string `json:"error_description"`
+	}
+	if json.Unmarshal(body, &v) != nil {
+		return e
+	}
+	e.Name, e.Message = v.Name, v.Message
+	if e.DebugID == "" {
+		e.DebugID = v.DebugID
+	}
+	for _, d := range v.Details {
+		if d.Issue != "" {
+			e.Issue, e.Field, e.Description = d.Issue, d.Field, d.Description
+			break
+		}
+	}
+	if e.Issue == "" && v.Error != "" {
+		e.Issue, e.Description = v.Error, v.ErrorDescription
+	}
+	return e
+}
+
+func (r *response) apiError() *apiError { return parseErrorBody(r.status, r.debugID, r.body) }
+
+// retryAfter is the Retry-After header of a 429, for the log.
+func (r *response) retryAfter() string {
+	s := r.header.Get("Retry-After")
+	if _, err := strconv.Atoi(s); err != nil {
+		return ""
+	}
+	return s
+}
