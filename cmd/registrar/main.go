@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver"
 	"github.com/riverqueue/river/riverdriver/riversqlite"
 
 	"github.com/registrar/registrar/internal/config"
@@ -81,31 +82,90 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
-	if cfg.Database.Engine != config.EngineSQLite {
-		return errors.New("REGISTRAR_DATABASE_URL: PostgreSQL is not supported by this build yet; use sqlite:PATH")
-	}
 
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	db, err := sqlite.Open(ctx, cfg.Database.Path)
+	db, err := openEngine(ctx, cfg.Database, log)
 	if err != nil {
 		return err
 	}
-	defer db.Close()
-	if err := db.Migrate(ctx, log); err != nil {
-		return err
-	}
+	defer db.close()
 	if cmd == "migrate" {
-		fmt.Fprintln(stdout, "database is at schema version", sqlite.SchemaVersion())
+		fmt.Fprintln(stdout, "database is at schema version", db.schemaVersion)
 		return nil
 	}
-	store := sqlite.NewStore(db)
-	if err := store.SyncTickets(ctx, ev); err != nil {
+	if err := db.store.SyncTickets(ctx, ev); err != nil {
 		return err
 	}
 	log.Info("starting registrar", "version", version(), "config", cfg, "event", ev.ID)
-	return serve(ctx, cfg, ev, db, store, log, stdout)
+	return serve(ctx, cfg, ev, db, log, stdout)
+}
+
+// store is everything registrar keeps, on either engine.
+type store interface {
+	registration.Store
+	pipeline.Store
+	pipeline.MailingList
+	SyncTickets(ctx context.Context, ev *event.Event) error
+}
+
+// engine is an open, migrated database of either kind.
+type engine struct {
+	store         store
+	driver        riverdriver.Driver[*sql.Tx]
+	ready         func(ctx context.Context) error
+	close         func() error
+	schemaVersion int
+	// recover settles what a dead process left behind, at start; only a
+	// single-process engine (SQLite) can know that everything running belongs
+	// to a dead process. nil elsewhere: River's rescuer and the periodic
+	// payment resolver take care of it there.
+	recover func(ctx context.Context, log *slog.Logger) error
+}
+
+func openEngine(ctx context.Context, cfg config.Database, log *slog.Logger) (*engine, error) {
+	switch cfg.Engine {
+	case config.EnginePostgres:
+		return openPostgres(ctx, cfg.URL, log)
+	default:
+		return openSQLite(ctx, cfg.Path, log)
+	}
+}
+
+func openSQLite(ctx context.Context, path string, log *slog.Logger) (*engine, error) {
+	db, err := sqlite.Open(ctx, path)
+	if err != nil {
+		return nil, err
+	}
+	if err := db.Migrate(ctx, log); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return &engine{
+		store:         sqlite.NewStore(db),
+		driver:        riversqlite.New(db.Write),
+		ready:         db.Ready,
+		close:         db.Close,
+		schemaVersion: sqlite.SchemaVersion(),
+		recover: func(ctx context.Context, log *slog.Logger) error {
+			n, err := db.RescueRunningJobs(ctx)
+			if err != nil {
+				return err
+			}
+			if n > 0 {
+				log.Warn("re-queued jobs left running by a stopped process", "count", n)
+			}
+			n, err = db.ResolveHoldsNow(ctx)
+			if err != nil {
+				return err
+			}
+			if n > 0 {
+				log.Warn("payment attempts left by a stopped process will be resolved", "count", n)
+			}
+			return nil
+		},
+	}, nil
 }
 
 // adapters are the providers chosen by the configuration.
@@ -115,7 +175,7 @@ type adapters struct {
 	list      pipeline.MailingList
 }
 
-func newAdapters(cfg config.Config, store *sqlite.Store, log *slog.Logger) (adapters, error) {
+func newAdapters(cfg config.Config, store store, log *slog.Logger) (adapters, error) {
 	var a adapters
 	switch cfg.Payment {
 	case "paypal":
@@ -150,7 +210,8 @@ func newAdapters(cfg config.Config, store *sqlite.Store, log *slog.Logger) (adap
 	return a, nil
 }
 
-func serve(ctx context.Context, cfg config.Config, ev *event.Event, db *sqlite.DB, store *sqlite.Store, log *slog.Logger, stdout io.Writer) error {
+func serve(ctx context.Context, cfg config.Config, ev *event.Event, db *engine, log *slog.Logger, stdout io.Writer) error {
+	store := db.store
 	ad, err := newAdapters(cfg, store, log)
 	if err != nil {
 		return err
@@ -177,28 +238,21 @@ func serve(ctx context.Context, cfg config.Config, ev *event.Event, db *sqlite.D
 	}
 	// River reports routine progress at info level; keep its warnings.
 	riverLog := slog.New(levelHandler{slog.LevelWarn, log.Handler()}).With("component", "river")
-	riverCfg, err := pipeline.Config(deps, pipeline.DefaultOptions(), cfg.Roles.Worker, riverLog)
+	opts := pipeline.DefaultOptions()
+	opts.JobTimeout = cfg.JobTimeout
+	opts.RescueAfter = 2 * cfg.JobTimeout
+	riverCfg, err := pipeline.Config(deps, opts, cfg.Roles.Worker, riverLog)
 	if err != nil {
 		return err
 	}
-	queue, err = river.NewClient(riversqlite.New(db.Write), riverCfg)
+	queue, err = river.NewClient(db.driver, riverCfg)
 	if err != nil {
 		return fmt.Errorf("job queue: %w", err)
 	}
-	// Only one process can open the SQLite file: every job still marked
-	// running and every attempt still holding a seat belongs to a process
-	// that died. Settle them now rather than after the usual timeouts.
-	n, err := db.RescueRunningJobs(ctx)
-	if err != nil {
-		return err
-	}
-	if n > 0 {
-		log.Warn("re-queued jobs left running by a stopped process", "count", n)
-	}
-	if n, err := db.ResolveHoldsNow(ctx); err != nil {
-		return err
-	} else if n > 0 {
-		log.Warn("payment attempts left by a stopped process will be resolved", "count", n)
+	if db.recover != nil {
+		if err := db.recover(ctx, log); err != nil {
+			return err
+		}
 	}
 	if cfg.Roles.Worker {
 		if err := queue.Start(ctx); err != nil {
@@ -210,7 +264,7 @@ func serve(ctx context.Context, cfg config.Config, ev *event.Event, db *sqlite.D
 	if cfg.Roles.Web {
 		handler, err = web.Handler(web.Deps{
 			Registrar: svc,
-			Ready:     db.Ready,
+			Ready:     db.ready,
 			Log:       log,
 			BaseURL:   cfg.BaseURL,
 			RateLimit: cfg.RateLimit,
@@ -219,7 +273,7 @@ func serve(ctx context.Context, cfg config.Config, ev *event.Event, db *sqlite.D
 			return err
 		}
 	} else {
-		handler = web.HealthHandler(db.Ready, log)
+		handler = web.HealthHandler(db.ready, log)
 	}
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Engine is a database engine.
@@ -77,6 +78,11 @@ type Config struct {
 	Mailchimp   Mailchimp
 
 	AdminPassword string // secret; "" means generate one on first start
+
+	// JobTimeout bounds one attempt of one pipeline job
+	// (REGISTRAR_JOB_TIMEOUT); a job left running by a dead worker is
+	// rescued after twice this.
+	JobTimeout time.Duration
 
 	// RateLimit is how many registration attempts one client address may
 	// make per minute (REGISTRAR_RATE_LIMIT); 0 turns the limit off.
@@ -174,12 +180,22 @@ func Load(getenv func(string) string) (Config, error) {
 	}
 
 	c.AdminPassword = get("REGISTRAR_ADMIN_PASSWORD", "")
+	c.JobTimeout = duration(&p, "REGISTRAR_JOB_TIMEOUT", get("REGISTRAR_JOB_TIMEOUT", "1m"), time.Second, time.Hour)
 	c.RateLimit = rateLimit(&p, "REGISTRAR_RATE_LIMIT", get("REGISTRAR_RATE_LIMIT", defaultRateLimit))
 
 	if len(p) > 0 {
 		return Config{}, errors.Join(p...)
 	}
 	return c, nil
+}
+
+func duration(p *problems, name, v string, lo, hi time.Duration) time.Duration {
+	d, err := time.ParseDuration(v)
+	if err != nil || d < lo || d > hi {
+		p.add(name, "%q is not a duration from %s to %s; use e.g. 1m or 30s", v, lo, hi)
+		return lo
+	}
+	return d
 }
 
 func boolean(p *problems, name, v string) bool {
@@ -427,6 +443,7 @@ func (c Config) LogValue() slog.Value {
 		slog.String("admin_password", mask(c.AdminPassword)),
 		slog.String("data_dir", c.DataDir),
 		slog.Int("rate_limit", c.RateLimit),
+		slog.Duration("job_timeout", c.JobTimeout),
 	)
 }
 

@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 )
 
 // env returns a getenv over vars.
@@ -37,6 +38,7 @@ func TestLoadDefaults(t *testing.T) {
 		MailingList: "local",
 		DataDir:     "data",
 		RateLimit:   60,
+		JobTimeout:  time.Minute,
 	}
 	if got != want {
 		t.Errorf("Load() =\n  %#v\nwant\n  %#v", got, want)
@@ -267,6 +269,8 @@ func TestLoadInvalid(t *testing.T) {
 			`MAILCHIMP_LIST_ID: "a/../b" is not a Mailchimp audience ID (letters and digits only); use the audience ID from Audience > Settings in Mailchimp`}},
 		{"double opt-in not a boolean", map[string]string{"MAILCHIMP_DOUBLE_OPT_IN": "maybe"}, []string{
 			`MAILCHIMP_DOUBLE_OPT_IN: "maybe" is not true or false; use true to make new members confirm by email first`}},
+		{"job timeout too short", map[string]string{"REGISTRAR_JOB_TIMEOUT": "10ms"}, []string{
+			`REGISTRAR_JOB_TIMEOUT: "10ms" is not a duration from 1s to 1h0m0s; use e.g. 1m or 30s`}},
 		{"rate limit negative", map[string]string{"REGISTRAR_RATE_LIMIT": "-1"}, []string{
 			`REGISTRAR_RATE_LIMIT: "-1" is not a whole number from 0 to 1000000; use attempts per minute per client address, or 0 to turn the limit off`}},
 		{"rate limit not a number", map[string]string{"REGISTRAR_RATE_LIMIT": "lots"}, []string{

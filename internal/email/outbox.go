@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -28,6 +29,17 @@ func NewOutbox(dir string) (*Outbox, error) {
 	}
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return nil, fmt.Errorf("email: create outbox: %w", err)
+	}
+	// A process killed mid-write leaves its temp file behind; the message it
+	// held is written again when its job is retried.
+	stale, err := filepath.Glob(filepath.Join(dir, ".outbox-*.tmp"))
+	if err != nil {
+		return nil, fmt.Errorf("email: scan outbox: %w", err)
+	}
+	for _, f := range stale {
+		if err := os.Remove(f); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("email: remove stale temp file: %w", err)
+		}
 	}
 	return &Outbox{Dir: dir}, nil
 }

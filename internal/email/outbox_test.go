@@ -269,3 +269,24 @@ func TestOutboxMissingDirectory(t *testing.T) {
 		t.Error("Send() with an empty Dir = nil error")
 	}
 }
+
+func TestNewOutboxRemovesStaleTempFiles(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	stale := filepath.Join(dir, ".outbox-123.tmp")
+	keep := filepath.Join(dir, "abc.eml")
+	for _, f := range []string{stale, keep} {
+		if err := os.WriteFile(f, []byte("x"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := email.NewOutbox(dir); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(stale); !os.IsNotExist(err) {
+		t.Errorf("stale temp file still there: %v", err)
+	}
+	if _, err := os.Stat(keep); err != nil {
+		t.Errorf("a sent message was removed: %v", err)
+	}
+}
