@@ -2,10 +2,27 @@ package main
 
 import (
 	"context"
-	"errors"
 	"log/slog"
+
+	"github.com/registrar/registrar/internal/postgres"
 )
 
+// openPostgres opens and migrates a PostgreSQL database. Several processes
+// may start at once: one migrates, the others wait for it.
 func openPostgres(ctx context.Context, url string, log *slog.Logger) (*engine, error) {
-	return nil, errors.New("REGISTRAR_DATABASE_URL: PostgreSQL support is not built in yet")
+	db, err := postgres.Open(ctx, url)
+	if err != nil {
+		return nil, err
+	}
+	if err := db.Migrate(ctx, log); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return &engine{
+		store:         postgres.NewStore(db),
+		driver:        db.RiverDriver(),
+		ready:         db.Ready,
+		close:         db.Close,
+		schemaVersion: postgres.SchemaVersion(),
+	}, nil
 }

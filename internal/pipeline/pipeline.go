@@ -350,6 +350,10 @@ func (w *activity[T]) Work(ctx context.Context, job *river.Job[T]) error {
 		return err
 	}
 	finish := func(effect func(tx *sql.Tx) error) error {
+		// The effect may already have happened at the provider: record it
+		// even if the job's time has just run out, or a retry repeats it.
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
 		tx, err := w.d.Store.BeginTx(ctx)
 		if err != nil {
 			return err

@@ -1,0 +1,195 @@
+package postgres
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/registrar/registrar/internal/registration"
+)
+
+// lockRegistration locks a registration's row against the other step
+// bookkeeping of the same registration until tx ends. At READ COMMITTED each
+// statement sees what was committed when it began: without the lock, two
+// final steps committing at once would each miss the other's success and
+// neither would complete the registration (the lost fan-in). FOR NO KEY
+// UPDATE does not conflict with the key-share locks that inserting an order
+// or an email delivery (foreign keys to the registration) takes.
+func lockRegistration(ctx context.Context, tx *sql.Tx, id string) error {
+	var one int
+	err := tx.QueryRowContext(ctx, `SELECT 1 FROM registrations WHERE id = $1 FOR NO KEY UPDATE`, id).Scan(&one)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("lock registration: %w", err)
+	}
+	return nil
+}
+
+// StartPipelineTx marks a paid registration as processing.
+func (s *Store) StartPipelineTx(ctx context.Context, tx *sql.Tx, id string) error {
+	if _, err := tx.ExecContext(ctx, `UPDATE registrations SET status = 'processing', updated_at = $1
+		WHERE id = $2 AND status = 'paid'`, s.now().UTC(), id); err != nil {
+		return fmt.Errorf("start pipeline: %w", err)
+	}
+	return nil
+}
+
+// StepStarted records that an attempt of a step began. A registration an
+// operator is retrying goes back to processing, unless another of its steps
+// is still failed and so still needs attention.
+func (s *Store) StepStarted(ctx context.Context, id string, step registration.StepName) error {
+	tx, err := s.BeginTx(ctx)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	if err := lockRegistration(ctx, tx, id); err != nil {
+		return err
+	}
+	now := s.now().UTC()
+	if _, err := tx.ExecContext(ctx, `UPDATE registration_steps SET status = 'running', attempts = attempts + 1, updated_at = $1
+		WHERE registration_id = $2 AND step = $3 AND status NOT IN ('succeeded', 'skipped')`, now, id, step); err != nil {
+		return fmt.Errorf("mark step running: %w", err)
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE registrations SET status = 'processing', updated_at = $1
+		WHERE id = $2 AND status IN ('paid', 'needs_attention') AND NOT EXISTS (SELECT 1 FROM registration_steps
+			WHERE registration_id = $2 AND step <> $3 AND status = 'failed')`, now, id, step); err != nil {
+		return fmt.Errorf("mark registration processing: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("mark step running: %w", err)
+	}
+	return nil
+}
+
+// StepFailed records a failed attempt. A final failure marks the
+// registration as needing attention.
+func (s *Store) StepFailed(ctx context.Context, id string, step registration.StepName, msg string, final bool) error {
+	tx, err := s.BeginTx(ctx)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	if err := lockRegistration(ctx, tx, id); err != nil {
+		return err
+	}
+	now := s.now().UTC()
+	status := registration.StepRetrying
+	if final {
+		status = registration.StepFailed
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE registration_steps SET status = $1, last_error = $2, updated_at = $3
+		WHERE registration_id = $4 AND step = $5 AND status NOT IN ('succeeded', 'skipped')`,
+		status, truncate(msg, 1000), now, id, step); err != nil {
+		return fmt.Errorf("mark step failed: %w", err)
+	}
+	if final {
+		if _, err := tx.ExecContext(ctx, `UPDATE registrations SET status = 'needs_attention', updated_at = $1
+			WHERE id = $2 AND status <> 'completed'`, now, id); err != nil {
+			return fmt.Errorf("mark registration needs attention: %w", err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("mark step failed: %w", err)
+	}
+	return nil
+}
+
+// FinishStepTx marks a step succeeded and, when it was the last one
+// outstanding, the registration completed (the fan-in). A step already done
+// (a re-run of its job) keeps its recorded attempts, and a skipped step stays
+// skipped. The registration's row lock, held until tx commits, makes the
+// last of two steps finishing at once see the other's success.
+func (s *Store) FinishStepTx(ctx context.Context, tx *sql.Tx, id string, step registration.StepName) error {
+	if err := lockRegistration(ctx, tx, id); err != nil {
+		return err
+	}
+	now := s.now().UTC()
+	if _, err := tx.ExecContext(ctx, `UPDATE registration_steps SET status = 'succeeded', updated_at = $1
+		WHERE registration_id = $2 AND step = $3 AND status NOT IN ('succeeded', 'skipped')`, now, id, step); err != nil {
+		return fmt.Errorf("mark step succeeded: %w", err)
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE registrations SET status = 'completed', updated_at = $1
+		WHERE id = $2 AND NOT EXISTS (SELECT 1 FROM registration_steps
+			WHERE registration_id = $2 AND status NOT IN ('succeeded', 'skipped'))`, now, id); err != nil {
+		return fmt.Errorf("complete registration: %w", err)
+	}
+	return nil
+}
+
+// SaveOrderTx upserts the order of a registration (SaveOrder).
+func (s *Store) SaveOrderTx(ctx context.Context, tx *sql.Tx, r registration.Registration) error {
+	if _, err := tx.ExecContext(ctx, `INSERT INTO orders (registration_id, event_id, ticket_id, amount, currency,
+		first_name, last_name, email, company, payment_provider, payment_reference, saved_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+		ON CONFLICT (registration_id) DO UPDATE SET event_id = excluded.event_id, ticket_id = excluded.ticket_id,
+			amount = excluded.amount, currency = excluded.currency, first_name = excluded.first_name,
+			last_name = excluded.last_name, email = excluded.email, company = excluded.company,
+			payment_provider = excluded.payment_provider, payment_reference = excluded.payment_reference,
+			saved_at = excluded.saved_at`,
+		r.ID, r.EventID, r.TicketID, r.Amount, r.Currency, r.FirstName, r.LastName, r.Email, r.Company,
+		r.Payment.Provider, r.Payment.Reference, s.now().UTC()); err != nil {
+		return fmt.Errorf("save order: %w", err)
+	}
+	return nil
+}
+
+// EmailSent reports whether the confirmation of a registration was sent.
+func (s *Store) EmailSent(ctx context.Context, id string) (bool, error) {
+	var state string
+	err := s.db.SQL.QueryRowContext(ctx, `SELECT state FROM email_deliveries WHERE registration_id = $1`, id).Scan(&state)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("read email delivery: %w", err)
+	}
+	return state == "sent", nil
+}
+
+// EmailSending records that a confirmation is about to be handed to the
+// mailer, so a crash before EmailSentTx is known to have been in doubt.
+func (s *Store) EmailSending(ctx context.Context, id string) error {
+	if _, err := s.db.SQL.ExecContext(ctx, `INSERT INTO email_deliveries (registration_id, state, updated_at)
+		VALUES ($1, 'sending', $2) ON CONFLICT (registration_id) DO UPDATE SET updated_at = excluded.updated_at
+		WHERE email_deliveries.state = 'sending'`, id, s.now().UTC()); err != nil {
+		return fmt.Errorf("record email sending: %w", err)
+	}
+	return nil
+}
+
+// EmailSentTx records that the mailer accepted the confirmation.
+func (s *Store) EmailSentTx(ctx context.Context, tx *sql.Tx, id, reference string) error {
+	if _, err := tx.ExecContext(ctx, `UPDATE email_deliveries SET state = 'sent', reference = $1, updated_at = $2
+		WHERE registration_id = $3`, reference, s.now().UTC(), id); err != nil {
+		return fmt.Errorf("record email sent: %w", err)
+	}
+	return nil
+}
+
+// Subscribe adds or updates an address on the local mailing list, keyed by
+// the lower-cased address; the consent time is kept from the first consent.
+func (s *Store) Subscribe(ctx context.Context, sub registration.Subscriber) error {
+	now := s.now().UTC()
+	if _, err := s.db.SQL.ExecContext(ctx, `INSERT INTO mailing_list (email, first_name, last_name, event_id,
+		registration_id, consented_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $6)
+		ON CONFLICT (email) DO UPDATE SET first_name = excluded.first_name, last_name = excluded.last_name,
+			event_id = excluded.event_id, registration_id = excluded.registration_id, updated_at = excluded.updated_at`,
+		strings.ToLower(sub.Email), sub.FirstName, sub.LastName, sub.EventID, sub.RegistrationID, now); err != nil {
+		return fmt.Errorf("subscribe: %w", err)
+	}
+	return nil
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "…"
+}
+
+func utf8RuneStart(b byte) bool { return b&0xC0 != 0x80 }

@@ -1,0 +1,369 @@
+package postgres
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/registrar/registrar/internal/event"
+	"github.com/registrar/registrar/internal/pipeline"
+	"github.com/registrar/registrar/internal/registration"
+)
+
+// Store implements registrar's storage on PostgreSQL: the same methods and
+// semantics as sqlite.Store, safe under concurrent transactions at READ
+// COMMITTED.
+//
+// Every method that touches several of an attempt's rows takes their locks
+// in one order — idempotency key, seat hold, ticket stock — so that two
+// transactions never wait for each other in a circle.
+type Store struct {
+	db  *DB
+	now func() time.Time
+}
+
+var (
+	_ registration.Store   = (*Store)(nil)
+	_ pipeline.Store       = (*Store)(nil)
+	_ pipeline.MailingList = (*Store)(nil)
+)
+
+// NewStore returns a Store on an open, migrated database.
+func NewStore(db *DB) *Store { return &Store{db: db, now: time.Now} }
+
+// BeginTx starts a write transaction.
+func (s *Store) BeginTx(ctx context.Context) (*sql.Tx, error) {
+	tx, err := s.db.SQL.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, fmt.Errorf("begin: %w", err)
+	}
+	return tx, nil
+}
+
+// SyncTickets makes the stock table follow the event file: new tickets get a
+// row and capacities are updated; seats already taken stay taken.
+func (s *Store) SyncTickets(ctx context.Context, ev *event.Event) error {
+	tx, err := s.BeginTx(ctx)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	for _, t := range ev.Tickets {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO ticket_stock (event_id, ticket_id, capacity, taken) VALUES ($1, $2, $3, 0)
+			ON CONFLICT (event_id, ticket_id) DO UPDATE SET capacity = excluded.capacity`, ev.ID, t.ID, t.Capacity); err != nil {
+			return fmt.Errorf("sync ticket %s: %w", t.ID, err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("sync tickets: %w", err)
+	}
+	return nil
+}
+
+// StartAttempt implements registration.Store. The key is reserved with an
+// insert that does nothing on conflict (waiting for a concurrent reservation
+// of the same key to commit or roll back) and only then read; the seat is
+// taken by one conditional UPDATE, which PostgreSQL re-checks against the
+// latest row after waiting for a concurrent taker, so no interleaving of
+// attempts oversells.
+func (s *Store) StartAttempt(ctx context.Context, a registration.Attempt, soldOut registration.Outcome) (*registration.Outcome, error) {
+	tx, err := s.BeginTx(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer tx.Rollback()
+	now := a.CreatedAt.UTC()
+	if a.IdempotencyKey != "" {
+		replay, err := reserveKey(ctx, tx, a, now)
+		if replay != nil || err != nil {
+			return replay, err
+		}
+	}
+	res, err := tx.ExecContext(ctx, `UPDATE ticket_stock SET taken = taken + 1
+		WHERE event_id = $1 AND ticket_id = $2 AND taken < capacity`, a.EventID, a.TicketID)
+	if err != nil {
+		return nil, fmt.Errorf("hold seat: %w", err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		if a.IdempotencyKey != "" {
+			if err := settleKey(ctx, tx, a, soldOut, now); err != nil {
+				return nil, err
+			}
+			if err := tx.Commit(); err != nil {
+				return nil, fmt.Errorf("store sold-out outcome: %w", err)
+			}
+		}
+		return nil, registration.ErrSoldOut
+	}
+	draft, err := json.Marshal(a.Draft)
+	if err != nil {
+		return nil, fmt.Errorf("encode attempt draft: %w", err)
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO seat_holds (id, event_id, ticket_id, idempotency_key, created_at, expires_at, draft)
+		VALUES ($1, $2, $3, $4, $5, $6, $7)`, a.ID, a.EventID, a.TicketID, nullable(a.IdempotencyKey), now, a.ResolveAfter.UTC(), string(draft)); err != nil {
+		return nil, fmt.Errorf("hold seat: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return nil, fmt.Errorf("hold seat: %w", err)
+	}
+	return nil, nil
+}
+
+// reserveKey reserves a's idempotency key in tx, or returns the outcome
+// stored under it, or the error for a key in use.
+func reserveKey(ctx context.Context, tx *sql.Tx, a registration.Attempt, now time.Time) (*registration.Outcome, error) {
+	// A key seen taken can be forgotten (its attempt failed) before it is
+	// read; then reserving it again succeeds. Three rounds need two such
+	// races in a row.
+	for range 3 {
+		res, err := tx.ExecContext(ctx, `INSERT INTO idempotency_keys (key, request_hash, attempt_id, state, created_at, updated_at)
+			VALUES ($1, $2, $3, 'in_progress', $4, $4) ON CONFLICT (key) DO NOTHING`, a.IdempotencyKey, a.RequestHash, a.ID, now)
+		if err != nil {
+			return nil, fmt.Errorf("reserve idempotency key: %w", err)
+		}
+		if n, _ := res.RowsAffected(); n == 1 {
+			return nil, nil
+		}
+		var hash, state string
+		var regID, code, msg sql.NullString
+		err = tx.QueryRowContext(ctx, `SELECT request_hash, state, registration_id, error_code, error_message
+			FROM idempotency_keys WHERE key = $1`, a.IdempotencyKey).Scan(&hash, &state, &regID, &code, &msg)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+			continue
+		case err != nil:
+			return nil, fmt.Errorf("read idempotency key: %w", err)
+		case hash != a.RequestHash:
+			return nil, registration.ErrKeyReused
+		case state == "in_progress":
+			return nil, registration.ErrKeyInProgress
+		}
+		return &registration.Outcome{RegistrationID: regID.String, Code: code.String, Message: msg.String}, nil
+	}
+	return nil, fmt.Errorf("reserve idempotency key: it keeps changing under us")
+}
+
+// settleKey stores the outcome of attempt a under its idempotency key. A key
+// that was forgotten meanwhile is stored afresh, so a later retry replays the
+// outcome instead of charging again; a key that another attempt has since
+// reserved is left to that attempt.
+func settleKey(ctx context.Context, tx *sql.Tx, a registration.Attempt, o registration.Outcome, now time.Time) error {
+	if _, err := tx.ExecContext(ctx, `INSERT INTO idempotency_keys (key, request_hash, attempt_id, state,
+		registration_id, error_code, error_message, created_at, updated_at) VALUES ($1, $2, $3, 'done', $4, $5, $6, $7, $7)
+		ON CONFLICT (key) DO UPDATE SET state = 'done', registration_id = excluded.registration_id,
+			error_code = excluded.error_code, error_message = excluded.error_message, updated_at = excluded.updated_at
+		WHERE idempotency_keys.attempt_id = excluded.attempt_id`,
+		a.IdempotencyKey, a.RequestHash, a.ID, nullable(o.RegistrationID), nullable(o.Code), nullable(o.Message), now.UTC()); err != nil {
+		return fmt.Errorf("settle idempotency key: %w", err)
+	}
+	return nil
+}
+
+// releaseHold deletes a hold and gives its seat back. It reports whether
+// the hold still existed.
+func releaseHold(ctx context.Context, tx *sql.Tx, id string) (bool, error) {
+	var eventID, ticketID string
+	err := tx.QueryRowContext(ctx, `DELETE FROM seat_holds WHERE id = $1 RETURNING event_id, ticket_id`, id).Scan(&eventID, &ticketID)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("release hold: %w", err)
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE ticket_stock SET taken = taken - 1 WHERE event_id = $1 AND ticket_id = $2`,
+		eventID, ticketID); err != nil {
+		return false, fmt.Errorf("release seat: %w", err)
+	}
+	return true, nil
+}
+
+// FailAttempt implements registration.Store.
+func (s *Store) FailAttempt(ctx context.Context, a registration.Attempt, o *registration.Outcome) error {
+	tx, err := s.BeginTx(ctx)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	// The key before the seat: the lock order of StartAttempt.
+	if a.IdempotencyKey != "" {
+		if o != nil {
+			err = settleKey(ctx, tx, a, *o, s.now())
+		} else {
+			// Only a key still in progress: one this attempt already settled
+			// (a late resolver after the attempt completed) keeps its outcome.
+			_, err = tx.ExecContext(ctx, `DELETE FROM idempotency_keys WHERE key = $1 AND attempt_id = $2 AND state = 'in_progress'`,
+				a.IdempotencyKey, a.ID)
+		}
+		if err != nil {
+			return fmt.Errorf("settle idempotency key: %w", err)
+		}
+	}
+	if _, err := releaseHold(ctx, tx, a.ID); err != nil {
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("fail attempt: %w", err)
+	}
+	return nil
+}
+
+// CompleteAttempt implements registration.Store. The registration row is
+// inserted first, doing nothing on conflict: of two completions of one
+// attempt running at once (a slow Register and the resolver) the second
+// waits for the first and then reports ErrAlreadyRegistered, as on SQLite.
+func (s *Store) CompleteAttempt(ctx context.Context, a registration.Attempt, r registration.Registration, enqueue registration.EnqueueFunc) error {
+	tx, err := s.BeginTx(ctx)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	created := r.CreatedAt.UTC()
+	res, err := tx.ExecContext(ctx, `INSERT INTO registrations (id, event_id, ticket_id, status, amount, currency,
+		first_name, last_name, email, company, newsletter, payment_provider, payment_reference, card_brand, card_last4,
+		created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $16)
+		ON CONFLICT (id) DO NOTHING`,
+		r.ID, r.EventID, r.TicketID, r.Status, r.Amount, r.Currency, r.FirstName, r.LastName, r.Email, r.Company,
+		r.Newsletter, r.Payment.Provider, r.Payment.Reference, r.Payment.Brand, r.Payment.Last4, created)
+	if err != nil {
+		return fmt.Errorf("insert registration: %w", err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return registration.ErrAlreadyRegistered
+	}
+	if a.IdempotencyKey != "" {
+		if err := settleKey(ctx, tx, a, registration.Outcome{RegistrationID: r.ID}, created); err != nil {
+			return err
+		}
+	}
+	res, err = tx.ExecContext(ctx, `DELETE FROM seat_holds WHERE id = $1`, a.ID)
+	if err != nil {
+		return fmt.Errorf("settle hold: %w", err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		// The hold expired and was swept: take a seat afresh if one is left.
+		res, err := tx.ExecContext(ctx, `UPDATE ticket_stock SET taken = taken + 1
+			WHERE event_id = $1 AND ticket_id = $2 AND taken < capacity`, a.EventID, a.TicketID)
+		if err != nil {
+			return fmt.Errorf("retake seat: %w", err)
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return registration.ErrAttemptUnavailable
+		}
+	}
+	for _, st := range r.Steps {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO registration_steps (registration_id, step, status, attempts, last_error, updated_at)
+			VALUES ($1, $2, $3, 0, '', $4)`, r.ID, st.Name, st.Status, created); err != nil {
+			return fmt.Errorf("insert step %s: %w", st.Name, err)
+		}
+	}
+	if err := enqueue(ctx, tx, r.ID); err != nil {
+		return fmt.Errorf("enqueue registration: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("commit registration: %w", err)
+	}
+	return nil
+}
+
+// AbandonedAttempts returns up to limit attempts still holding a seat whose
+// ResolveAfter is before now: their process died mid-charge, or their
+// charge's outcome is unknown.
+//
+// Holds whose rows are locked right now — an attempt being completed,
+// failed or postponed at this moment — are skipped (SKIP LOCKED) rather
+// than waited for: the resolver looks at them next round if they are still
+// there. Nothing is leased beyond the query: one resolver runs at a time
+// (River keeps one resolve job), and the methods it calls next are safe
+// against a racing settle of the same attempt.
+func (s *Store) AbandonedAttempts(ctx context.Context, now time.Time, limit int) ([]registration.Attempt, error) {
+	rows, err := s.db.SQL.QueryContext(ctx, `SELECT h.id, h.event_id, h.ticket_id, coalesce(h.idempotency_key, ''),
+		coalesce(k.request_hash, ''), h.created_at, h.expires_at, h.draft
+		FROM seat_holds h LEFT JOIN idempotency_keys k ON k.key = h.idempotency_key AND k.attempt_id = h.id
+		WHERE h.expires_at < $1 ORDER BY h.expires_at LIMIT $2
+		FOR UPDATE OF h SKIP LOCKED`, now.UTC(), limit)
+	if err != nil {
+		return nil, fmt.Errorf("find abandoned attempts: %w", err)
+	}
+	defer rows.Close()
+	var out []registration.Attempt
+	for rows.Next() {
+		var a registration.Attempt
+		var draft []byte
+		if err := rows.Scan(&a.ID, &a.EventID, &a.TicketID, &a.IdempotencyKey, &a.RequestHash, &a.CreatedAt, &a.ResolveAfter, &draft); err != nil {
+			return nil, fmt.Errorf("scan attempt: %w", err)
+		}
+		a.CreatedAt, a.ResolveAfter = a.CreatedAt.UTC(), a.ResolveAfter.UTC()
+		if err := json.Unmarshal(draft, &a.Draft); err != nil {
+			return nil, fmt.Errorf("decode draft of attempt %s: %w", a.ID, err)
+		}
+		out = append(out, a)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("find abandoned attempts: %w", err)
+	}
+	return out, nil
+}
+
+// PostponeAttempt moves an attempt's next resolution to after.
+func (s *Store) PostponeAttempt(ctx context.Context, id string, after time.Time) error {
+	if _, err := s.db.SQL.ExecContext(ctx, `UPDATE seat_holds SET expires_at = $1 WHERE id = $2`, after.UTC(), id); err != nil {
+		return fmt.Errorf("postpone attempt: %w", err)
+	}
+	return nil
+}
+
+// RecordIncident keeps a payment event for operators.
+func (s *Store) RecordIncident(ctx context.Context, in registration.Incident) error {
+	if _, err := s.db.SQL.ExecContext(ctx, `INSERT INTO payment_incidents (attempt_id, kind, provider, reference,
+		amount, currency, detail, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+		in.AttemptID, in.Kind, in.Provider, in.Reference, in.Amount, in.Currency, truncate(in.Detail, 1000),
+		in.CreatedAt.UTC()); err != nil {
+		return fmt.Errorf("record payment incident: %w", err)
+	}
+	return nil
+}
+
+// Registration implements registration.Store.
+func (s *Store) Registration(ctx context.Context, id string) (registration.Registration, error) {
+	var r registration.Registration
+	err := s.db.SQL.QueryRowContext(ctx, `SELECT id, event_id, ticket_id, status, amount, currency, first_name, last_name,
+		email, company, newsletter, payment_provider, payment_reference, card_brand, card_last4, created_at, updated_at
+		FROM registrations WHERE id = $1`, id).Scan(&r.ID, &r.EventID, &r.TicketID, &r.Status, &r.Amount, &r.Currency,
+		&r.FirstName, &r.LastName, &r.Email, &r.Company, &r.Newsletter, &r.Payment.Provider, &r.Payment.Reference,
+		&r.Payment.Brand, &r.Payment.Last4, &r.CreatedAt, &r.UpdatedAt)
+	if errors.Is(err, sql.ErrNoRows) {
+		return r, registration.ErrNotFound
+	}
+	if err != nil {
+		return r, fmt.Errorf("read registration: %w", err)
+	}
+	r.CreatedAt, r.UpdatedAt = r.CreatedAt.UTC(), r.UpdatedAt.UTC()
+	rows, err := s.db.SQL.QueryContext(ctx, `SELECT step, status, attempts, last_error FROM registration_steps
+		WHERE registration_id = $1`, id)
+	if err != nil {
+		return r, fmt.Errorf("read steps: %w", err)
+	}
+	defer rows.Close()
+	byName := map[registration.StepName]registration.Step{}
+	for rows.Next() {
+		var st registration.Step
+		if err := rows.Scan(&st.Name, &st.Status, &st.Attempts, &st.LastError); err != nil {
+			return r, fmt.Errorf("scan step: %w", err)
+		}
+		byName[st.Name] = st
+	}
+	if err := rows.Err(); err != nil {
+		return r, fmt.Errorf("read steps: %w", err)
+	}
+	for _, name := range registration.Steps {
+		if st, ok := byName[name]; ok {
+			r.Steps = append(r.Steps, st)
+		}
+	}
+	return r, nil
+}
+
+func nullable(s string) sql.NullString { return sql.NullString{String: s, Valid: s != ""} }
