@@ -27,6 +27,7 @@ import (
 	"github.com/registrar/registrar/internal/email"
 	"github.com/registrar/registrar/internal/event"
 	"github.com/registrar/registrar/internal/mailchimp"
+	"github.com/registrar/registrar/internal/metrics"
 	"github.com/registrar/registrar/internal/payment"
 	"github.com/registrar/registrar/internal/paypal"
 	"github.com/registrar/registrar/internal/pipeline"
@@ -226,7 +227,9 @@ func serve(ctx context.Context, cfg config.Config, ev *event.Event, db *engine, 
 	svc := registration.NewService(store, ad.processor, func(ctx context.Context, tx *sql.Tx, id string) error {
 		return pipeline.Enqueue(queue)(ctx, tx, id)
 	}, ev, log)
+	m := metrics.New()
 	deps := pipeline.Deps{
+		Observe:  m.Activity,
 		Store:    store,
 		Mailer:   ad.mailer,
 		List:     ad.list,
@@ -268,12 +271,13 @@ func serve(ctx context.Context, cfg config.Config, ev *event.Event, db *engine, 
 			Log:       log,
 			BaseURL:   cfg.BaseURL,
 			RateLimit: cfg.RateLimit,
+			Metrics:   m,
 		})
 		if err != nil {
 			return err
 		}
 	} else {
-		handler = web.HealthHandler(db.ready, log)
+		handler = web.HealthHandler(db.ready, log, m)
 	}
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {

@@ -262,6 +262,25 @@ func TestEndToEnd(t *testing.T) {
 	}
 	ids = append(ids, c.ID)
 	done := waitCompleted(t, s.url, ids, 30*time.Second)
+
+	// Metrics count the outcomes and label requests by route, not by path.
+	resp, err = http.Get(s.url + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metricsText, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{
+		`registrar_registration_attempts_total{outcome="accepted"} 4`,
+		`registrar_http_requests_total{code="202",route="POST /api/registrations"} 4`,
+		`route="GET /api/registrations/{id}"`,
+		`registrar_activity_runs_total{result="succeeded",step="save_order"} 4`,
+		"go_goroutines",
+	} {
+		if !bytes.Contains(metricsText, []byte(want)) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
 	for i, id := range ids[:3] {
 		st := done[id]
 		want := "succeeded"

@@ -130,6 +130,11 @@ func TestPostgresMultiProcess(t *testing.T) {
 			t.Errorf("worker serves / with %d", resp.StatusCode)
 		}
 	}
+	if resp, err := http.Get(worker1.url + "/metrics"); err != nil || resp.StatusCode != http.StatusOK {
+		t.Errorf("worker /metrics: %v", err)
+	} else {
+		resp.Body.Close()
+	}
 	for _, p := range procs {
 		resp, err := http.Get(p.url + "/readyz")
 		if err != nil || resp.StatusCode != http.StatusOK {

@@ -184,6 +184,15 @@ type Deps struct {
 	Event    *event.Event
 	BaseURL  string
 	Log      *slog.Logger
+	// Observe, when set, is told the result of every activity run:
+	// "succeeded", "retrying" or "failed".
+	Observe func(step, result string)
+}
+
+func (d Deps) observe(step registration.StepName, result string) {
+	if d.Observe != nil {
+		d.Observe(string(step), result)
+	}
 }
 
 // retryPolicy is exponential backoff with jitter and a cap.
@@ -383,10 +392,16 @@ func (w *activity[T]) Work(ctx context.Context, job *river.Job[T]) error {
 	}
 	err = w.perform(ctx, w.d, reg, finish)
 	if err == nil {
+		w.d.observe(w.step, "succeeded")
 		return nil
 	}
 	isPermanent := permanent(err)
 	final := job.Attempt >= job.MaxAttempts || isPermanent
+	if final {
+		w.d.observe(w.step, "failed")
+	} else {
+		w.d.observe(w.step, "retrying")
+	}
 	// Record the failure even if the job's context has run out.
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()

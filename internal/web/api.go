@@ -38,7 +38,7 @@ func (s *server) apiCreate() http.Handler {
 		if key != "" {
 			key = "api:" + key
 		}
-		id, err := s.Registrar.Register(r.Context(), req, key)
+		id, err := s.register(r.Context(), req, key)
 		if err != nil {
 			s.writeError(w, r, err)
 			return

@@ -223,7 +223,7 @@ func (s *server) formError(w http.ResponseWriter, r *http.Request, err error) {
 func (s *server) registerOnce(ctx context.Context, req registration.Request, key string) (string, error) {
 	deadline := time.Now().Add(45 * time.Second)
 	for {
-		id, err := s.Registrar.Register(ctx, req, key)
+		id, err := s.register(ctx, req, key)
 		var e *registration.Error
 		if !errors.As(err, &e) || e.Code != registration.CodeIdempotencyInProgress || time.Now().After(deadline) {
 			return id, err

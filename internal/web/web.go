@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/registrar/registrar/internal/event"
+	"github.com/registrar/registrar/internal/metrics"
 	"github.com/registrar/registrar/internal/registration"
 )
 
@@ -38,6 +39,8 @@ type Deps struct {
 	// RateLimit is how many registration attempts one client address may make
 	// per minute; 0 turns the limit off.
 	RateLimit int
+	// Metrics counts requests and outcomes, served at /metrics; nil for none.
+	Metrics *metrics.Metrics
 }
 
 // Server holds the parsed templates and dependencies.
@@ -66,17 +69,39 @@ func Handler(d Deps) (http.Handler, error) {
 	mux.Handle("GET /registrations/{id}", s.statusPage())
 	mux.Handle("GET /healthz", healthz())
 	mux.Handle("GET /readyz", s.readyz())
+	if d.Metrics != nil {
+		mux.Handle("GET /metrics", d.Metrics.Handler())
+	}
 	cop := http.NewCrossOriginProtection()
-	return securityHeaders(cop.Handler(mux)), nil
+	return d.Metrics.Wrap(securityHeaders(cop.Handler(mux))), nil
 }
 
-// HealthHandler serves only health and readiness, for worker-only processes.
-func HealthHandler(ready func(ctx context.Context) error, log *slog.Logger) http.Handler {
+// HealthHandler serves only health, readiness and metrics, for worker-only
+// processes.
+func HealthHandler(ready func(ctx context.Context) error, log *slog.Logger, m *metrics.Metrics) http.Handler {
 	s := &server{Deps: Deps{Ready: ready, Log: log}}
 	mux := http.NewServeMux()
 	mux.Handle("GET /healthz", healthz())
 	mux.Handle("GET /readyz", s.readyz())
-	return mux
+	if m != nil {
+		mux.Handle("GET /metrics", m.Handler())
+	}
+	return m.Wrap(mux)
+}
+
+// register takes a registration and counts its outcome.
+func (s *server) register(ctx context.Context, req registration.Request, key string) (string, error) {
+	id, err := s.Registrar.Register(ctx, req, key)
+	var e *registration.Error
+	switch {
+	case err == nil:
+		s.Metrics.Attempt("accepted")
+	case errors.As(err, &e):
+		s.Metrics.Attempt(e.Code)
+	default:
+		s.Metrics.Attempt(registration.CodeInternal)
+	}
+	return id, err
 }
 
 func healthz() http.Handler {
