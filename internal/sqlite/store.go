@@ -9,17 +9,24 @@ import (
 	"time"
 
 	"github.com/registrar/registrar/internal/event"
+	"github.com/registrar/registrar/internal/groupcommit"
 	"github.com/registrar/registrar/internal/registration"
 )
 
 // Store implements registrar's storage on SQLite.
 type Store struct {
-	db  *DB
-	now func() time.Time
+	db    *DB
+	now   func() time.Time
+	batch *groupcommit.Batcher // group commit for the writes of the registration hot path
 }
 
+// maxBatch bounds how many writes share one transaction.
+const maxBatch = 256
+
 // NewStore returns a Store on an open, migrated database.
-func NewStore(db *DB) *Store { return &Store{db: db, now: time.Now} }
+func NewStore(db *DB) *Store {
+	return &Store{db: db, now: time.Now, batch: groupcommit.New(db.Write, maxBatch)}
+}
 
 // BeginTx starts a write transaction.
 func (s *Store) BeginTx(ctx context.Context) (*sql.Tx, error) {
@@ -51,12 +58,29 @@ func (s *Store) SyncTickets(ctx context.Context, ev *event.Event) error {
 }
 
 // StartAttempt implements registration.Store.
+// It runs in a shared transaction (group commit).
 func (s *Store) StartAttempt(ctx context.Context, a registration.Attempt, soldOut registration.Outcome) (*registration.Outcome, error) {
-	tx, err := s.BeginTx(ctx)
-	if err != nil {
+	var replay *registration.Outcome
+	var sold bool
+	err := s.batch.Do(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		replay, sold = nil, false
+		return startAttempt(ctx, tx, a, soldOut, &replay, &sold)
+	})
+	switch {
+	case err != nil:
 		return nil, err
+	case replay != nil:
+		return replay, nil
+	case sold:
+		return nil, registration.ErrSoldOut
 	}
-	defer tx.Rollback()
+	return nil, nil
+}
+
+// startAttempt is StartAttempt's write. Conflicts return errors (nothing was
+// written); a replay or a sell-out are results, kept via replay and sold.
+func startAttempt(ctx context.Context, tx *sql.Tx, a registration.Attempt, soldOut registration.Outcome,
+	replay **registration.Outcome, sold *bool) error {
 	now := formatTime(a.CreatedAt)
 	if a.IdempotencyKey != "" {
 		var hash, state string
@@ -66,48 +90,42 @@ func (s *Store) StartAttempt(ctx context.Context, a registration.Attempt, soldOu
 			FROM idempotency_keys WHERE key = ?`, a.IdempotencyKey).Scan(&hash, &state, &regID, &code, &msg)
 		switch {
 		case err == nil && hash != a.RequestHash:
-			return nil, registration.ErrKeyReused
+			return registration.ErrKeyReused
 		case err == nil && state == "in_progress":
-			return nil, registration.ErrKeyInProgress
+			return registration.ErrKeyInProgress
 		case err == nil:
 			o.RegistrationID, o.Code, o.Message = regID.String, code.String, msg.String
-			return &o, nil
+			*replay = &o
+			return nil
 		case !errors.Is(err, sql.ErrNoRows):
-			return nil, fmt.Errorf("read idempotency key: %w", err)
+			return fmt.Errorf("read idempotency key: %w", err)
 		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO idempotency_keys (key, request_hash, attempt_id, state, created_at, updated_at)
 			VALUES (?, ?, ?, 'in_progress', ?, ?)`, a.IdempotencyKey, a.RequestHash, a.ID, now, now); err != nil {
-			return nil, fmt.Errorf("reserve idempotency key: %w", err)
+			return fmt.Errorf("reserve idempotency key: %w", err)
 		}
 	}
 	res, err := tx.ExecContext(ctx, `UPDATE ticket_stock SET taken = taken + 1
 		WHERE event_id = ? AND ticket_id = ? AND taken < capacity`, a.EventID, a.TicketID)
 	if err != nil {
-		return nil, fmt.Errorf("hold seat: %w", err)
+		return fmt.Errorf("hold seat: %w", err)
 	}
 	if n, _ := res.RowsAffected(); n == 0 {
+		*sold = true
 		if a.IdempotencyKey != "" {
-			if err := settleKey(ctx, tx, a, soldOut, now); err != nil {
-				return nil, err
-			}
-			if err := tx.Commit(); err != nil {
-				return nil, fmt.Errorf("store sold-out outcome: %w", err)
-			}
+			return settleKey(ctx, tx, a, soldOut, now)
 		}
-		return nil, registration.ErrSoldOut
+		return nil
 	}
 	draft, err := json.Marshal(a.Draft)
 	if err != nil {
-		return nil, fmt.Errorf("encode attempt draft: %w", err)
+		return fmt.Errorf("encode attempt draft: %w", err)
 	}
 	if _, err := tx.ExecContext(ctx, `INSERT INTO seat_holds (id, event_id, ticket_id, idempotency_key, created_at, expires_at, draft)
 		VALUES (?, ?, ?, ?, ?, ?, ?)`, a.ID, a.EventID, a.TicketID, nullable(a.IdempotencyKey), now, formatTime(a.ResolveAfter), string(draft)); err != nil {
-		return nil, fmt.Errorf("hold seat: %w", err)
+		return fmt.Errorf("hold seat: %w", err)
 	}
-	if err := tx.Commit(); err != nil {
-		return nil, fmt.Errorf("hold seat: %w", err)
-	}
-	return nil, nil
+	return nil
 }
 
 // settleKey stores the outcome of attempt a under its idempotency key. A key
@@ -146,11 +164,13 @@ func releaseHold(ctx context.Context, tx *sql.Tx, id string) (bool, error) {
 
 // FailAttempt implements registration.Store.
 func (s *Store) FailAttempt(ctx context.Context, a registration.Attempt, o *registration.Outcome) error {
-	tx, err := s.BeginTx(ctx)
-	if err != nil {
-		return err
-	}
-	defer tx.Rollback()
+	return s.batch.Do(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		return s.failAttempt(ctx, tx, a, o)
+	})
+}
+
+func (s *Store) failAttempt(ctx context.Context, tx *sql.Tx, a registration.Attempt, o *registration.Outcome) error {
+	var err error
 	if _, err := releaseHold(ctx, tx, a.ID); err != nil {
 		return err
 	}
@@ -167,21 +187,19 @@ func (s *Store) FailAttempt(ctx context.Context, a registration.Attempt, o *regi
 			return fmt.Errorf("settle idempotency key: %w", err)
 		}
 	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("fail attempt: %w", err)
-	}
 	return nil
 }
 
 // CompleteAttempt implements registration.Store.
 func (s *Store) CompleteAttempt(ctx context.Context, a registration.Attempt, r registration.Registration, enqueue registration.EnqueueFunc) error {
-	tx, err := s.BeginTx(ctx)
-	if err != nil {
-		return err
-	}
-	defer tx.Rollback()
+	return s.batch.Do(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		return completeAttempt(ctx, tx, a, r, enqueue)
+	})
+}
+
+func completeAttempt(ctx context.Context, tx *sql.Tx, a registration.Attempt, r registration.Registration, enqueue registration.EnqueueFunc) error {
 	var exists int
-	err = tx.QueryRowContext(ctx, `SELECT count(*) FROM registrations WHERE id = ?`, a.ID).Scan(&exists)
+	err := tx.QueryRowContext(ctx, `SELECT count(*) FROM registrations WHERE id = ?`, a.ID).Scan(&exists)
 	if err != nil {
 		return fmt.Errorf("check registration: %w", err)
 	}
@@ -224,9 +242,6 @@ func (s *Store) CompleteAttempt(ctx context.Context, a registration.Attempt, r r
 	}
 	if err := enqueue(ctx, tx, r.ID); err != nil {
 		return fmt.Errorf("enqueue registration: %w", err)
-	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("commit registration: %w", err)
 	}
 	return nil
 }
