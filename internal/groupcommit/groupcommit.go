@@ -13,12 +13,20 @@ import (
 // Batcher is group commit: writes that arrive together share one
 // transaction, so many requests pay for one commit (one fsync) instead of
 // one each. There is no background goroutine: the first caller to find no
-// batch running leads, running the queue in batches until it is empty,
-// while later callers wait for their result. Each write runs inside its
-// own savepoint, so one that fails is rolled back alone.
+// batch running leads, running the writes queued so far (its own first) in
+// one batch, while later callers wait. Then it hands the lead to the
+// caller whose write is next in the queue, if any, and returns: no caller
+// waits longer than the batches ahead of its write, however long the load
+// lasts. Each write runs inside its own savepoint, so one that fails is
+// rolled back alone; on PostgreSQL, where an error aborts the transaction
+// until then, ROLLBACK TO SAVEPOINT also makes the transaction usable for
+// the writes after it.
+//
+// Batches run one after another: a Batcher never has two transactions open.
 type Batcher struct {
-	db  *sql.DB
-	max int
+	db    *sql.DB
+	max   int
+	begin func(ctx context.Context, tx *sql.Tx) error
 
 	mu      sync.Mutex
 	queue   []*write
@@ -29,11 +37,36 @@ type Batcher struct {
 type write struct {
 	ctx  context.Context
 	fn   func(ctx context.Context, tx *sql.Tx) error
-	done chan error
+	done chan outcome
+}
+
+// outcome is what a waiting write is told: its result, or that it leads
+// the next batch.
+type outcome struct {
+	err  error
+	lead bool
+}
+
+// Option configures a Batcher.
+type Option func(*Batcher)
+
+// OnBegin makes every batch transaction run f before its first write; if f
+// fails, every write of the batch fails with its error. PostgreSQL uses it
+// to take a lock that lets one batch at a time into the database, so that
+// the batches of several processes never wait for each other's rows in a
+// circle.
+func OnBegin(f func(ctx context.Context, tx *sql.Tx) error) Option {
+	return func(b *Batcher) { b.begin = f }
 }
 
 // New returns a Batcher putting up to max writes in one transaction of db.
-func New(db *sql.DB, max int) *Batcher { return &Batcher{db: db, max: max} }
+func New(db *sql.DB, max int, opts ...Option) *Batcher {
+	b := &Batcher{db: db, max: max}
+	for _, o := range opts {
+		o(b)
+	}
+	return b
+}
 
 // Batches reports how many transactions have run.
 func (b *Batcher) Batches() int {
@@ -45,27 +78,53 @@ func (b *Batcher) Batches() int {
 // Do runs fn in a transaction shared with other writes and returns once
 // that transaction committed (or fn failed and was rolled back). fn must
 // report only failures as errors: its writes are kept only if it returns nil.
+//
+// Once fn has started, cancelling ctx no longer stops it: fn gets ctx's
+// values but the batch's deadline, because a statement interrupted halfway
+// can take the shared transaction down with it (pgx closes the connection;
+// SQLite may roll the whole transaction back). A write whose ctx is done
+// before its turn is not run.
 func (b *Batcher) Do(ctx context.Context, fn func(ctx context.Context, tx *sql.Tx) error) error {
-	w := &write{ctx: ctx, fn: fn, done: make(chan error, 1)}
+	w := &write{ctx: ctx, fn: fn, done: make(chan outcome, 1)}
 	b.mu.Lock()
 	b.queue = append(b.queue, w)
 	if b.leading {
 		b.mu.Unlock()
-		return <-w.done
-	}
-	b.leading = true
-	for len(b.queue) > 0 {
-		n := min(len(b.queue), b.max)
-		batch := b.queue[:n:n]
-		b.queue = b.queue[n:]
-		b.batches++
-		b.mu.Unlock()
-		b.run(batch)
+		if o := <-w.done; !o.lead {
+			return o.err
+		}
+		// Promoted: w is first in the queue.
 		b.mu.Lock()
 	}
-	b.leading = false
+	b.leading = true
+	n := min(len(b.queue), b.max)
+	batch := b.queue[:n:n]
+	b.queue = b.queue[n:]
+	b.batches++
 	b.mu.Unlock()
-	return <-w.done
+	b.run(batch) // w is batch[0]
+	b.mu.Lock()
+	if len(b.queue) > 0 {
+		b.queue[0].done <- outcome{lead: true}
+	} else {
+		b.leading = false
+	}
+	b.mu.Unlock()
+	return (<-w.done).err
+}
+
+// call runs w's write with the caller's values and the batch's deadline. A
+// write that panics fails alone: the panic must not leave the others
+// waiting, nor the Batcher without a leader.
+func call(w *write, tx *sql.Tx, deadline time.Time) (err error) {
+	ctx, cancel := context.WithDeadline(context.WithoutCancel(w.ctx), deadline)
+	defer cancel()
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("write panicked: %v", p)
+		}
+	}()
+	return w.fn(ctx, tx)
 }
 
 // run executes one batch in one transaction.
@@ -73,7 +132,7 @@ func (b *Batcher) run(batch []*write) {
 	results := make([]error, len(batch))
 	finish := func() {
 		for i, w := range batch {
-			w.done <- results[i]
+			w.done <- outcome{err: results[i]}
 		}
 	}
 	defer finish()
@@ -93,6 +152,13 @@ func (b *Batcher) run(batch []*write) {
 		return
 	}
 	defer tx.Rollback()
+	if b.begin != nil {
+		if err := b.begin(ctx, tx); err != nil {
+			fail(fmt.Errorf("begin: %w", err))
+			return
+		}
+	}
+	deadline, _ := ctx.Deadline()
 	single := len(batch) == 1
 	kept := 0
 	for i, w := range batch {
@@ -106,7 +172,7 @@ func (b *Batcher) run(batch []*write) {
 				return
 			}
 		}
-		results[i] = w.fn(w.ctx, tx)
+		results[i] = call(w, tx, deadline)
 		if single {
 			break
 		}

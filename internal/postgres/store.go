@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/registrar/registrar/internal/event"
+	"github.com/registrar/registrar/internal/groupcommit"
 	"github.com/registrar/registrar/internal/pipeline"
 	"github.com/registrar/registrar/internal/registration"
 )
@@ -20,9 +21,34 @@ import (
 // Every method that touches several of an attempt's rows takes their locks
 // in one order — idempotency key, seat hold, ticket stock — so that two
 // transactions never wait for each other in a circle.
+//
+// The writes of the registration hot path (StartAttempt, FailAttempt,
+// CompleteAttempt) are group-committed: those that arrive together share
+// one transaction, each in a savepoint of its own, so a launch pays one
+// commit per batch, and the hot ticket_stock row is locked once per batch
+// rather than once per request. Since a batch holds every lock its writes
+// took until it commits, one write's locks precede the next one's, whatever
+// their rows: the per-write lock order alone no longer rules out a circle.
+// What does:
+//
+//   - Batches run one at a time per database schema: each takes a
+//     transaction-level advisory lock before its first write, so the
+//     batches of several processes queue for the lock, not for each other's
+//     rows (within a process the Batcher already runs one batch at a time).
+//     SyncTickets, the only other transaction that locks several stock
+//     rows, takes the same lock.
+//   - Every other statement on these rows holds nothing while it waits, or
+//     does not wait: AbandonedAttempts skips locked holds (SKIP LOCKED),
+//     PostponeAttempt is one statement on one row.
+//   - A batch's writes never lock the rows that transactions outside the
+//     batcher lock (the pipeline's StepStarted, StepFailed, FinishStepTx
+//     and River's job rows): a registration that already exists is
+//     detected by INSERT ... ON CONFLICT DO NOTHING, which reads the
+//     committed row without locking it.
 type Store struct {
-	db  *DB
-	now func() time.Time
+	db    *DB
+	now   func() time.Time
+	batch *groupcommit.Batcher // group commit for the writes of the registration hot path
 }
 
 var (
@@ -31,8 +57,30 @@ var (
 	_ pipeline.MailingList = (*Store)(nil)
 )
 
+// maxBatch bounds how many writes share one transaction.
+const maxBatch = 256
+
 // NewStore returns a Store on an open, migrated database.
-func NewStore(db *DB) *Store { return &Store{db: db, now: time.Now} }
+func NewStore(db *DB) *Store {
+	return &Store{db: db, now: time.Now, batch: groupcommit.New(db.SQL, maxBatch, groupcommit.OnBegin(lockWriters))}
+}
+
+// writersLock is the first half of the advisory lock key that batches and
+// SyncTickets hold; the second half is a hash of the schema, as for
+// migrateLock.
+const writersLock = 0x62617463 // "batc"
+
+// lockWriters waits until no other transaction writing seats holds the
+// writers' lock, and holds it until tx ends.
+func lockWriters(ctx context.Context, tx *sql.Tx) error {
+	if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock($1, hashtext(coalesce(current_schema(), '')))`, writersLock); err != nil {
+		return fmt.Errorf("take the writers' lock: %w", err)
+	}
+	return nil
+}
+
+// Batches reports how many group-commit transactions the store has run.
+func (s *Store) Batches() int { return s.batch.Batches() }
 
 // BeginTx starts a write transaction.
 func (s *Store) BeginTx(ctx context.Context) (*sql.Tx, error) {
@@ -51,6 +99,11 @@ func (s *Store) SyncTickets(ctx context.Context, ev *event.Event) error {
 		return err
 	}
 	defer tx.Rollback()
+	// Several stock rows, locked in the event's order: only while no batch
+	// holds some of them.
+	if err := lockWriters(ctx, tx); err != nil {
+		return err
+	}
 	for _, t := range ev.Tickets {
 		if _, err := tx.ExecContext(ctx, `INSERT INTO ticket_stock (event_id, ticket_id, capacity, taken) VALUES ($1, $2, $3, 0)
 			ON CONFLICT (event_id, ticket_id) DO UPDATE SET capacity = excluded.capacity`, ev.ID, t.ID, t.Capacity); err != nil {
@@ -63,53 +116,65 @@ func (s *Store) SyncTickets(ctx context.Context, ev *event.Event) error {
 	return nil
 }
 
-// StartAttempt implements registration.Store. The key is reserved with an
-// insert that does nothing on conflict (waiting for a concurrent reservation
-// of the same key to commit or roll back) and only then read; the seat is
-// taken by one conditional UPDATE, which PostgreSQL re-checks against the
-// latest row after waiting for a concurrent taker, so no interleaving of
-// attempts oversells.
+// StartAttempt implements registration.Store. It runs in a shared
+// transaction (group commit).
 func (s *Store) StartAttempt(ctx context.Context, a registration.Attempt, soldOut registration.Outcome) (*registration.Outcome, error) {
-	tx, err := s.BeginTx(ctx)
-	if err != nil {
+	var replay *registration.Outcome
+	var sold bool
+	err := s.batch.Do(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		replay, sold = nil, false
+		return startAttempt(ctx, tx, a, soldOut, &replay, &sold)
+	})
+	switch {
+	case err != nil:
 		return nil, err
+	case replay != nil:
+		return replay, nil
+	case sold:
+		return nil, registration.ErrSoldOut
 	}
-	defer tx.Rollback()
+	return nil, nil
+}
+
+// startAttempt is StartAttempt's write. Conflicts return errors (nothing was
+// written); a replay or a sell-out are results, kept via replay and sold.
+//
+// The key is reserved with an insert that does nothing on conflict (waiting
+// for a concurrent reservation of the same key to commit or roll back) and
+// only then read; the seat is taken by one conditional UPDATE, which
+// PostgreSQL re-checks against the latest row after waiting for a
+// concurrent taker, so no interleaving of attempts oversells.
+func startAttempt(ctx context.Context, tx *sql.Tx, a registration.Attempt, soldOut registration.Outcome,
+	replay **registration.Outcome, sold *bool) error {
 	now := a.CreatedAt.UTC()
 	if a.IdempotencyKey != "" {
-		replay, err := reserveKey(ctx, tx, a, now)
-		if replay != nil || err != nil {
-			return replay, err
+		o, err := reserveKey(ctx, tx, a, now)
+		if o != nil || err != nil {
+			*replay = o
+			return err
 		}
 	}
 	res, err := tx.ExecContext(ctx, `UPDATE ticket_stock SET taken = taken + 1
 		WHERE event_id = $1 AND ticket_id = $2 AND taken < capacity`, a.EventID, a.TicketID)
 	if err != nil {
-		return nil, fmt.Errorf("hold seat: %w", err)
+		return fmt.Errorf("hold seat: %w", err)
 	}
 	if n, _ := res.RowsAffected(); n == 0 {
+		*sold = true
 		if a.IdempotencyKey != "" {
-			if err := settleKey(ctx, tx, a, soldOut, now); err != nil {
-				return nil, err
-			}
-			if err := tx.Commit(); err != nil {
-				return nil, fmt.Errorf("store sold-out outcome: %w", err)
-			}
+			return settleKey(ctx, tx, a, soldOut, now)
 		}
-		return nil, registration.ErrSoldOut
+		return nil
 	}
 	draft, err := json.Marshal(a.Draft)
 	if err != nil {
-		return nil, fmt.Errorf("encode attempt draft: %w", err)
+		return fmt.Errorf("encode attempt draft: %w", err)
 	}
 	if _, err := tx.ExecContext(ctx, `INSERT INTO seat_holds (id, event_id, ticket_id, idempotency_key, created_at, expires_at, draft)
 		VALUES ($1, $2, $3, $4, $5, $6, $7)`, a.ID, a.EventID, a.TicketID, nullable(a.IdempotencyKey), now, a.ResolveAfter.UTC(), string(draft)); err != nil {
-		return nil, fmt.Errorf("hold seat: %w", err)
+		return fmt.Errorf("hold seat: %w", err)
 	}
-	if err := tx.Commit(); err != nil {
-		return nil, fmt.Errorf("hold seat: %w", err)
-	}
-	return nil, nil
+	return nil
 }
 
 // reserveKey reserves a's idempotency key in tx, or returns the outcome
@@ -180,15 +245,18 @@ func releaseHold(ctx context.Context, tx *sql.Tx, id string) (bool, error) {
 	return true, nil
 }
 
-// FailAttempt implements registration.Store.
+// FailAttempt implements registration.Store. It runs in a shared
+// transaction (group commit).
 func (s *Store) FailAttempt(ctx context.Context, a registration.Attempt, o *registration.Outcome) error {
-	tx, err := s.BeginTx(ctx)
-	if err != nil {
-		return err
-	}
-	defer tx.Rollback()
+	return s.batch.Do(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		return s.failAttempt(ctx, tx, a, o)
+	})
+}
+
+func (s *Store) failAttempt(ctx context.Context, tx *sql.Tx, a registration.Attempt, o *registration.Outcome) error {
 	// The key before the seat: the lock order of StartAttempt.
 	if a.IdempotencyKey != "" {
+		var err error
 		if o != nil {
 			err = settleKey(ctx, tx, a, *o, s.now())
 		} else {
@@ -204,9 +272,6 @@ func (s *Store) FailAttempt(ctx context.Context, a registration.Attempt, o *regi
 	if _, err := releaseHold(ctx, tx, a.ID); err != nil {
 		return err
 	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("fail attempt: %w", err)
-	}
 	return nil
 }
 
@@ -214,12 +279,15 @@ func (s *Store) FailAttempt(ctx context.Context, a registration.Attempt, o *regi
 // inserted first, doing nothing on conflict: of two completions of one
 // attempt running at once (a slow Register and the resolver) the second
 // waits for the first and then reports ErrAlreadyRegistered, as on SQLite.
+// It runs in a shared transaction (group commit); its errors roll back its
+// own writes only.
 func (s *Store) CompleteAttempt(ctx context.Context, a registration.Attempt, r registration.Registration, enqueue registration.EnqueueFunc) error {
-	tx, err := s.BeginTx(ctx)
-	if err != nil {
-		return err
-	}
-	defer tx.Rollback()
+	return s.batch.Do(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		return completeAttempt(ctx, tx, a, r, enqueue)
+	})
+}
+
+func completeAttempt(ctx context.Context, tx *sql.Tx, a registration.Attempt, r registration.Registration, enqueue registration.EnqueueFunc) error {
 	created := r.CreatedAt.UTC()
 	res, err := tx.ExecContext(ctx, `INSERT INTO registrations (id, event_id, ticket_id, status, amount, currency,
 		first_name, last_name, email, company, newsletter, payment_provider, payment_reference, card_brand, card_last4,
@@ -261,9 +329,6 @@ func (s *Store) CompleteAttempt(ctx context.Context, a registration.Attempt, r r
 	}
 	if err := enqueue(ctx, tx, r.ID); err != nil {
 		return fmt.Errorf("enqueue registration: %w", err)
-	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("commit registration: %w", err)
 	}
 	return nil
 }

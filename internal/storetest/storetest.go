@@ -55,6 +55,8 @@ func Run(t *testing.T, h Harness) {
 		{"Registration", testRegistration},
 		{"ForeignKeys", testForeignKeys},
 		{"NoOversell", testNoOversell},
+		{"Launch", testLaunch},
+		{"IdempotencyRace", testIdempotencyRace},
 		{"FanIn", testFanIn},
 		{"ConcurrentFanIn", testConcurrentFanIn},
 		{"StepFailedTruncatesLongErrors", testStepFailedTruncatesLongErrors},
