@@ -25,6 +25,7 @@ import (
 	"github.com/registrar/registrar/internal/pipeline"
 	"github.com/registrar/registrar/internal/registration"
 	"github.com/registrar/registrar/internal/sqlite"
+	"github.com/registrar/registrar/internal/sqlite/sqlitetest"
 )
 
 const (
@@ -114,53 +115,8 @@ func (e *rateLimited) Error() string {
 }
 func (e *rateLimited) RetryAfter() time.Duration { return e.wait }
 
-var template struct {
-	once sync.Once
-	dir  string
-	data []byte
-	err  error
-}
-
-// TestMain removes the migrated template database.
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if template.dir != "" {
-		os.RemoveAll(template.dir)
-	}
-	os.Exit(code)
-}
-
-// migratedTemplate returns the bytes of a freshly migrated database, built
-// once: migrating from scratch is slow under the race detector.
-func migratedTemplate(t *testing.T) []byte {
-	t.Helper()
-	template.once.Do(func() {
-		template.dir, template.err = os.MkdirTemp("", "registrar-pipeline-test-")
-		if template.err != nil {
-			return
-		}
-		path := filepath.Join(template.dir, "template.db")
-		db, err := sqlite.Open(context.Background(), path)
-		if err != nil {
-			template.err = err
-			return
-		}
-		err = db.Migrate(context.Background(), slog.New(slog.DiscardHandler))
-		// Closing the last connection checkpoints the WAL into the file.
-		if cerr := db.Close(); err == nil {
-			err = cerr
-		}
-		if err != nil {
-			template.err = err
-			return
-		}
-		template.data, template.err = os.ReadFile(path)
-	})
-	if template.err != nil {
-		t.Fatalf("migrated template database: %v", template.err)
-	}
-	return template.data
-}
+// template is the migrated database every test copies.
+var template sqlitetest.Template
 
 type harness struct {
 	db        *sqlite.DB
@@ -199,7 +155,7 @@ func newHarness(t *testing.T, configure func(m *testMailer)) *harness {
 	log := slog.New(slog.DiscardHandler)
 	dir := t.TempDir()
 	path := filepath.Join(dir, "registrar.db")
-	if err := os.WriteFile(path, migratedTemplate(t), 0o600); err != nil {
+	if err := os.WriteFile(path, template.Bytes(t), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	db, err := sqlite.Open(ctx, path)

@@ -22,6 +22,7 @@ import (
 	"github.com/registrar/registrar/internal/pipeline"
 	"github.com/registrar/registrar/internal/registration"
 	"github.com/registrar/registrar/internal/sqlite"
+	"github.com/registrar/registrar/internal/sqlite/sqlitetest"
 )
 
 // These tests run the payment resolution on the real SQLite store, the real
@@ -123,52 +124,8 @@ func (s *flakyStore) CompleteAttempt(ctx context.Context, a registration.Attempt
 	return s.Store.CompleteAttempt(ctx, a, r, enqueue)
 }
 
-var template struct {
-	once sync.Once
-	dir  string
-	data []byte
-	err  error
-}
-
-// TestMain removes the migrated template database.
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if template.dir != "" {
-		os.RemoveAll(template.dir)
-	}
-	os.Exit(code)
-}
-
-// migratedTemplate returns the bytes of a freshly migrated database, built
-// once: migrating from scratch is slow under the race detector.
-func migratedTemplate(t *testing.T) []byte {
-	t.Helper()
-	template.once.Do(func() {
-		template.dir, template.err = os.MkdirTemp("", "registrar-registration-test-")
-		if template.err != nil {
-			return
-		}
-		path := filepath.Join(template.dir, "template.db")
-		db, err := sqlite.Open(context.Background(), path)
-		if err != nil {
-			template.err = err
-			return
-		}
-		err = db.Migrate(context.Background(), slog.New(slog.DiscardHandler))
-		if cerr := db.Close(); err == nil {
-			err = cerr
-		}
-		if err != nil {
-			template.err = err
-			return
-		}
-		template.data, template.err = os.ReadFile(path)
-	})
-	if template.err != nil {
-		t.Fatalf("migrated template database: %v", template.err)
-	}
-	return template.data
-}
+// template is the migrated database every test copies.
+var template sqlitetest.Template
 
 type env struct {
 	db    *sqlite.DB
@@ -194,7 +151,7 @@ func newEnv(t *testing.T) *env {
 	log := slog.New(slog.DiscardHandler)
 	dir := t.TempDir()
 	path := filepath.Join(dir, "registrar.db")
-	if err := os.WriteFile(path, migratedTemplate(t), 0o600); err != nil {
+	if err := os.WriteFile(path, template.Bytes(t), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	db, err := sqlite.Open(ctx, path)
