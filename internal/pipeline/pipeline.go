@@ -25,7 +25,9 @@ import (
 
 // Store is what the pipeline needs from storage.
 type Store interface {
-	BeginTx(ctx context.Context) (*sql.Tx, error)
+	// Write runs fn in a write transaction, which may be shared with other
+	// writes (group commit); fn's writes are kept only if it returns nil.
+	Write(ctx context.Context, fn func(ctx context.Context, tx *sql.Tx) error) error
 	Registration(ctx context.Context, id string) (registration.Registration, error)
 	StartPipelineTx(ctx context.Context, tx *sql.Tx, id string) error
 	// StepStarted counts an attempt of a step and marks it running.
@@ -306,26 +308,17 @@ func (w *registerWorker) Work(ctx context.Context, job *river.Job[RegisterArgs])
 		}
 		params = append(params, river.InsertManyParams{Args: args, InsertOpts: unique})
 	}
-	tx, err := w.d.Store.BeginTx(ctx)
-	if err != nil {
-		return err
-	}
-	defer tx.Rollback()
-	if err := w.d.Store.StartPipelineTx(ctx, tx, id); err != nil {
-		return err
-	}
-	if len(params) > 0 {
-		if _, err := client.InsertManyTx(ctx, tx, params); err != nil {
-			return fmt.Errorf("fan out %s: %w", id, err)
+	return w.d.Store.Write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		if err := w.d.Store.StartPipelineTx(ctx, tx, id); err != nil {
+			return err
 		}
-	}
-	if err := completeTx(ctx, tx, job); err != nil {
-		return err
-	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("fan out %s: %w", id, err)
-	}
-	return nil
+		if len(params) > 0 {
+			if _, err := client.InsertManyTx(ctx, tx, params); err != nil {
+				return fmt.Errorf("fan out %s: %w", id, err)
+			}
+		}
+		return completeTx(ctx, tx, job)
+	})
 }
 
 type activityArgs interface {
@@ -363,23 +356,18 @@ func (w *activity[T]) Work(ctx context.Context, job *river.Job[T]) error {
 		// even if the job's time has just run out, or a retry repeats it.
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 		defer cancel()
-		tx, err := w.d.Store.BeginTx(ctx)
-		if err != nil {
-			return err
-		}
-		defer tx.Rollback()
-		if effect != nil {
-			if err := effect(tx); err != nil {
+		err := w.d.Store.Write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+			if effect != nil {
+				if err := effect(tx); err != nil {
+					return err
+				}
+			}
+			if err := w.d.Store.FinishStepTx(ctx, tx, id, w.step); err != nil {
 				return err
 			}
-		}
-		if err := w.d.Store.FinishStepTx(ctx, tx, id, w.step); err != nil {
-			return err
-		}
-		if err := completeTx(ctx, tx, job); err != nil {
-			return err
-		}
-		if err := tx.Commit(); err != nil {
+			return completeTx(ctx, tx, job)
+		})
+		if err != nil {
 			return fmt.Errorf("finish %s: %w", w.step, err)
 		}
 		return nil

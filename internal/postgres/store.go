@@ -82,6 +82,24 @@ func lockWriters(ctx context.Context, tx *sql.Tx) error {
 // Batches reports how many group-commit transactions the store has run.
 func (s *Store) Batches() int { return s.batch.Batches() }
 
+// Write implements pipeline.Store with a transaction of its own: the
+// pipeline's writes lock registration rows, which batches across processes
+// must not hold.
+func (s *Store) Write(ctx context.Context, fn func(ctx context.Context, tx *sql.Tx) error) error {
+	tx, err := s.BeginTx(ctx)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	if err := fn(ctx, tx); err != nil {
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	return nil
+}
+
 // BeginTx starts a write transaction.
 func (s *Store) BeginTx(ctx context.Context) (*sql.Tx, error) {
 	tx, err := s.db.SQL.BeginTx(ctx, nil)

@@ -23,55 +23,43 @@ func (s *Store) StartPipelineTx(ctx context.Context, tx *sql.Tx, id string) erro
 // operator is retrying goes back to processing, unless another of its steps
 // is still failed and so still needs attention.
 func (s *Store) StepStarted(ctx context.Context, id string, step registration.StepName) error {
-	tx, err := s.BeginTx(ctx)
-	if err != nil {
-		return err
-	}
-	defer tx.Rollback()
-	now := formatTime(s.now())
-	if _, err := tx.ExecContext(ctx, `UPDATE registration_steps SET status = 'running', attempts = attempts + 1, updated_at = ?
+	return s.batch.Do(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		now := formatTime(s.now())
+		if _, err := tx.ExecContext(ctx, `UPDATE registration_steps SET status = 'running', attempts = attempts + 1, updated_at = ?
 		WHERE registration_id = ? AND step = ? AND status NOT IN ('succeeded', 'skipped')`, now, id, step); err != nil {
-		return fmt.Errorf("mark step running: %w", err)
-	}
-	if _, err := tx.ExecContext(ctx, `UPDATE registrations SET status = 'processing', updated_at = ?
+			return fmt.Errorf("mark step running: %w", err)
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE registrations SET status = 'processing', updated_at = ?
 		WHERE id = ? AND status IN ('paid', 'needs_attention') AND NOT EXISTS (SELECT 1 FROM registration_steps
 			WHERE registration_id = ? AND step <> ? AND status = 'failed')`, now, id, id, step); err != nil {
-		return fmt.Errorf("mark registration processing: %w", err)
-	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("mark step running: %w", err)
-	}
-	return nil
+			return fmt.Errorf("mark registration processing: %w", err)
+		}
+		return nil
+	})
 }
 
 // StepFailed records a failed attempt. A final failure marks the
 // registration as needing attention.
 func (s *Store) StepFailed(ctx context.Context, id string, step registration.StepName, msg string, final bool) error {
-	tx, err := s.BeginTx(ctx)
-	if err != nil {
-		return err
-	}
-	defer tx.Rollback()
-	now := formatTime(s.now())
-	status := registration.StepRetrying
-	if final {
-		status = registration.StepFailed
-	}
-	if _, err := tx.ExecContext(ctx, `UPDATE registration_steps SET status = ?, last_error = ?, updated_at = ?
-		WHERE registration_id = ? AND step = ? AND status NOT IN ('succeeded', 'skipped')`,
-		status, truncate(msg, 1000), now, id, step); err != nil {
-		return fmt.Errorf("mark step failed: %w", err)
-	}
-	if final {
-		if _, err := tx.ExecContext(ctx, `UPDATE registrations SET status = 'needs_attention', updated_at = ?
-			WHERE id = ? AND status <> 'completed'`, now, id); err != nil {
-			return fmt.Errorf("mark registration needs attention: %w", err)
+	return s.batch.Do(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		now := formatTime(s.now())
+		status := registration.StepRetrying
+		if final {
+			status = registration.StepFailed
 		}
-	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("mark step failed: %w", err)
-	}
-	return nil
+		if _, err := tx.ExecContext(ctx, `UPDATE registration_steps SET status = ?, last_error = ?, updated_at = ?
+		WHERE registration_id = ? AND step = ? AND status NOT IN ('succeeded', 'skipped')`,
+			status, truncate(msg, 1000), now, id, step); err != nil {
+			return fmt.Errorf("mark step failed: %w", err)
+		}
+		if final {
+			if _, err := tx.ExecContext(ctx, `UPDATE registrations SET status = 'needs_attention', updated_at = ?
+			WHERE id = ? AND status <> 'completed'`, now, id); err != nil {
+				return fmt.Errorf("mark registration needs attention: %w", err)
+			}
+		}
+		return nil
+	})
 }
 
 // FinishStepTx marks a step succeeded and, when it was the last one
@@ -125,9 +113,15 @@ func (s *Store) EmailSent(ctx context.Context, id string) (bool, error) {
 // EmailSending records that a confirmation is about to be handed to the
 // mailer, so a crash before EmailSentTx is known to have been in doubt.
 func (s *Store) EmailSending(ctx context.Context, id string) error {
-	if _, err := s.db.Write.ExecContext(ctx, `INSERT INTO email_deliveries (registration_id, state, updated_at)
+	return s.batch.Do(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		return emailSending(ctx, tx, id, formatTime(s.now()))
+	})
+}
+
+func emailSending(ctx context.Context, tx *sql.Tx, id, now string) error {
+	if _, err := tx.ExecContext(ctx, `INSERT INTO email_deliveries (registration_id, state, updated_at)
 		VALUES (?, 'sending', ?) ON CONFLICT (registration_id) DO UPDATE SET updated_at = excluded.updated_at
-		WHERE email_deliveries.state = 'sending'`, id, formatTime(s.now())); err != nil {
+		WHERE email_deliveries.state = 'sending'`, id, now); err != nil {
 		return fmt.Errorf("record email sending: %w", err)
 	}
 	return nil
@@ -146,7 +140,13 @@ func (s *Store) EmailSentTx(ctx context.Context, tx *sql.Tx, id, reference strin
 // the lower-cased address; the consent time is kept from the first consent.
 func (s *Store) Subscribe(ctx context.Context, sub registration.Subscriber) error {
 	now := formatTime(s.now())
-	if _, err := s.db.Write.ExecContext(ctx, `INSERT INTO mailing_list (email, first_name, last_name, event_id,
+	return s.batch.Do(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		return subscribe(ctx, tx, sub, now)
+	})
+}
+
+func subscribe(ctx context.Context, tx *sql.Tx, sub registration.Subscriber, now string) error {
+	if _, err := tx.ExecContext(ctx, `INSERT INTO mailing_list (email, first_name, last_name, event_id,
 		registration_id, consented_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (email) DO UPDATE SET first_name = excluded.first_name, last_name = excluded.last_name,
 			event_id = excluded.event_id, registration_id = excluded.registration_id, updated_at = excluded.updated_at`,
@@ -167,3 +167,9 @@ func truncate(s string, n int) string {
 }
 
 func utf8RuneStart(b byte) bool { return b&0xC0 != 0x80 }
+
+// Write implements pipeline.Store: writes share transactions with others
+// arriving at the same time (group commit).
+func (s *Store) Write(ctx context.Context, fn func(ctx context.Context, tx *sql.Tx) error) error {
+	return s.batch.Do(ctx, fn)
+}

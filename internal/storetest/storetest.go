@@ -25,6 +25,8 @@ type Store interface {
 	pipeline.Store
 	pipeline.MailingList
 	SyncTickets(ctx context.Context, ev *event.Event) error
+	// BeginTx starts a transaction of its own, outside group commit.
+	BeginTx(ctx context.Context) (*sql.Tx, error)
 }
 
 // Env is one test's store, on an empty, migrated database of its own.
