@@ -465,15 +465,11 @@ func (c *child) kill(t *testing.T) {
 	<-c.done
 }
 
-// TestCrashRecovery kills registrar with SIGKILL while registrations are in
-// flight, restarts it on the same database and expects every registration
-// that got a 202 to complete, with one email each (invariant 2 and 4).
-func TestCrashRecovery(t *testing.T) {
-	t.Parallel()
-	dir := t.TempDir()
-	e := baseEnv(dir)
-	c := startChild(t, e)
-
+// loadAndKill sends registrations from 8 clients to c and kills c with
+// SIGKILL once at least n were accepted, while more are arriving. It returns
+// the ids of the accepted ones.
+func loadAndKill(t *testing.T, c *child, n int, body func(i int) string) []string {
+	t.Helper()
 	const clients, perClient = 8, 15
 	var mu sync.Mutex
 	var accepted []string
@@ -490,7 +486,7 @@ func TestCrashRecovery(t *testing.T) {
 					return
 				default:
 				}
-				code, cr, err := post(httpc, c.url, registrationBody(w*100+i, "standard", i%2 == 0, "4111111111111111"), "")
+				code, cr, err := post(httpc, c.url, body(w*100+i), "")
 				if err != nil {
 					return // the process died under this request: it may or may not have been accepted
 				}
@@ -502,14 +498,12 @@ func TestCrashRecovery(t *testing.T) {
 			}
 		}()
 	}
-	// Kill once a good number of registrations were accepted, while more
-	// are arriving and the pipeline is busy.
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		mu.Lock()
-		n := len(accepted)
+		got := len(accepted)
 		mu.Unlock()
-		if n >= 40 || time.Now().After(deadline) {
+		if got >= n || time.Now().After(deadline) {
 			break
 		}
 		time.Sleep(5 * time.Millisecond)
@@ -517,9 +511,24 @@ func TestCrashRecovery(t *testing.T) {
 	c.kill(t)
 	close(killed)
 	wg.Wait()
-	if len(accepted) < 40 {
+	if len(accepted) < n {
 		t.Fatalf("only %d registrations accepted before the kill", len(accepted))
 	}
+	return accepted
+}
+
+// TestCrashRecovery kills registrar with SIGKILL while registrations are in
+// flight, restarts it on the same database and expects every registration
+// that got a 202 to complete, with one email each (invariant 2 and 4).
+func TestCrashRecovery(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	e := baseEnv(dir)
+	c := startChild(t, e)
+
+	accepted := loadAndKill(t, c, 40, func(i int) string {
+		return registrationBody(i, "standard", i%2 == 0, "4111111111111111")
+	})
 
 	// The kill must have caught work in flight, or this test proves nothing.
 	pending := func() int {

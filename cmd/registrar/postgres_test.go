@@ -290,3 +290,50 @@ func TestPostgresMultiProcess(t *testing.T) {
 	}
 	assertNoSecrets(t, web1.logs.String()+web2.logs.String()+worker1.logs.String()+worker2.logs.String())
 }
+
+// TestPostgresCrashRecovery kills a registrar running both roles on
+// PostgreSQL with SIGKILL while registrations are in flight, restarts it,
+// and expects every 202 to complete, charged once, emailed once (at most one
+// duplicate for an email the kill caught in flight).
+func TestPostgresCrashRecovery(t *testing.T) {
+	t.Parallel()
+	dbURL := postgresURL(t)
+	dir := t.TempDir()
+	e, f := providerEnv(t, dir, "sendgrid")
+	e["REGISTRAR_DATABASE_URL"] = dbURL
+	e["REGISTRAR_JOB_TIMEOUT"] = "5s"
+	c := startChild(t, e)
+	accepted := loadAndKill(t, c, 40, func(i int) string { return paypalBody(i, i%2 == 0, "Ada Lovelace") })
+	db, err := sql.Open("pgx", dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pending int
+	err = db.QueryRow(`SELECT count(*) FROM registrations WHERE status <> 'completed'`).Scan(&pending)
+	db.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pending == 0 {
+		t.Fatal("every registration had completed before the kill: nothing was in flight")
+	}
+
+	c = startChild(t, e)
+	defer c.kill(t)
+	// Jobs the dead process was running are rescued after twice the job
+	// timeout, at River's next rescue pass (every 30 s).
+	waitCompleted(t, c.url, accepted, 120*time.Second)
+	emails := map[string]int{}
+	for _, m := range f.sendgrid.Accepted() {
+		emails[m.CustomArgs["registration_id"]]++
+	}
+	for _, id := range accepted {
+		if f.paypal.CapturesFor(id) != 1 {
+			t.Errorf("registration %s: %d captures, want 1", id, f.paypal.CapturesFor(id))
+		}
+		if emails[id] < 1 || emails[id] > 2 {
+			t.Errorf("registration %s: %d emails, want 1 (2 if the kill caught its send)", id, emails[id])
+		}
+	}
+	t.Logf("accepted %d before SIGKILL, %d unfinished at the kill; all completed after the restart", len(accepted), pending)
+}
