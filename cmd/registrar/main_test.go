@@ -71,6 +71,8 @@ func (b *syncBuffer) String() string {
 	return b.buf.String()
 }
 
+var cvcAlone = regexp.MustCompile(`(^|[^0-9A-Za-z])` + cardCVC + `([^0-9A-Za-z]|$)`)
+
 var listenLine = regexp.MustCompile(`registrar listening on (http://\S+)`)
 
 // addrWriter captures stdout and reports the listen URL once printed.
@@ -366,7 +368,9 @@ func assertNoCardData(t *testing.T, dir, logs string) {
 		}
 		n++
 		check(path, data)
-		if strings.HasSuffix(path, ".eml") && bytes.Contains(data, []byte(cardCVC)) {
+		// The code as a value of its own: hex hashes and dates in a message
+		// may hold the same digits inside longer runs.
+		if strings.HasSuffix(path, ".eml") && cvcAlone.Match(data) {
 			t.Errorf("%s contains the security code", path)
 		}
 		return nil
