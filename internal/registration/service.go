@@ -81,7 +81,8 @@ func NewService(store Store, processor payment.Processor, enqueue EnqueueFunc, e
 // Event returns the event the service registers for.
 func (s *Service) Event() *event.Event { return s.event }
 
-var errInternal = "Something went wrong on our side. Please try again."
+// msgInternal is what an attendee reads when something failed on our side.
+const msgInternal = "Something went wrong on our side. Please try again."
 
 // Register validates a request, holds a seat, charges the card and stores the
 // paid registration with its queued pipeline. key is the client's
@@ -96,7 +97,7 @@ func (s *Service) Register(ctx context.Context, req Request, key string) (string
 	ticket, _ := s.event.Ticket(req.Ticket)
 	id, err := NewID()
 	if err != nil {
-		return "", &Error{Code: CodeInternal, Message: errInternal, Err: err}
+		return "", &Error{Code: CodeInternal, Message: msgInternal, Err: err}
 	}
 	a := Attempt{
 		ID:             id,
@@ -123,7 +124,7 @@ func (s *Service) Register(ctx context.Context, req Request, key string) (string
 	case errors.Is(err, ErrKeyReused):
 		return "", &Error{Code: CodeIdempotencyKeyReused, Message: "This Idempotency-Key was used with a different request."}
 	case err != nil:
-		return "", &Error{Code: CodeInternal, Message: errInternal, Err: err}
+		return "", &Error{Code: CodeInternal, Message: msgInternal, Err: err}
 	}
 
 	reg := a.Draft

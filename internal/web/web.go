@@ -43,7 +43,7 @@ type Deps struct {
 	Metrics *metrics.Metrics
 }
 
-// Server holds the parsed templates and dependencies.
+// server holds the parsed templates and dependencies.
 type server struct {
 	Deps
 	pages   *template.Template
