@@ -292,6 +292,14 @@ func serve(ctx context.Context, cfg config.Config, ev *event.Event, db *engine, 
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
 	}
+	if cfg.DebugAddr != "" {
+		dln, err := listenDebug(cfg.DebugAddr)
+		if err != nil {
+			ln.Close()
+			return err
+		}
+		defer serveDebug(dln, log)()
+	}
 	fmt.Fprintf(stdout, "registrar listening on http://%s\n", ln.Addr())
 	log.Info("listening", "addr", ln.Addr().String(), "roles", cfg.Roles)
 

@@ -88,6 +88,11 @@ type Config struct {
 	// make per minute (REGISTRAR_RATE_LIMIT); 0 turns the limit off.
 	RateLimit int
 
+	// DebugAddr is where /debug/pprof/ is served (REGISTRAR_DEBUG_ADDR);
+	// "" turns it off. It is a separate listener so that profiles are
+	// never exposed on the public address.
+	DebugAddr string
+
 	// DataDir holds local state: the directory of the SQLite file, or "data"
 	// with PostgreSQL. The email outbox is DataDir/outbox.
 	DataDir string
@@ -182,6 +187,9 @@ func Load(getenv func(string) string) (Config, error) {
 	c.AdminPassword = get("REGISTRAR_ADMIN_PASSWORD", "")
 	c.JobTimeout = duration(&p, "REGISTRAR_JOB_TIMEOUT", get("REGISTRAR_JOB_TIMEOUT", "1m"), time.Second, time.Hour)
 	c.RateLimit = rateLimit(&p, "REGISTRAR_RATE_LIMIT", get("REGISTRAR_RATE_LIMIT", defaultRateLimit))
+	if c.DebugAddr = get("REGISTRAR_DEBUG_ADDR", ""); c.DebugAddr != "" {
+		checkAddr(&p, "REGISTRAR_DEBUG_ADDR", c.DebugAddr)
+	}
 
 	if len(p) > 0 {
 		return Config{}, errors.Join(p...)

@@ -61,6 +61,9 @@ func TestLoadValid(t *testing.T) {
 		{"rate limit set", map[string]string{"REGISTRAR_RATE_LIMIT": "600"}, func(t *testing.T, c Config) {
 			eq(t, c.RateLimit, 600)
 		}},
+		{"debug addr", map[string]string{"REGISTRAR_DEBUG_ADDR": "127.0.0.1:6060"}, func(t *testing.T, c Config) {
+			eq(t, c.DebugAddr, "127.0.0.1:6060")
+		}},
 		{"addr with host", map[string]string{"REGISTRAR_ADDR": "127.0.0.1:9000"}, func(t *testing.T, c Config) {
 			eq(t, c.Addr, "127.0.0.1:9000")
 		}},
@@ -271,6 +274,8 @@ func TestLoadInvalid(t *testing.T) {
 			`MAILCHIMP_DOUBLE_OPT_IN: "maybe" is not true or false; use true to make new members confirm by email first`}},
 		{"job timeout too short", map[string]string{"REGISTRAR_JOB_TIMEOUT": "10ms"}, []string{
 			`REGISTRAR_JOB_TIMEOUT: "10ms" is not a duration from 1s to 1h0m0s; use e.g. 1m or 30s`}},
+		{"debug addr without port", map[string]string{"REGISTRAR_DEBUG_ADDR": "localhost"}, []string{
+			`REGISTRAR_DEBUG_ADDR: "localhost" is not host:port; use host:port, e.g. ":8080" or "127.0.0.1:8080"`}},
 		{"rate limit negative", map[string]string{"REGISTRAR_RATE_LIMIT": "-1"}, []string{
 			`REGISTRAR_RATE_LIMIT: "-1" is not a whole number from 0 to 1000000; use attempts per minute per client address, or 0 to turn the limit off`}},
 		{"rate limit not a number", map[string]string{"REGISTRAR_RATE_LIMIT": "lots"}, []string{
