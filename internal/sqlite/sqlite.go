@@ -20,7 +20,7 @@ import (
 	"github.com/riverqueue/river/rivermigrate"
 
 	"github.com/registrar/registrar/internal/migration"
-	_ "modernc.org/sqlite" // the database/sql driver "sqlite"
+	modernc "modernc.org/sqlite"
 )
 
 //go:embed migrations/*.sql
@@ -75,11 +75,8 @@ func Open(ctx context.Context, path string) (*DB, error) {
 		}
 		return "file:" + path + "?" + q.Encode()
 	}
-	db.Write, err = sql.Open("sqlite", dsn("_txlock=immediate"))
-	if err != nil {
-		db.Close()
-		return nil, fmt.Errorf("open %s: %w", path, err)
-	}
+	drv := &modernc.Driver{}
+	db.Write = sql.OpenDB(connector{driver: drv, dsn: dsn("_txlock=immediate")})
 	db.Write.SetMaxOpenConns(1)
 	db.Write.SetMaxIdleConns(1)
 	db.Write.SetConnMaxLifetime(0)
@@ -88,11 +85,7 @@ func Open(ctx context.Context, path string) (*DB, error) {
 		db.Close()
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
-	db.Read, err = sql.Open("sqlite", dsn("_pragma=query_only(1)"))
-	if err != nil {
-		db.Close()
-		return nil, fmt.Errorf("open %s for reading: %w", path, err)
-	}
+	db.Read = sql.OpenDB(connector{driver: drv, dsn: dsn("_pragma=query_only(1)")})
 	db.Read.SetMaxOpenConns(4)
 	db.Read.SetMaxIdleConns(4)
 	return db, nil
