@@ -169,6 +169,11 @@ func openSQLite(ctx context.Context, path string, log *slog.Logger) (*engine, er
 	}, nil
 }
 
+// listConns is how many mailing-list calls one worker process makes at once:
+// Mailchimp allows 10 simultaneous connections per account across all
+// processes.
+const listConns = 5
+
 // adapters are the providers chosen by the configuration.
 type adapters struct {
 	processor payment.Processor
@@ -202,9 +207,8 @@ func newAdapters(cfg config.Config, store store, log *slog.Logger) (adapters, er
 	}
 	switch cfg.MailingList {
 	case "mailchimp":
-		// Mailchimp allows 10 connections per account across all processes.
 		a.list = mailchimp.New(cfg.Mailchimp.APIBase, cfg.Mailchimp.APIKey, cfg.Mailchimp.ListID,
-			mailchimp.Options{DoubleOptIn: cfg.Mailchimp.DoubleOptIn, MaxConns: 5})
+			mailchimp.Options{DoubleOptIn: cfg.Mailchimp.DoubleOptIn, MaxConns: listConns})
 	default:
 		a.list = store
 	}
@@ -243,6 +247,7 @@ func serve(ctx context.Context, cfg config.Config, ev *event.Event, db *engine, 
 	riverLog := slog.New(levelHandler{slog.LevelWarn, log.Handler()}).With("component", "river")
 	opts := pipeline.DefaultOptions()
 	opts.JobTimeout = cfg.JobTimeout
+	opts.ListWorkers = listConns
 	opts.RescueAfter = 2 * cfg.JobTimeout
 	riverCfg, err := pipeline.Config(deps, opts, cfg.Roles.Worker, riverLog)
 	if err != nil {

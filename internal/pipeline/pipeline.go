@@ -126,6 +126,17 @@ func (SendConfirmationArgs) Kind() string { return KindSendConfirmation }
 // Kind implements river.JobArgs.
 func (AddToMailingListArgs) Kind() string { return KindAddToMailingList }
 
+// QueueMailingList is the queue of the mailing-list activity. Mailchimp
+// allows 10 simultaneous connections per account, so a few workers of its own
+// do that step: waiting for a connection there never holds up the other
+// activities (and other registrations) in the default queue.
+const QueueMailingList = "mailing_list"
+
+// InsertOpts puts the activity on its own queue.
+func (AddToMailingListArgs) InsertOpts() river.InsertOpts {
+	return river.InsertOpts{Queue: QueueMailingList}
+}
+
 func (a SaveOrderArgs) registrationID() string        { return a.RegistrationID }
 func (a SendConfirmationArgs) registrationID() string { return a.RegistrationID }
 func (a AddToMailingListArgs) registrationID() string { return a.RegistrationID }
@@ -152,8 +163,12 @@ type Options struct {
 	// RetryBase is the first retry delay; each later one doubles, up to
 	// RetryCap, with ±10% jitter.
 	RetryBase, RetryCap time.Duration
-	// Workers is how many jobs run at once in this process.
+	// Workers is how many jobs of the default queue (every job but the
+	// mailing-list activity) run at once in this process.
 	Workers int
+	// ListWorkers is how many mailing-list activities run at once in this
+	// process; at most the provider's connections for it.
+	ListWorkers int
 	// RescueAfter is when a job left running by a dead process is retried.
 	RescueAfter time.Duration
 	// JobTimeout bounds one attempt of one job; below RescueAfter.
@@ -170,6 +185,7 @@ func DefaultOptions() Options {
 		RetryBase:         2 * time.Second,
 		RetryCap:          time.Hour,
 		Workers:           50,
+		ListWorkers:       5,
 		RescueAfter:       5 * time.Minute,
 		JobTimeout:        time.Minute,
 		FetchPollInterval: time.Second,
@@ -243,7 +259,10 @@ func Config(d Deps, o Options, workers bool, log *slog.Logger) (*river.Config, e
 		return nil, err
 	}
 	cfg.Workers = ws
-	cfg.Queues = map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: o.Workers}}
+	cfg.Queues = map[string]river.QueueConfig{
+		river.QueueDefault: {MaxWorkers: o.Workers},
+		QueueMailingList:   {MaxWorkers: max(o.ListWorkers, 1)},
+	}
 	cfg.PeriodicJobs = []*river.PeriodicJob{
 		river.NewPeriodicJob(river.PeriodicInterval(30*time.Second),
 			func() (river.JobArgs, *river.InsertOpts) { return ResolvePaymentsArgs{}, nil },
@@ -291,13 +310,13 @@ func (w *registerWorker) Work(ctx context.Context, job *river.Job[RegisterArgs])
 		return err
 	}
 	client := river.ClientFromContext[*sql.Tx](ctx)
-	unique := &river.InsertOpts{UniqueOpts: river.UniqueOpts{ByArgs: true}}
 	var params []river.InsertManyParams
 	for _, st := range reg.Steps {
 		if st.Status.Done() {
 			continue
 		}
 		var args river.JobArgs
+		opts := &river.InsertOpts{UniqueOpts: river.UniqueOpts{ByArgs: true}}
 		switch st.Name {
 		case registration.StepSaveOrder:
 			args = SaveOrderArgs{RegistrationID: id}
@@ -305,8 +324,9 @@ func (w *registerWorker) Work(ctx context.Context, job *river.Job[RegisterArgs])
 			args = SendConfirmationArgs{RegistrationID: id}
 		case registration.StepAddToMailingList:
 			args = AddToMailingListArgs{RegistrationID: id}
+			opts.Queue = QueueMailingList
 		}
-		params = append(params, river.InsertManyParams{Args: args, InsertOpts: unique})
+		params = append(params, river.InsertManyParams{Args: args, InsertOpts: opts})
 	}
 	return w.d.Store.Write(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		if err := w.d.Store.StartPipelineTx(ctx, tx, id); err != nil {

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -141,6 +142,7 @@ func testOptions() pipeline.Options {
 		RetryBase:         10 * time.Millisecond,
 		RetryCap:          50 * time.Millisecond,
 		Workers:           10,
+		ListWorkers:       2,
 		RescueAfter:       time.Minute,
 		JobTimeout:        30 * time.Second,
 		FetchPollInterval: 20 * time.Millisecond,
@@ -148,8 +150,16 @@ func testOptions() pipeline.Options {
 }
 
 // newHarness wires the store, River and the service as cmd/registrar does,
-// with the real outbox behind a test mailer, and starts River.
+// with the real outbox behind a test mailer and the local mailing list, and
+// starts River.
 func newHarness(t *testing.T, configure func(m *testMailer)) *harness {
+	t.Helper()
+	return newHarnessList(t, configure, nil)
+}
+
+// newHarnessList is newHarness with another mailing list (nil: the local
+// one).
+func newHarnessList(t *testing.T, configure func(m *testMailer), list pipeline.MailingList) *harness {
 	t.Helper()
 	ctx := t.Context()
 	log := slog.New(slog.DiscardHandler)
@@ -180,6 +190,9 @@ func newHarness(t *testing.T, configure func(m *testMailer)) *harness {
 	if configure != nil {
 		configure(mailer)
 	}
+	if list == nil {
+		list = store
+	}
 	renderer, err := email.NewRenderer()
 	if err != nil {
 		t.Fatal(err)
@@ -191,7 +204,7 @@ func newHarness(t *testing.T, configure func(m *testMailer)) *harness {
 	deps := pipeline.Deps{
 		Store:    store,
 		Mailer:   mailer,
-		List:     store,
+		List:     list,
 		Renderer: renderer,
 		Payments: resolverFunc(func(ctx context.Context, now time.Time) (int, error) { return svc.ResolveAbandoned(ctx, now) }),
 		Event:    ev,
@@ -1044,8 +1057,12 @@ func TestConfig(t *testing.T) {
 				t.Errorf("workers registered: %v; want %v", got, tt.workers)
 			}
 			if tt.workers {
-				if q, ok := cfg.Queues[river.QueueDefault]; !ok || q.MaxWorkers != opts.Workers {
-					t.Errorf("Queues = %+v; want the default queue with %d workers", cfg.Queues, opts.Workers)
+				want := map[string]river.QueueConfig{
+					river.QueueDefault:        {MaxWorkers: opts.Workers},
+					pipeline.QueueMailingList: {MaxWorkers: opts.ListWorkers},
+				}
+				if !reflect.DeepEqual(cfg.Queues, want) {
+					t.Errorf("Queues = %+v; want %+v", cfg.Queues, want)
 				}
 				if len(cfg.PeriodicJobs) != 1 {
 					t.Errorf("%d periodic jobs; want the payment resolver", len(cfg.PeriodicJobs))
@@ -1087,5 +1104,95 @@ func TestRetryPolicy(t *testing.T) {
 				break
 			}
 		}
+	}
+}
+
+// stalledList is a mailing list whose calls wait until released, counting
+// how many wait at once.
+type stalledList struct {
+	release  chan struct{}
+	mu       sync.Mutex
+	inFlight int
+	maxSeen  int
+	calls    int
+}
+
+func (l *stalledList) Subscribe(ctx context.Context, _ registration.Subscriber) error {
+	l.mu.Lock()
+	l.inFlight++
+	l.calls++
+	l.maxSeen = max(l.maxSeen, l.inFlight)
+	l.mu.Unlock()
+	defer func() {
+		l.mu.Lock()
+		l.inFlight--
+		l.mu.Unlock()
+	}()
+	select {
+	case <-l.release:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// A stalled mailing list holds only its own queue's workers: the other
+// activities of every registration go on, and the list sees at most
+// ListWorkers calls at once.
+func TestStalledMailingListDoesNotHoldUpOtherActivities(t *testing.T) {
+	t.Parallel()
+	list := &stalledList{release: make(chan struct{})}
+	h := newHarnessList(t, nil, list)
+	opts := testOptions()
+	n := 3 * opts.Workers // far more stalled list calls than default-queue workers
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = h.register(t, i, true)
+	}
+	deadline := time.Now().Add(waitFor)
+	for _, id := range ids {
+		for {
+			r, err := h.store.Registration(t.Context(), id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			save, _ := r.Step(registration.StepSaveOrder)
+			send, _ := r.Step(registration.StepSendConfirmation)
+			if save.Status == registration.StepSucceeded && send.Status == registration.StepSucceeded {
+				if r.Status == registration.StatusCompleted {
+					t.Fatalf("registration %s completed while its mailing-list call waits", id)
+				}
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("registration %s: save_order %s, send_confirmation %s after %s while the list stalls; want both succeeded",
+					id, save.Status, send.Status, waitFor)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	for _, j := range h.jobs(t) {
+		if j.kind != pipeline.KindAddToMailingList {
+			continue
+		}
+		var queue string
+		if err := h.db.Read.QueryRowContext(t.Context(), `SELECT queue FROM river_job WHERE id = ?`, j.id).Scan(&queue); err != nil {
+			t.Fatal(err)
+		}
+		if queue != pipeline.QueueMailingList {
+			t.Errorf("mailing-list job %d is on queue %q; want %q", j.id, queue, pipeline.QueueMailingList)
+		}
+	}
+	close(list.release)
+	for _, id := range ids {
+		h.waitStatus(t, id, registration.StatusCompleted)
+	}
+	list.mu.Lock()
+	defer list.mu.Unlock()
+	if list.maxSeen > opts.ListWorkers {
+		t.Errorf("%d mailing-list calls at once; want at most ListWorkers = %d", list.maxSeen, opts.ListWorkers)
+	}
+	if list.calls != n {
+		t.Errorf("%d mailing-list calls; want %d", list.calls, n)
 	}
 }
