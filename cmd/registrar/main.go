@@ -247,7 +247,7 @@ func serve(ctx context.Context, cfg config.Config, ev *event.Event, db *engine, 
 	riverLog := slog.New(levelHandler{slog.LevelWarn, log.Handler()}).With("component", "river")
 	opts := pipeline.DefaultOptions()
 	opts.JobTimeout = cfg.JobTimeout
-	opts.ListWorkers = listConns
+	opts.ListWorkers = 4 * listConns
 	opts.RescueAfter = 2 * cfg.JobTimeout
 	riverCfg, err := pipeline.Config(deps, opts, cfg.Roles.Worker, riverLog)
 	if err != nil {

@@ -127,9 +127,10 @@ func (SendConfirmationArgs) Kind() string { return KindSendConfirmation }
 func (AddToMailingListArgs) Kind() string { return KindAddToMailingList }
 
 // QueueMailingList is the queue of the mailing-list activity. Mailchimp
-// allows 10 simultaneous connections per account, so a few workers of its own
-// do that step: waiting for a connection there never holds up the other
-// activities (and other registrations) in the default queue.
+// allows 10 simultaneous connections per account, so its client waits for
+// one of a few connections; on a queue with workers of its own, that wait
+// never holds up the other activities (and other registrations) in the
+// default queue.
 const QueueMailingList = "mailing_list"
 
 // InsertOpts puts the activity on its own queue.
@@ -167,7 +168,9 @@ type Options struct {
 	// mailing-list activity) run at once in this process.
 	Workers int
 	// ListWorkers is how many mailing-list activities run at once in this
-	// process; at most the provider's connections for it.
+	// process. The provider client caps its own connections; a few times as
+	// many workers keep those connections busy while other activities
+	// record their results.
 	ListWorkers int
 	// RescueAfter is when a job left running by a dead process is retried.
 	RescueAfter time.Duration
@@ -185,7 +188,7 @@ func DefaultOptions() Options {
 		RetryBase:         2 * time.Second,
 		RetryCap:          time.Hour,
 		Workers:           50,
-		ListWorkers:       5,
+		ListWorkers:       20,
 		RescueAfter:       5 * time.Minute,
 		JobTimeout:        time.Minute,
 		FetchPollInterval: time.Second,
