@@ -128,6 +128,10 @@ type retryTransport struct {
 	wait    time.Duration
 	timeout time.Duration // per attempt; 0: none
 
+	// answered, when set, learns of every HTTP answer (retries included)
+	// as it arrives.
+	answered func(status int, at time.Time)
+
 	requests atomic.Int64
 	mu       sync.Mutex
 	retried  map[string]int // answers that were retried, by status and code
@@ -162,6 +166,9 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		t.requests.Add(1)
 		resp, err := t.base.RoundTrip(r)
+		if err == nil && t.answered != nil {
+			t.answered(resp.StatusCode, time.Now())
+		}
 		last := attempt >= t.retries || req.Header.Get("Idempotency-Key") == ""
 		var reason string
 		switch {
@@ -266,9 +273,18 @@ type outcome struct {
 	wall     time.Duration // start to last answer
 }
 
-// attack drives one vegeta attack at baseURL with o's rate or burst. Each
-// 202 is handed to accepted (if not nil) as soon as it arrives.
-func attack(ctx context.Context, o options, baseURL, name string, accepted func(id string, at time.Time)) (*outcome, error) {
+// attackHooks learn of answers as they arrive; nil hooks are skipped.
+type attackHooks struct {
+	// accepted gets each 202's registration id (once per attempt).
+	accepted func(id string, at time.Time)
+	// answered gets the status of every HTTP answer, retries included.
+	answered func(status int, at time.Time)
+}
+
+// attack drives one vegeta attack at baseURL with o's rate or burst, telling
+// hooks of answers as they arrive.
+func attack(ctx context.Context, o options, baseURL, name string, hooks attackHooks) (*outcome, error) {
+	accepted := hooks.accepted
 	dialer := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
 	tr := &http.Transport{
 		DialContext:         dialer.DialContext,
@@ -279,7 +295,8 @@ func attack(ctx context.Context, o options, baseURL, name string, accepted func(
 		DisableCompression:  true,
 	}
 	defer tr.CloseIdleConnections()
-	rt := &retryTransport{base: tr, retries: o.retries, wait: o.retryWait, timeout: o.timeout, retried: map[string]int{}}
+	rt := &retryTransport{base: tr, retries: o.retries, wait: o.retryWait, timeout: o.timeout, retried: map[string]int{},
+		answered: hooks.answered}
 	client := &http.Client{
 		Transport:     rt,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },

@@ -40,6 +40,10 @@ type tracker struct {
 	reads          int64
 	readErrors     int64
 	hinted         map[string]bool // hints for ids not (yet) added
+
+	// onComplete, when set before run, learns of each registration read as
+	// completed, with the time of that read.
+	onComplete func(id string, at time.Time)
 }
 
 type pendingReg struct {
@@ -205,6 +209,9 @@ func (t *tracker) read(ctx context.Context, id string) {
 		t.latencies = append(t.latencies, now.Sub(p.acceptedAt))
 		t.lastCompleted = now
 		delete(t.pending, id)
+		if t.onComplete != nil {
+			t.onComplete(id, now)
+		}
 	case "needs_attention":
 		t.needsAttention++
 		delete(t.pending, id)
@@ -246,6 +253,11 @@ type Completion struct {
 	PollIntervalMS  float64     `json:"poll_interval_ms"`
 	StatusReads     int64       `json:"status_reads"`
 	TimeoutS        float64     `json:"timeout_s"`
+	// Unanswered are registrations whose client never got their 202 (it
+	// timed out, or registrar was killed after the commit);
+	// UnansweredCompleted of them were completed by the end of the run.
+	Unanswered          int `json:"unanswered,omitempty"`
+	UnansweredCompleted int `json:"unanswered_completed,omitempty"`
 }
 
 // result summarises the tracker; began is the attack's start.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -20,6 +21,14 @@ import (
 // would be the bottleneck being measured.
 type fakes struct {
 	latency time.Duration
+	// effectsOnHangup makes a charge, an email or a list upsert take effect
+	// even when the caller hangs up during the call (as the real providers
+	// would: a killed registrar cannot take back a request it sent); by
+	// default a call whose caller went away has no effect.
+	effectsOnHangup bool
+	// stall, when not nil, holds every SendGrid and Mailchimp call until it
+	// is closed (then answers 503) or the caller gives up: stalled providers.
+	stall chan struct{}
 
 	mu sync.Mutex
 	// PayPal: one order per PayPal-Request-Id.
@@ -37,9 +46,17 @@ type fakes struct {
 	upserts map[string]int
 	tags    map[string]int
 
+	// Stalled calls, by provider ("sendgrid", "mailchimp"), and the distinct
+	// registrations (SendGrid) or subscribers (Mailchimp) they were for.
+	stalledCalls map[string]int
+	stalledKeys  map[string]map[string]bool
+
 	// onEmail, when set, learns of each confirmation email's registration
 	// id as it is sent.
 	onEmail func(registrationID string)
+	// onEmailCall, when set, learns of each confirmation email's
+	// registration id as soon as the call arrives (before the latency).
+	onEmailCall func(registrationID string, at time.Time)
 }
 
 // fakeCapture is one capture: whose (the card holder's name is unique per
@@ -66,6 +83,8 @@ func newFakes(latency time.Duration) *fakes {
 		emails:       map[string]int{},
 		upserts:      map[string]int{},
 		tags:         map[string]int{},
+		stalledCalls: map[string]int{},
+		stalledKeys:  map[string]map[string]bool{},
 	}
 }
 
@@ -94,6 +113,43 @@ func (f *fakes) wait(ctx context.Context) bool {
 	case <-ctx.Done():
 		return false
 	}
+}
+
+// effectContext is the context a call's effect waits in: the caller's, or
+// with effectsOnHangup one that outlives the caller.
+func (f *fakes) effectContext(r *http.Request) context.Context {
+	if f.effectsOnHangup {
+		return context.WithoutCancel(r.Context())
+	}
+	return r.Context()
+}
+
+// hold keeps a call while the providers are stalled, until the stall ends
+// or the caller gives up, and reports whether it did (the call then fails).
+func (f *fakes) hold(r *http.Request, provider, key string) bool {
+	if f.stall == nil {
+		return false
+	}
+	f.mu.Lock()
+	f.stalledCalls[provider]++
+	if f.stalledKeys[provider] == nil {
+		f.stalledKeys[provider] = map[string]bool{}
+	}
+	f.stalledKeys[provider][key] = true
+	f.mu.Unlock()
+	select {
+	case <-f.stall:
+	case <-r.Context().Done():
+	}
+	return true
+}
+
+// stalledCount is how many calls of provider were held, and for how many
+// distinct registrations (SendGrid) or subscribers (Mailchimp).
+func (f *fakes) stalledCount(provider string) (calls, distinct int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.stalledCalls[provider], len(f.stalledKeys[provider])
 }
 
 func writeFakeJSON(w http.ResponseWriter, status int, body []byte) {
@@ -175,7 +231,7 @@ func (f *fakes) paypalCreateOrder(w http.ResponseWriter, r *http.Request) {
 	n := f.seq
 	f.mu.Unlock()
 
-	ok := f.wait(r.Context())
+	ok := f.wait(f.effectContext(r))
 	pu := req.PurchaseUnits[0]
 	orderID := fmt.Sprintf("ORDER%09d", n)
 	order := map[string]any{"id": orderID, "intent": req.Intent}
@@ -216,7 +272,7 @@ func (f *fakes) paypalRefund(w http.ResponseWriter, r *http.Request) {
 	rid := r.Header.Get("PayPal-Request-Id")
 	capture := r.PathValue("id")
 	io.Copy(io.Discard, r.Body)
-	if !f.wait(r.Context()) {
+	if !f.wait(f.effectContext(r)) {
 		return
 	}
 	f.mu.Lock()
@@ -245,10 +301,20 @@ func (f *fakes) sendgridSend(w http.ResponseWriter, r *http.Request) {
 		writeFakeJSON(w, http.StatusBadRequest, []byte(`{"errors":[{"message":"Bad Request","field":null}]}`))
 		return
 	}
-	if !f.wait(r.Context()) {
+	id := req.CustomArgs["registration_id"]
+	f.mu.Lock()
+	onCall := f.onEmailCall
+	f.mu.Unlock()
+	if onCall != nil {
+		onCall(id, time.Now())
+	}
+	if f.hold(r, "sendgrid", id) {
+		writeFakeJSON(w, http.StatusServiceUnavailable, []byte(`{"errors":[{"message":"stalled","field":null}]}`))
 		return
 	}
-	id := req.CustomArgs["registration_id"]
+	if !f.wait(f.effectContext(r)) {
+		return
+	}
 	f.mu.Lock()
 	f.emails[id]++
 	f.seq++
@@ -271,10 +337,14 @@ func (f *fakes) mailchimpUpsert(w http.ResponseWriter, r *http.Request) {
 		writeFakeJSON(w, http.StatusBadRequest, []byte(`{"type":"about:blank","title":"Invalid Resource","status":400,"detail":"The resource submitted could not be validated.","instance":"fake"}`))
 		return
 	}
-	if !f.wait(r.Context()) {
+	hash := r.PathValue("hash")
+	if f.hold(r, "mailchimp", hash) {
+		writeFakeJSON(w, http.StatusServiceUnavailable, []byte(`{"type":"about:blank","title":"Service Unavailable","status":503,"detail":"stalled","instance":"fake"}`))
 		return
 	}
-	hash := r.PathValue("hash")
+	if !f.wait(f.effectContext(r)) {
+		return
+	}
 	f.mu.Lock()
 	f.upserts[hash]++
 	f.mu.Unlock()
@@ -284,7 +354,11 @@ func (f *fakes) mailchimpUpsert(w http.ResponseWriter, r *http.Request) {
 
 func (f *fakes) mailchimpTags(w http.ResponseWriter, r *http.Request) {
 	io.Copy(io.Discard, r.Body)
-	if !f.wait(r.Context()) {
+	if f.hold(r, "mailchimp", r.PathValue("hash")) {
+		writeFakeJSON(w, http.StatusServiceUnavailable, []byte(`{"type":"about:blank","title":"Service Unavailable","status":503,"detail":"stalled","instance":"fake"}`))
+		return
+	}
+	if !f.wait(f.effectContext(r)) {
 		return
 	}
 	f.mu.Lock()
@@ -318,10 +392,12 @@ type ProviderCounts struct {
 	ChargedNotRegistered      int `json:"charged_not_registered"`
 	Emails                    int `json:"emails"`
 	DuplicateEmails           int `json:"duplicate_emails"`
-	MailchimpUpserts          int `json:"mailchimp_upserts"`
-	MailchimpTags             int `json:"mailchimp_tags"`
-	RepeatedUpserts           int `json:"repeated_upserts"`
-	TokenRequests             int `json:"token_requests"`
+	// DuplicateEmailIDs are up to 5 of the registrations emailed twice.
+	DuplicateEmailIDs []string `json:"duplicate_email_ids,omitempty"`
+	MailchimpUpserts  int      `json:"mailchimp_upserts"`
+	MailchimpTags     int      `json:"mailchimp_tags"`
+	RepeatedUpserts   int      `json:"repeated_upserts"`
+	TokenRequests     int      `json:"token_requests"`
 }
 
 // counts summarises what the fakes saw. accepted holds the registration ids
@@ -356,12 +432,15 @@ func (f *fakes) counts(accepted map[string]bool) ProviderCounts {
 		}
 	}
 	c.CaptureReplays = f.replays
-	for _, n := range f.emails {
+	for id, n := range f.emails {
 		c.Emails += n
 		if n > 1 {
 			c.DuplicateEmails++
+			c.DuplicateEmailIDs = append(c.DuplicateEmailIDs, id)
 		}
 	}
+	slices.Sort(c.DuplicateEmailIDs)
+	c.DuplicateEmailIDs = c.DuplicateEmailIDs[:min(len(c.DuplicateEmailIDs), 5)]
 	for _, n := range f.upserts {
 		c.MailchimpUpserts += n
 		if n > 1 {

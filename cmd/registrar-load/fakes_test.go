@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http/httptest"
+	"reflect"
 	"sync"
 	"testing"
 	"time"
@@ -64,7 +65,7 @@ func TestFakePayPalIdempotent(t *testing.T) {
 	}
 	c := f.counts(map[string]bool{"reg-1": true, "reg-2": true})
 	want := ProviderCounts{Captures: 2, CaptureReplays: 4, NetCaptures: 2, TokenRequests: 1}
-	if c != want {
+	if !reflect.DeepEqual(c, want) {
 		t.Fatalf("counts = %+v, want %+v", c, want)
 	}
 }

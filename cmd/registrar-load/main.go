@@ -12,6 +12,17 @@
 //	go build -o /tmp/registrar ./cmd/registrar
 //	go run ./cmd/registrar-load -registrar /tmp/registrar -rate 500/s -duration 20s -probe
 //	go run ./cmd/registrar-load -registrar /tmp/registrar -burst 20000 -capacity 1000 -retries 3
+//
+// Crash recovery: -kill-after D SIGKILLs the started registrar D after the
+// attack's start and restarts it at once (same environment, address and
+// database), then reports the time to ready, to the first answered POST and
+// to the re-dispatch of the interrupted pipelines; -repeat N reports the
+// medians of N runs. Memory with a backlog: -backlog N seeds N queued
+// activity jobs into a fresh SQLite database and runs registrar on them with
+// SendGrid and Mailchimp stalled:
+//
+//	go run ./cmd/registrar-load -registrar /tmp/registrar -rate 50/s -duration 6s -capacity 1000000 -kill-after 3s -retries 3 -repeat 5
+//	go run ./cmd/registrar-load -registrar /tmp/registrar -backlog 1000000 -backlog-for 60s
 package main
 
 import (
@@ -80,6 +91,13 @@ type options struct {
 	probeBatch int
 	probeWait  time.Duration
 	probeConns int
+
+	killAfter       time.Duration
+	effectsOnHangup bool
+	repeat          int
+	backlog         int
+	backlogFor      time.Duration
+	backlogBatch    int
 
 	json       bool
 	cpuProfile string
@@ -184,6 +202,12 @@ throughput, latency, completion, exactness and memory. Flags:`)
 	fs.DurationVar(&o.probeWait, "probe-wait", 0, "how long the probe waits per request before committing, standing in for the payment call (default: -provider-latency)")
 	fs.IntVar(&o.probeConns, "probe-conns", 16, "probe's PostgreSQL connections")
 
+	fs.DurationVar(&o.killAfter, "kill-after", 0, "with -registrar: SIGKILL registrar this long after the attack starts and restart it at once with the same environment, address and database; reports the recovery times and the re-dispatch of interrupted pipelines")
+	fs.BoolVar(&o.effectsOnHangup, "effects-on-hangup", false, "the fake providers take effect (charge, send, upsert) even when registrar hangs up mid-call, as real ones would (default: true with -kill-after)")
+	fs.IntVar(&o.repeat, "repeat", 1, "run the whole measurement N times, each on a fresh database, and report the medians")
+	fs.IntVar(&o.backlog, "backlog", 0, "memory with a backlog: seed N queued activity jobs (N/3 paid registrations) straight into a fresh SQLite database, start registrar on it with SendGrid and Mailchimp stalled, and report its RSS (instead of -rate or -burst)")
+	fs.DurationVar(&o.backlogFor, "backlog-for", 60*time.Second, "how long registrar runs on the backlog")
+	fs.IntVar(&o.backlogBatch, "backlog-batch", 5000, "registrations seeded per transaction")
 	fs.BoolVar(&o.json, "json", false, "print the report as JSON")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of this process (load generator, fakes and probe) to FILE")
 	fs.StringVar(&o.pprofAddr, "pprof-addr", "", "serve this process's /debug/pprof/ (load generator, fakes and probe) at ADDR, e.g. 127.0.0.1:6062")
@@ -194,14 +218,13 @@ throughput, latency, completion, exactness and memory. Flags:`)
 	if fs.NArg() > 0 {
 		return o, fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
-	probeWaitSet := false
-	fs.Visit(func(f *flag.Flag) {
-		if f.Name == "probe-wait" {
-			probeWaitSet = true
-		}
-	})
-	if !probeWaitSet {
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if !set["probe-wait"] {
 		o.probeWait = o.providerDelay
+	}
+	if !set["effects-on-hangup"] && o.killAfter > 0 {
+		o.effectsOnHangup = true
 	}
 	if o.probeOnly {
 		o.probe = true
@@ -224,7 +247,9 @@ throughput, latency, completion, exactness and memory. Flags:`)
 	case o.target != "" && o.registrar != "":
 		problems = append(problems, "use either -registrar or -target, not both")
 	}
+	problems = append(problems, restartProblems(o)...)
 	switch {
+	case o.backlog > 0:
 	case o.burst < 0:
 		problems = append(problems, "-burst must not be negative")
 	case o.burst > 0 && o.rate.Freq > 0:
@@ -259,6 +284,37 @@ throughput, latency, completion, exactness and memory. Flags:`)
 		return o, errors.New(strings.Join(problems, "\n"))
 	}
 	return o, nil
+}
+
+// restartProblems checks the flags of the kill, repeat and backlog modes.
+func restartProblems(o options) []string {
+	var problems []string
+	if o.killAfter < 0 {
+		problems = append(problems, "-kill-after must not be negative")
+	}
+	if o.killAfter > 0 && (o.registrar == "" || o.probeOnly) {
+		problems = append(problems, "-kill-after needs -registrar: only a registrar this command started can be killed and restarted")
+	}
+	if o.repeat < 1 {
+		problems = append(problems, "-repeat must be at least 1")
+	}
+	if o.repeat > 1 && o.database != "" {
+		problems = append(problems, "-repeat needs a fresh database per run: use SQLite, or run once per fresh PostgreSQL database")
+	}
+	switch {
+	case o.backlog < 0:
+		problems = append(problems, "-backlog must not be negative")
+	case o.backlog == 0:
+	case o.registrar == "":
+		problems = append(problems, "-backlog needs -registrar")
+	case o.burst > 0 || o.rate.Freq > 0 || o.killAfter > 0 || o.probe:
+		problems = append(problems, "-backlog runs no attack: use it without -rate, -burst, -kill-after and -probe")
+	case o.backlog < 3:
+		problems = append(problems, "-backlog must be at least 3 (three activity jobs per registration)")
+	case o.backlogFor <= 0 || o.backlogBatch < 1:
+		problems = append(problems, "-backlog-for must be positive and -backlog-batch at least 1")
+	}
+	return problems
 }
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
@@ -312,31 +368,51 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		log.Info("data directory", "dir", dir)
 	}
 
+	var reports []*Report
+	for i := range o.repeat {
+		if o.repeat > 1 {
+			log.Info("run", "n", i+1, "of", o.repeat)
+		}
+		rep, err := measureOnce(ctx, o, dir, getenv, log)
+		if err != nil {
+			return err
+		}
+		reports = append(reports, rep)
+	}
+	return writeReports(stdout, o.json, reports)
+}
+
+// measureOnce runs one measurement: the backlog, or the attack on
+// registrar and/or the probe.
+func measureOnce(ctx context.Context, o options, dir string, getenv func(string) string, log *slog.Logger) (*Report, error) {
 	rep := &Report{
 		Scenario: scenarioOf(o),
 		Machine:  machineOf(),
 	}
-
+	if o.backlog > 0 {
+		b, err := measureBacklog(ctx, o, dir, getenv, log)
+		if err != nil {
+			return nil, err
+		}
+		rep.Backlog = b
+		return rep, nil
+	}
 	if !o.probeOnly {
 		side, err := measureRegistrar(ctx, o, dir, getenv, log)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		rep.Registrar = side
 	}
 	if o.probe {
 		side, err := measureProbe(ctx, o, dir, log)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		rep.Probe = side
 	}
 	rep.finish()
-	if o.json {
-		return rep.writeJSON(stdout)
-	}
-	rep.writeText(stdout)
-	return nil
+	return rep, nil
 }
 
 func scenarioOf(o options) Scenario {
@@ -354,9 +430,14 @@ func scenarioOf(o options) Scenario {
 	if o.database != "" {
 		s.Engine = "postgres"
 	}
-	if o.burst > 0 {
+	s.KillAfterMS = ms(o.killAfter)
+	s.EffectsOnHangup = o.effectsOnHangup
+	switch {
+	case o.backlog > 0:
+		s.Mode, s.Backlog, s.DurationS = "backlog", o.backlog, o.backlogFor.Seconds()
+	case o.burst > 0:
 		s.Mode, s.Attempts = "burst", o.burst
-	} else {
+	default:
 		s.Mode, s.Rate, s.DurationS = "rate", o.rate.perSecond(), o.duration.Seconds()
 		s.Attempts = int(o.rate.perSecond() * o.duration.Seconds())
 	}

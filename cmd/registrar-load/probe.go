@@ -277,7 +277,7 @@ func measureProbe(ctx context.Context, o options, dir string, log *slog.Logger) 
 	log.Info("probe started", "url", base, "engine", p.engine, "batch", p.batch, "wait", p.wait)
 
 	cpu0 := selfCPU()
-	out, err := attack(ctx, o, base, "probe", nil)
+	out, err := attack(ctx, o, base, "probe", attackHooks{})
 	if err != nil {
 		return nil, err
 	}

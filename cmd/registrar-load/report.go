@@ -21,11 +21,12 @@ type Report struct {
 	Registrar *Side    `json:"registrar,omitempty"`
 	Probe     *Side    `json:"probe,omitempty"`
 	Ratio     *Ratio   `json:"ratio,omitempty"`
+	Backlog   *Backlog `json:"backlog,omitempty"`
 }
 
 // Scenario is what was asked for.
 type Scenario struct {
-	Mode              string  `json:"mode"` // "rate" or "burst"
+	Mode              string  `json:"mode"` // "rate", "burst" or "backlog"
 	Rate              float64 `json:"rate_per_sec,omitempty"`
 	DurationS         float64 `json:"duration_s,omitempty"`
 	Attempts          int     `json:"attempts"`
@@ -38,13 +39,22 @@ type Scenario struct {
 	Target            string  `json:"target,omitempty"`
 	ProbeBatch        int     `json:"probe_batch"`
 	ProbeWaitMS       float64 `json:"probe_wait_ms"`
+	// KillAfterMS is -kill-after (0: no kill).
+	KillAfterMS     float64 `json:"kill_after_ms,omitempty"`
+	EffectsOnHangup bool    `json:"effects_on_hangup,omitempty"`
+	// Backlog is -backlog: queued activity jobs seeded.
+	Backlog int `json:"backlog,omitempty"`
 }
 
 func (s Scenario) String() string {
 	var b strings.Builder
-	if s.Mode == "burst" {
+	switch s.Mode {
+	case "backlog":
+		fmt.Fprintf(&b, "backlog of %d queued activity jobs, SendGrid and Mailchimp stalled, %gs, %s", s.Backlog, s.DurationS, s.Engine)
+		return b.String()
+	case "burst":
 		fmt.Fprintf(&b, "burst of %d attempts", s.Attempts)
-	} else {
+	default:
 		fmt.Fprintf(&b, "%g/s for %gs (%d attempts)", s.Rate, s.DurationS, s.Attempts)
 	}
 	fmt.Fprintf(&b, ", capacity %d, provider latency %gms, %s, newsletter %.2f", s.Capacity, s.ProviderLatencyMS, s.Engine, s.Newsletter)
@@ -52,6 +62,12 @@ func (s Scenario) String() string {
 		fmt.Fprintf(&b, ", up to %d retries with the key", s.Retries)
 	} else if s.IdempotencyKeys {
 		b.WriteString(", with idempotency keys")
+	}
+	if s.KillAfterMS > 0 {
+		fmt.Fprintf(&b, ", SIGKILL of registrar %s after the start (then restart)", fmtMS(s.KillAfterMS))
+	}
+	if s.EffectsOnHangup {
+		b.WriteString(", providers take effect when the caller hangs up")
 	}
 	return b.String()
 }
@@ -120,6 +136,7 @@ type Side struct {
 	// own share of the accepted path's tail.
 	ServerP99MS float64 `json:"server_p99_excl_provider_ms"`
 
+	Restart    *Restart        `json:"restart,omitempty"`
 	Completion *Completion     `json:"completion,omitempty"`
 	Providers  *ProviderCounts `json:"providers,omitempty"`
 	Exactness  *Exactness      `json:"exactness,omitempty"`
@@ -354,6 +371,12 @@ func (r *Report) writeText(w io.Writer) {
 			fmt.Fprintf(w, "  completed    %d/%d (%.1f%%) within %gs after the attack, %.1f/s; needs_attention %d, not done %d\n",
 				c.Completed, c.Tracked, 100*c.Rate, c.TimeoutS, c.CompletedPerSec, c.NeedsAttention, c.TimedOut)
 			fmt.Fprintf(w, "    from 202   %s (status read every %s)\n", c.Latency, fmtMS(c.PollIntervalMS))
+			if c.Unanswered > 0 {
+				fmt.Fprintf(w, "    no 202     %d registered without the client getting its 202: %d completed\n", c.Unanswered, c.UnansweredCompleted)
+			}
+		}
+		if s.Restart != nil {
+			writeRestart(w, s.Restart)
 		}
 		if p := s.Providers; p != nil {
 			fmt.Fprintf(w, "  payments     %d captures, %d refunds, %d replayed request ids; request ids (= registrations) captured twice: %d; attendees charged twice: %d\n",
@@ -362,6 +385,9 @@ func (r *Report) writeText(w io.Writer) {
 				p.CapturedWithoutAcceptance, p.RegisteredUnanswered, p.ChargedNotRegistered)
 			fmt.Fprintf(w, "  effects      %d emails (%d registrations emailed twice); Mailchimp %d upserts, %d tags\n",
 				p.Emails, p.DuplicateEmails, p.MailchimpUpserts, p.MailchimpTags)
+			if len(p.DuplicateEmailIDs) > 0 {
+				fmt.Fprintf(w, "               emailed twice, e.g.: %s\n", strings.Join(p.DuplicateEmailIDs, " "))
+			}
 		}
 		if e := s.Exactness; e != nil {
 			cap := "no capacity check"
@@ -388,7 +414,54 @@ func (r *Report) writeText(w io.Writer) {
 			fmt.Fprintf(w, "  log          %s\n", s.LogFile)
 		}
 	}
+	if r.Backlog != nil {
+		writeBacklog(w, r.Backlog)
+	}
 	if r.Ratio != nil {
 		fmt.Fprintf(w, "\nregistrar / probe: accepted/s %.2f, answered/s %.2f\n", r.Ratio.AcceptedPerSec, r.Ratio.AnsweredPerSec)
+	}
+}
+
+// writeRestart prints the kill and recovery figures.
+func writeRestart(w io.Writer, r *Restart) {
+	fmt.Fprintf(w, "  kill         SIGKILL at %s (gone after %s; peak RSS until then %.1f MiB); on restart registrar re-queued %d running jobs and made %d held seats due for resolution\n",
+		fmtMS(r.KillAtMS), fmtMS(r.GoneMS), r.PeakRSSBeforeKillMiB, r.RequeuedJobs, r.HeldSeats)
+	fmt.Fprintf(w, "  recovery     from the restart's exec: listening (its log) after %s, /readyz 200 after %s, first answered POST after %s (polled every %s); load: first answer %s, first 202 %s\n",
+		fmtOptMS(r.ListeningMS), fmtOptMS(r.ReadyMS), fmtOptMS(r.FirstPostMS), fmtMS(r.PollMS), fmtOptMS(r.FirstLoadAnswerMS), fmtOptMS(r.First202MS))
+	d := r.Redispatch
+	if d == nil {
+		return
+	}
+	if d.Interrupted == 0 {
+		fmt.Fprintln(w, "  re-dispatch  no registration answered 202 before the kill was still in its pipeline: nothing to re-dispatch")
+		return
+	}
+	fmt.Fprintf(w, "  re-dispatch  %d registrations answered 202 before the kill were not completed then; %d resumed (SendGrid call or completion seen after the restart)",
+		d.Interrupted, d.Resumed)
+	if d.AllResumedMS != nil {
+		fmt.Fprintf(w, ", all within %s of the exec", fmtMS(*d.AllResumedMS))
+	} else {
+		fmt.Fprintf(w, ", %d NEVER: %s", d.Interrupted-d.Resumed, strings.Join(d.NotResumed, " "))
+	}
+	fmt.Fprintln(w)
+	if d.Latency.N > 0 {
+		fmt.Fprintf(w, "    resumed    %s\n", d.Latency)
+	}
+}
+
+// writeBacklog prints a backlog run.
+func writeBacklog(w io.Writer, b *Backlog) {
+	fmt.Fprintln(w)
+	fmt.Fprintf(w, "backlog  %d registrations, %d queued activity jobs seeded in %.1f s (database %.0f MiB)\n",
+		b.Registrations, b.Jobs, b.SeedS, b.DatabaseMiB)
+	fmt.Fprintf(w, "  start        /readyz 200 after %s\n", fmtMS(b.StartMS))
+	fmt.Fprintf(w, "  memory       peak RSS %.1f MiB, steady %.1f MiB (median of the second half) over %.0f s; CPU %.1f s\n",
+		b.PeakRSSMiB, b.SteadyRSSMiB, b.RunS, b.CPUSeconds)
+	fmt.Fprintf(w, "  stalled      SendGrid %d calls (%d registrations), Mailchimp %d calls (%d subscribers)\n",
+		b.EmailCalls, b.EmailRegistrations, b.ListCalls, b.ListSubscribers)
+	fmt.Fprintf(w, "  jobs before  %s\n", countsText(b.JobsBefore))
+	fmt.Fprintf(w, "  jobs after   %s\n", countsText(b.JobsAfter))
+	if b.LogFile != "" {
+		fmt.Fprintf(w, "  log          %s\n", b.LogFile)
 	}
 }

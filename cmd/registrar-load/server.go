@@ -45,14 +45,15 @@ func eventFile(capacity int, price string, now time.Time) string {
 }
 
 // registrarEnv is the environment of the started registrar: a fresh
-// database, no rate limit, the event file, and the fakes as providers.
-func registrarEnv(o options, dir, fakesURL string, getenv func(string) string) []string {
-	db := "sqlite:" + filepath.Join(dir, "registrar.db")
+// database, no rate limit, the event file, and the fakes as providers. It
+// listens on addr ("127.0.0.1:0": any free port).
+func registrarEnv(o options, dir, addr, fakesURL string, getenv func(string) string) []string {
+	db := "sqlite:" + sqlitePath(dir)
 	if o.database != "" {
 		db = o.database
 	}
 	env := []string{
-		"REGISTRAR_ADDR=127.0.0.1:0",
+		"REGISTRAR_ADDR=" + addr,
 		"REGISTRAR_BASE_URL=http://127.0.0.1",
 		"REGISTRAR_DATABASE_URL=" + db,
 		"REGISTRAR_EVENT_FILE=" + filepath.Join(dir, "event.json"),
@@ -78,34 +79,67 @@ func registrarEnv(o options, dir, fakesURL string, getenv func(string) string) [
 	return append(env, o.registrarEnv...)
 }
 
-// startRegistrar starts the registrar binary and waits until it is ready.
-func startRegistrar(ctx context.Context, o options, dir, fakesURL string, getenv func(string) string, log *slog.Logger) (*child, error) {
-	if err := os.WriteFile(filepath.Join(dir, "event.json"), []byte(eventFile(o.capacity, o.price, time.Now())), 0o640); err != nil {
-		return nil, err
+// sqlitePath is the started registrar's SQLite database in dir.
+func sqlitePath(dir string) string { return filepath.Join(dir, "registrar.db") }
+
+// prepareDataDir writes the event file (one ticket of capacity seats) and,
+// for SQLite, removes any database left from an earlier run, and the log.
+func prepareDataDir(o options, dir string, capacity int) error {
+	if err := os.WriteFile(filepath.Join(dir, "event.json"), []byte(eventFile(capacity, o.price, time.Now())), 0o640); err != nil {
+		return fmt.Errorf("write event file: %w", err)
 	}
 	if o.database == "" {
-		// A fresh database for every run.
 		for _, suffix := range []string{"", "-wal", "-shm"} {
-			os.Remove(filepath.Join(dir, "registrar.db"+suffix))
+			os.Remove(sqlitePath(dir) + suffix)
 		}
 	}
-	logPath := filepath.Join(dir, "registrar.log")
-	logFile, err := os.Create(logPath)
+	os.Remove(filepath.Join(dir, "registrar.log"))
+	return nil
+}
+
+// startRegistrar starts the registrar binary on a fresh database and waits
+// until it is ready.
+func startRegistrar(ctx context.Context, o options, dir string, env []string, log *slog.Logger) (*child, error) {
+	if err := prepareDataDir(o, dir, o.capacity); err != nil {
+		return nil, err
+	}
+	return startReady(ctx, o.registrar, dir, env, log)
+}
+
+// startReady starts registrar on what dir holds and waits until it is ready.
+func startReady(ctx context.Context, bin, dir string, env []string, log *slog.Logger) (*child, error) {
+	c, err := spawn(ctx, bin, dir, env, log)
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(o.registrar)
-	cmd.Env = registrarEnv(o, dir, fakesURL, getenv)
+	if err := waitReady(ctx, c.baseURL, 30*time.Second); err != nil {
+		c.stop(log)
+		return nil, fmt.Errorf("registrar at %s: %w; its log: %s", c.baseURL, err, tail(c.logPath))
+	}
+	log.Info("registrar started", "pid", c.pid(), "url", c.baseURL, "log", c.logPath)
+	return c, nil
+}
+
+// spawn starts registrar with env in dir, its log appended to
+// dir/registrar.log, and returns once it listens.
+func spawn(ctx context.Context, bin, dir string, env []string, log *slog.Logger) (*child, error) {
+	logPath := filepath.Join(dir, "registrar.log")
+	logFile, err := os.OpenFile(logPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o640)
+	if err != nil {
+		return nil, fmt.Errorf("registrar log: %w", err)
+	}
+	cmd := exec.Command(bin)
+	cmd.Env = env
 	cmd.Dir = dir
 	cmd.Stderr = logFile
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		logFile.Close()
-		return nil, err
+		return nil, fmt.Errorf("registrar stdout: %w", err)
 	}
 	if err := cmd.Start(); err != nil {
 		logFile.Close()
-		return nil, fmt.Errorf("start registrar %s: %w", o.registrar, err)
+		return nil, fmt.Errorf("start registrar %s: %w", bin, err)
 	}
 	c := &child{cmd: cmd, logPath: logPath, exited: make(chan struct{})}
 	addr := make(chan string, 1)
@@ -128,26 +162,32 @@ func startRegistrar(ctx context.Context, o options, dir, fakesURL string, getenv
 		close(c.exited)
 	}()
 
-	deadline := time.NewTimer(60 * time.Second)
+	deadline := time.NewTimer(5 * time.Minute)
 	defer deadline.Stop()
 	select {
 	case u := <-addr:
 		c.baseURL = u
+		return c, nil
 	case <-c.exited:
 		return nil, fmt.Errorf("registrar exited at start (%v); its log: %s", c.waitErr, tail(logPath))
 	case <-deadline.C:
 		c.stop(log)
-		return nil, fmt.Errorf("registrar did not start listening within 60 s; its log: %s", tail(logPath))
+		return nil, fmt.Errorf("registrar did not start listening within 5 minutes; its log: %s", tail(logPath))
 	case <-ctx.Done():
 		c.stop(log)
 		return nil, ctx.Err()
 	}
-	if err := waitReady(ctx, c.baseURL, 30*time.Second); err != nil {
-		c.stop(log)
-		return nil, fmt.Errorf("registrar at %s: %w; its log: %s", c.baseURL, err, tail(logPath))
+}
+
+// freeAddr returns a loopback address with a port free right now, so that a
+// restarted registrar can listen where the first one did.
+func freeAddr() (string, error) {
+	ln, err := listen("127.0.0.1:0")
+	if err != nil {
+		return "", err
 	}
-	log.Info("registrar started", "pid", cmd.Process.Pid, "url", c.baseURL, "log", logPath)
-	return c, nil
+	defer ln.Close()
+	return ln.Addr().String(), nil
 }
 
 // waitReady polls /readyz until it answers 200.
