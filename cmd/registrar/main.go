@@ -267,6 +267,22 @@ func serve(ctx context.Context, cfg config.Config, ev *event.Event, db *engine, 
 			return fmt.Errorf("start job queue: %w", err)
 		}
 	}
+	// Attempts left holding a seat by a process that died are settled now
+	// rather than at the periodic resolver's first run, which waits for this
+	// process to lead River: until then their money is neither registered nor
+	// refunded, their seats are unsold and their clients' retries are told
+	// "in progress". It runs to its end even during a shutdown, as each
+	// settlement must (a charge found must become a registration).
+	resolved := make(chan struct{})
+	go func() {
+		defer close(resolved)
+		n, err := svc.ResolveAbandoned(context.WithoutCancel(ctx), time.Now())
+		if err != nil {
+			log.Error("settling payment attempts left by a stopped process", "settled", n, "err", err)
+		} else if n > 0 {
+			log.Warn("settled payment attempts left by a stopped process", "count", n)
+		}
+	}()
 
 	var handler http.Handler
 	if cfg.Roles.Web {
@@ -330,6 +346,11 @@ func serve(ctx context.Context, cfg config.Config, ev *event.Event, db *engine, 
 		if err := stopQueue(shutdownCtx, queue); err != nil {
 			errs = append(errs, err)
 		}
+	}
+	select {
+	case <-resolved:
+	case <-shutdownCtx.Done():
+		errs = append(errs, errors.New("stopped while settling payment attempts; the next start settles the rest"))
 	}
 	log.Info("stopped")
 	return errors.Join(errs...)

@@ -47,6 +47,10 @@ type flakyProcessor struct {
 	refundErr             error
 	chargeCalls, resolves int
 	refundCalls           int
+	// resolveGate, when set, holds every Resolve until it is closed.
+	resolveGate chan struct{}
+	// resolving counts Resolve calls in progress; maxResolving the most.
+	resolving, maxResolving int
 }
 
 func (p *flakyProcessor) set(f func(p *flakyProcessor)) {
@@ -75,8 +79,22 @@ func (p *flakyProcessor) Charge(ctx context.Context, req payment.ChargeRequest) 
 func (p *flakyProcessor) Resolve(ctx context.Context, req payment.ChargeRequest) (payment.Charge, error) {
 	p.mu.Lock()
 	p.resolves++
-	err := p.resolveErr
+	p.resolving++
+	p.maxResolving = max(p.maxResolving, p.resolving)
+	err, gate := p.resolveErr, p.resolveGate
 	p.mu.Unlock()
+	defer func() {
+		p.mu.Lock()
+		p.resolving--
+		p.mu.Unlock()
+	}()
+	if gate != nil {
+		select {
+		case <-gate:
+		case <-ctx.Done():
+			return payment.Charge{}, ctx.Err()
+		}
+	}
 	if req.Card != (payment.Card{}) {
 		return payment.Charge{}, errors.New("Resolve got card data")
 	}
@@ -636,5 +654,83 @@ func TestRefundFailureKeepsSeatAndKey(t *testing.T) {
 	}
 	if got := e.incidents(t, attemptID); fmt.Sprint(got) != "[refund_failed resolved_charged]" {
 		t.Errorf("incidents %v; want [refund_failed resolved_charged]", got)
+	}
+}
+
+// A crash during a launch leaves many attempts holding seats: one run of the
+// resolver settles all of them, several at a time, and a second run started
+// meanwhile does nothing.
+func TestResolveAbandonedSettlesEveryAttempt(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	e := newEnv(t)
+	const n = 250 // more than one batch
+	created := time.Now().Add(-10 * time.Minute)
+	var charged []string
+	for i := range n {
+		a, _ := e.abandon(t, i, fmt.Sprintf("api:k%d", i), created)
+		if i%2 == 0 {
+			if _, err := e.proc.TestProcessor.Charge(ctx, payment.ChargeRequest{RequestID: a.ID, Amount: 14900, Currency: "EUR",
+				Card: payment.Card{Number: payment.TestCardVisa, ExpiryYear: 2030, ExpiryMonth: 12, SecurityCode: "123"}}); err != nil {
+				t.Fatal(err)
+			}
+			charged = append(charged, a.ID)
+		}
+	}
+	gate := make(chan struct{})
+	e.proc.set(func(p *flakyProcessor) { p.resolveGate = gate })
+	type result struct {
+		n   int
+		err error
+	}
+	first := make(chan result, 1)
+	go func() {
+		n, err := e.svc.ResolveAbandoned(ctx, time.Now())
+		first <- result{n, err}
+	}()
+	deadline := time.Now().Add(waitFor)
+	for {
+		e.proc.mu.Lock()
+		inFlight := e.proc.resolving
+		e.proc.mu.Unlock()
+		if inFlight > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the resolver never asked the provider")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if got, err := e.svc.ResolveAbandoned(ctx, time.Now()); got != 0 || err != nil {
+		t.Errorf("a second run during the first = %d, %v; want 0, nil", got, err)
+	}
+	close(gate)
+	r := <-first
+	if r.err != nil || r.n != n {
+		t.Fatalf("ResolveAbandoned = %d, %v; want %d, nil: every attempt in one run", r.n, r.err, n)
+	}
+	e.proc.mu.Lock()
+	resolves, most := e.proc.resolves, e.proc.maxResolving
+	e.proc.mu.Unlock()
+	if resolves != n {
+		t.Errorf("%d provider lookups; want %d, one per attempt", resolves, n)
+	}
+	if most < 2 || most > 16 {
+		t.Errorf("%d lookups at once; want several, at most 16", most)
+	}
+	if got := e.count(t, `SELECT count(*) FROM seat_holds`); got != 0 {
+		t.Errorf("%d seat holds left; want 0", got)
+	}
+	if got := e.count(t, `SELECT count(*) FROM registrations`); got != len(charged) {
+		t.Errorf("%d registrations; want %d, one per charged attempt", got, len(charged))
+	}
+	if got := e.taken(t); got != len(charged) {
+		t.Errorf("taken = %d; want %d", got, len(charged))
+	}
+	if got := e.count(t, `SELECT count(*) FROM idempotency_keys WHERE state = 'in_progress'`); got != 0 {
+		t.Errorf("%d keys still in progress; want 0", got)
+	}
+	for _, id := range charged[:3] {
+		e.waitCompleted(t, id)
 	}
 }

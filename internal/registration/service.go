@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/registrar/registrar/internal/event"
@@ -61,6 +62,8 @@ type Service struct {
 	// giveUpAfter is when an attempt whose outcome is still unknown is
 	// released and handed to an operator (PayPal keeps request ids 6 hours).
 	giveUpAfter time.Duration
+	// resolving is held while ResolveAbandoned runs.
+	resolving sync.Mutex
 }
 
 // NewService returns a Service for one event.
@@ -266,26 +269,79 @@ func (s *Service) incident(ctx context.Context, a Attempt, reg Registration, kin
 	}
 }
 
-// ResolveAbandoned settles attempts that still hold a seat past their time
-// (their process died mid-charge, or the charge's outcome was unknown): it
-// asks the payment provider whether money was taken and either completes the
-// registration or releases the seat. It returns how many were settled.
+// Resolving abandoned attempts: how many are read at a time, and how many
+// are asked about at the provider at once.
+const (
+	resolveBatch    = 100
+	resolveParallel = 16
+)
+
+// ResolveAbandoned settles every attempt still holding a seat past its
+// ResolveAfter: a process died mid-charge, or the charge's outcome was
+// unknown. Each is asked about at the provider: charged attempts become
+// registrations, the others release their seat. It works through all of
+// them (a crash during a launch can leave thousands), several at once, and
+// returns how many it settled. One run at a time: a call while another runs
+// returns at once.
 func (s *Service) ResolveAbandoned(ctx context.Context, now time.Time) (int, error) {
-	attempts, err := s.store.AbandonedAttempts(ctx, now, 100)
-	if err != nil {
-		return 0, err
+	if !s.resolving.TryLock() {
+		return 0, nil
 	}
+	defer s.resolving.Unlock()
 	settled := 0
-	for _, a := range attempts {
-		ok, err := s.resolve(ctx, a, now)
+	tried := make(map[string]bool)
+	for {
+		attempts, err := s.store.AbandonedAttempts(ctx, now, resolveBatch)
 		if err != nil {
 			return settled, err
 		}
-		if ok {
-			settled++
+		var todo []Attempt
+		for _, a := range attempts {
+			if !tried[a.ID] {
+				tried[a.ID] = true
+				todo = append(todo, a)
+			}
+		}
+		// Attempts tried in this run and still due (their completion failed)
+		// wait for the next run.
+		if len(todo) == 0 {
+			return settled, nil
+		}
+		n, err := s.resolveAll(ctx, todo, now)
+		settled += n
+		if err != nil || len(attempts) < resolveBatch {
+			return settled, err
 		}
 	}
-	return settled, nil
+}
+
+// resolveAll resolves attempts, resolveParallel at a time. An error of one
+// does not stop the others: each is settled or left for the next run.
+func (s *Service) resolveAll(ctx context.Context, attempts []Attempt, now time.Time) (int, error) {
+	var (
+		wg      sync.WaitGroup
+		mu      sync.Mutex
+		settled int
+		errs    []error
+	)
+	sem := make(chan struct{}, resolveParallel)
+	for _, a := range attempts {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			ok, err := s.resolve(ctx, a, now)
+			mu.Lock()
+			defer mu.Unlock()
+			if ok {
+				settled++
+			}
+			if err != nil {
+				errs = append(errs, fmt.Errorf("resolve attempt %s: %w", a.ID, err))
+			}
+		})
+	}
+	wg.Wait()
+	return settled, errors.Join(errs...)
 }
 
 func (s *Service) resolve(ctx context.Context, a Attempt, now time.Time) (bool, error) {
