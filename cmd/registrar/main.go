@@ -5,7 +5,9 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
 	"database/sql"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -123,6 +125,11 @@ type engine struct {
 	// to a dead process. nil elsewhere: River's rescuer and the periodic
 	// payment resolver take care of it there.
 	recover func(ctx context.Context, log *slog.Logger) error
+	// watchWorkers, on a multi-process engine (PostgreSQL), marks this
+	// worker process alive under its River client id and re-queues the
+	// running jobs of workers that died, until the returned stop is called
+	// (after River stopped).
+	watchWorkers func(ctx context.Context, clientID string, log *slog.Logger) (stop func() error, err error)
 }
 
 func openEngine(ctx context.Context, cfg config.Database, log *slog.Logger) (*engine, error) {
@@ -253,6 +260,9 @@ func serve(ctx context.Context, cfg config.Config, ev *event.Event, db *engine, 
 	if err != nil {
 		return err
 	}
+	if riverCfg.ID, err = clientID(); err != nil {
+		return err
+	}
 	queue, err = river.NewClient(db.driver, riverCfg)
 	if err != nil {
 		return fmt.Errorf("job queue: %w", err)
@@ -262,8 +272,15 @@ func serve(ctx context.Context, cfg config.Config, ev *event.Event, db *engine, 
 			return err
 		}
 	}
+	stopWatch := func() error { return nil }
+	if cfg.Roles.Worker && db.watchWorkers != nil {
+		if stopWatch, err = db.watchWorkers(ctx, riverCfg.ID, log); err != nil {
+			return err
+		}
+	}
 	if cfg.Roles.Worker {
 		if err := queue.Start(ctx); err != nil {
+			stopWatch()
 			return fmt.Errorf("start job queue: %w", err)
 		}
 	}
@@ -346,6 +363,9 @@ func serve(ctx context.Context, cfg config.Config, ev *event.Event, db *engine, 
 		if err := stopQueue(shutdownCtx, queue); err != nil {
 			errs = append(errs, err)
 		}
+		if err := stopWatch(); err != nil {
+			errs = append(errs, fmt.Errorf("release worker liveness lock: %w", err))
+		}
 	}
 	select {
 	case <-resolved:
@@ -368,6 +388,20 @@ func stopQueue(ctx context.Context, client *river.Client[*sql.Tx]) error {
 		return fmt.Errorf("stop job queue: %w", err)
 	}
 	return nil
+}
+
+// clientID names this process's River client: host, process id and random
+// bits, unique across restarts. Jobs record it in attempted_by.
+func clientID() (string, error) {
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "registrar"
+	}
+	var b [6]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", fmt.Errorf("client id: %w", err)
+	}
+	return fmt.Sprintf("%s-%d-%s", host, os.Getpid(), hex.EncodeToString(b[:])), nil
 }
 
 func version() string {

@@ -207,8 +207,8 @@ func (db *DB) RescueRunningJobs(ctx context.Context) (int64, error) {
 
 // ResolveHoldsNow makes every attempt still holding a seat due for
 // resolution at once: as with RescueRunningJobs, at start they all belong to
-// a process that died. The periodic resolver job, which runs on start, then
-// asks the payment provider about each.
+// a process that died. serve then settles them at once, asking the payment
+// provider about each.
 func (db *DB) ResolveHoldsNow(ctx context.Context) (int64, error) {
 	res, err := db.Write.ExecContext(ctx, `UPDATE seat_holds SET expires_at = ?`, formatTime(time.Now().Add(-time.Second)))
 	if err != nil {
