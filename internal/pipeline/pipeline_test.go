@@ -274,14 +274,30 @@ func (h *harness) waitStatus(t *testing.T, id string, want registration.Status) 
 		if err != nil {
 			t.Fatalf("Registration(%s): %v", id, err)
 		}
-		if r.Status == want {
+		// River marks a job completed shortly after the activity's own
+		// commit: a completed registration waits for its jobs too.
+		if r.Status == want && (want != registration.StatusCompleted || h.jobsFinished(t, id)) {
 			return r
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("registration %s is %s after %s; want %s (steps %+v, jobs %+v)", id, r.Status, waitFor, want, r.Steps, h.jobsOf(t, id))
+			t.Fatalf("registration %s is %s after %s; want %s with its jobs finished (steps %+v, jobs %+v)", id, r.Status, waitFor, want, r.Steps, h.jobsOf(t, id))
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// jobsFinished reports whether none of the registration's jobs is still to
+// run or running.
+func (h *harness) jobsFinished(t *testing.T, id string) bool {
+	t.Helper()
+	for _, j := range h.jobsOf(t, id) {
+		switch j.state {
+		case "completed", "cancelled", "discarded":
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 // waitJob polls River until the job satisfies ok.
