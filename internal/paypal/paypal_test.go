@@ -638,3 +638,34 @@ func TestMalformedAnswers(t *testing.T) {
 		})
 	}
 }
+
+// Charges in flight together reuse their connections afterwards: the next
+// wave opens none (net/http's default keeps only 2 idle per host).
+func TestConnectionsAreReused(t *testing.T) {
+	t.Parallel()
+	fake := providertest.NewPayPal(t, clientID, clientSecret)
+	fake.SetLatency(20 * time.Millisecond)
+	client := paypal.New(fake.URL(), clientID, clientSecret, nil, nil)
+	const inFlight = 40
+	wave := func() {
+		var wg sync.WaitGroup
+		for range inFlight {
+			wg.Go(func() {
+				if _, err := client.Charge(t.Context(), chargeRequest()); err != nil {
+					t.Errorf("Charge: %v", err)
+				}
+			})
+		}
+		wg.Wait()
+	}
+	wave()
+	first := fake.Connections()
+	if first < 2 || first > inFlight+1 {
+		t.Fatalf("first wave opened %d connections; want from 2 to %d", first, inFlight+1)
+	}
+	wave()
+	wave()
+	if got := fake.Connections(); got != first {
+		t.Errorf("%d connections after three waves; want the first wave's %d reused", got, first)
+	}
+}

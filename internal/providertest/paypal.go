@@ -10,11 +10,13 @@ import (
 	"io"
 	"math"
 	"mime"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -54,6 +56,7 @@ import (
 type PayPal struct {
 	tb           testing.TB
 	srv          *httptest.Server
+	conns        atomic.Int64 // connections accepted
 	clientID     string
 	clientSecret string
 	orders       *Spec
@@ -159,13 +162,22 @@ func NewPayPal(tb testing.TB, clientID, clientSecret string) *PayPal {
 		p.report("%s %s is not an operation this fake serves", r.Method, r.URL.Path)
 		ppWriteJSON(w, http.StatusNotFound, ppWithDebugID(ppErrorBody(http.StatusNotFound, "INVALID_RESOURCE_ID", ppTexts{}), id))
 	})
-	p.srv = httptest.NewServer(mux)
+	p.srv = httptest.NewUnstartedServer(mux)
+	p.srv.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+		if st == http.StateNew {
+			p.conns.Add(1)
+		}
+	}
+	p.srv.Start()
 	tb.Cleanup(func() {
 		close(p.closing) // releases hung requests
 		p.srv.Close()
 	})
 	return p
 }
+
+// Connections is how many connections clients opened to the fake.
+func (p *PayPal) Connections() int { return int(p.conns.Load()) }
 
 // URL is the fake's base URL, for paypal.New and PAYPAL_API_BASE.
 func (p *PayPal) URL() string { return p.srv.URL }

@@ -9,11 +9,13 @@ import (
 	"fmt"
 	"io"
 	"mime"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -68,6 +70,7 @@ type SendGrid struct {
 	apiKey string
 	spec   *Spec
 	srv    *httptest.Server
+	conns  atomic.Int64 // connections accepted
 
 	mu        sync.Mutex
 	requests  int
@@ -88,10 +91,19 @@ func NewSendGrid(tb testing.TB, apiKey string) *SendGrid {
 		tb.Fatalf("providertest: load SendGrid spec: %v", err)
 	}
 	s := &SendGrid{tb: tb, apiKey: apiKey, spec: spec}
-	s.srv = httptest.NewServer(http.HandlerFunc(s.serve))
+	s.srv = httptest.NewUnstartedServer(http.HandlerFunc(s.serve))
+	s.srv.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+		if st == http.StateNew {
+			s.conns.Add(1)
+		}
+	}
+	s.srv.Start()
 	tb.Cleanup(s.srv.Close)
 	return s
 }
+
+// Connections is how many connections clients opened to the fake.
+func (s *SendGrid) Connections() int { return int(s.conns.Load()) }
 
 // URL is the base URL to configure the client with (SENDGRID_API_BASE).
 func (s *SendGrid) URL() string { return s.srv.URL }

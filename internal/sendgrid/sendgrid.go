@@ -82,12 +82,21 @@ type Client struct {
 	now      func() time.Time // for tests
 }
 
+// maxIdleConns is how many idle connections to SendGrid are kept, as many as
+// a worker sends at once (net/http keeps 2 per host by default, so every
+// other send would open a new TLS connection).
+const maxIdleConns = 64
+
 // New returns a client for the API at baseURL (e.g. DefaultBaseURL; a
 // trailing slash is ignored) authenticating with apiKey. A nil httpClient
-// means an http.Client with a DefaultTimeout timeout.
+// means an http.Client with a DefaultTimeout timeout that keeps connections
+// for reuse.
 func New(baseURL, apiKey string, httpClient *http.Client) *Client {
 	if httpClient == nil {
-		httpClient = &http.Client{Timeout: DefaultTimeout}
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.MaxIdleConns = maxIdleConns
+		tr.MaxIdleConnsPerHost = maxIdleConns
+		httpClient = &http.Client{Timeout: DefaultTimeout, Transport: tr}
 	}
 	return &Client{
 		endpoint: strings.TrimRight(baseURL, "/") + sendPath,

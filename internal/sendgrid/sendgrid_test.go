@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -349,5 +350,36 @@ func TestSendRejectsInvalidMessageWithoutRequest(t *testing.T) {
 				t.Errorf("the fake received %d requests, want 0", n)
 			}
 		})
+	}
+}
+
+// Sends in flight together reuse their connections afterwards: the next
+// wave opens none (net/http's default keeps only 2 idle per host).
+func TestConnectionsAreReused(t *testing.T) {
+	t.Parallel()
+	fake := providertest.NewSendGrid(t, testKey)
+	fake.SetLatency(20 * time.Millisecond)
+	c := New(fake.URL(), testKey, nil)
+	const inFlight = 40
+	wave := func() {
+		var wg sync.WaitGroup
+		for range inFlight {
+			wg.Go(func() {
+				if _, err := c.Send(t.Context(), testMessage()); err != nil {
+					t.Errorf("Send: %v", err)
+				}
+			})
+		}
+		wg.Wait()
+	}
+	wave()
+	first := fake.Connections()
+	if first < 2 || first > inFlight {
+		t.Fatalf("first wave opened %d connections; want from 2 to %d", first, inFlight)
+	}
+	wave()
+	wave()
+	if got := fake.Connections(); got != first {
+		t.Errorf("%d connections after three waves; want the first wave's %d reused", got, first)
 	}
 }
