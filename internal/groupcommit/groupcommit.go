@@ -35,9 +35,72 @@ type Batcher struct {
 }
 
 type write struct {
-	ctx  context.Context
-	fn   func(ctx context.Context, tx *sql.Tx) error
-	done chan outcome
+	ctx      context.Context
+	fn       func(ctx context.Context, tx *sql.Tx) error
+	done     chan outcome
+	deferred []deferred // handed over by fn with Defer
+}
+
+// FlushFunc writes, in a batch's transaction, the items its writes deferred
+// under one key.
+type FlushFunc func(ctx context.Context, tx *sql.Tx, items []any) error
+
+type deferred struct {
+	key   any
+	item  any
+	flush FlushFunc
+}
+
+// writeKey is the context key under which a running write finds itself.
+type writeKey struct{}
+
+// Defer hands item over to the batch the write running with ctx belongs to:
+// after the batch's last write and before its commit, flush runs once with
+// the items that writes kept under key (comparable), in the order they were
+// deferred. Items of a write that fails are dropped with the write; if flush
+// fails, every write of the batch fails. Writes that each insert a row of
+// the same kind (a job, say) thus insert them all with one statement. Defer
+// reports false when ctx is not a write's of a Batcher: the caller then
+// writes item itself.
+func Defer(ctx context.Context, key, item any, flush FlushFunc) bool {
+	w, ok := ctx.Value(writeKey{}).(*write)
+	if !ok {
+		return false
+	}
+	w.deferred = append(w.deferred, deferred{key: key, item: item, flush: flush})
+	return true
+}
+
+// flushDeferred runs the flush of each key once with the items of the kept
+// writes, keys in the order first deferred.
+func flushDeferred(ctx context.Context, tx *sql.Tx, batch []*write, results []error) error {
+	type group struct {
+		flush FlushFunc
+		items []any
+	}
+	var keys []any
+	groups := make(map[any]*group)
+	for i, w := range batch {
+		if results[i] != nil {
+			continue
+		}
+		for _, d := range w.deferred {
+			g, ok := groups[d.key]
+			if !ok {
+				g = &group{flush: d.flush}
+				groups[d.key] = g
+				keys = append(keys, d.key)
+			}
+			g.items = append(g.items, d.item)
+		}
+	}
+	for _, k := range keys {
+		g := groups[k]
+		if err := g.flush(ctx, tx, g.items); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // outcome is what a waiting write is told: its result, or that it leads
@@ -119,6 +182,7 @@ func (b *Batcher) Do(ctx context.Context, fn func(ctx context.Context, tx *sql.T
 func call(w *write, tx *sql.Tx, deadline time.Time) (err error) {
 	ctx, cancel := context.WithDeadline(context.WithoutCancel(w.ctx), deadline)
 	defer cancel()
+	ctx = context.WithValue(ctx, writeKey{}, w)
 	defer func() {
 		if p := recover(); p != nil {
 			err = fmt.Errorf("write panicked: %v", p)
@@ -173,6 +237,9 @@ func (b *Batcher) run(batch []*write) {
 			}
 		}
 		results[i] = call(w, tx, deadline)
+		if results[i] != nil {
+			w.deferred = nil
+		}
 		if single {
 			break
 		}
@@ -195,6 +262,10 @@ func (b *Batcher) run(batch []*write) {
 	}
 	if kept == 0 {
 		return // the deferred Rollback discards nothing of value
+	}
+	if err := flushDeferred(ctx, tx, batch, results); err != nil {
+		fail(fmt.Errorf("write deferred items: %w", err))
+		return
 	}
 	if err := tx.Commit(); err != nil {
 		fail(fmt.Errorf("commit: %w", err))

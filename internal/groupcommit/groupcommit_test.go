@@ -500,3 +500,115 @@ func (b *Batcher) queued() int {
 	defer b.mu.Unlock()
 	return len(b.queue)
 }
+
+// insertItems is a FlushFunc writing every item (an int) with one INSERT,
+// counting its calls and the items it saw.
+type insertItems struct {
+	bind  func(string) string
+	mu    sync.Mutex
+	calls int
+	seen  int
+	err   error // returned instead of writing, when set
+}
+
+func (f *insertItems) flush(ctx context.Context, tx *sql.Tx, items []any) error {
+	f.mu.Lock()
+	f.calls++
+	f.seen += len(items)
+	err := f.err
+	f.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	var q strings.Builder
+	q.WriteString(`INSERT INTO items (n) VALUES `)
+	args := make([]any, len(items))
+	for i, it := range items {
+		if i > 0 {
+			q.WriteString(", ")
+		}
+		q.WriteString("(?)")
+		args[i] = it.(int)
+	}
+	_, err = tx.ExecContext(ctx, f.bind(q.String()), args...)
+	return err
+}
+
+// Writes hand rows over with Defer: each batch writes the rows of its kept
+// writes with one flush before it commits; a failed write's rows are
+// dropped with it.
+func TestDeferFlushesOncePerBatch(t *testing.T) {
+	t.Parallel()
+	forEngine(t, func(t *testing.T, e engine, db *sql.DB) {
+		b := New(db, 64)
+		f := &insertItems{bind: e.bind}
+		const writes = 200
+		errBoom := errors.New("boom")
+		var wg sync.WaitGroup
+		start := make(chan struct{})
+		results := make([]error, writes)
+		for i := range writes {
+			wg.Go(func() {
+				<-start
+				results[i] = b.Do(context.Background(), func(ctx context.Context, tx *sql.Tx) error {
+					if !Defer(ctx, "items", i, f.flush) {
+						return errors.New("Defer refused inside a batch")
+					}
+					if i%4 == 0 {
+						return errBoom
+					}
+					return nil
+				})
+			})
+		}
+		close(start)
+		wg.Wait()
+		var want []int
+		for i, err := range results {
+			if i%4 == 0 {
+				if !errors.Is(err, errBoom) {
+					t.Errorf("write %d: %v; want %v", i, err, errBoom)
+				}
+				continue
+			}
+			if err != nil {
+				t.Errorf("write %d: %v", i, err)
+			}
+			want = append(want, i)
+		}
+		if got := items(t, db); fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("rows %v\nwant %v (the rows of the kept writes)", got, want)
+		}
+		// A batch whose writes all failed commits nothing and flushes nothing.
+		if f.calls == 0 || f.calls > b.Batches() || f.seen != len(want) {
+			t.Errorf("%d flushes of %d items in %d batches; want at most one flush per batch, %d items", f.calls, f.seen, b.Batches(), len(want))
+		}
+		if ok := Defer(context.Background(), "items", 1, f.flush); ok {
+			t.Error("Defer outside a batch reported true; want false, so that the caller writes")
+		}
+	})
+}
+
+// A flush that fails fails every write of its batch, and nothing of the
+// batch is committed.
+func TestDeferFlushFailureFailsTheBatch(t *testing.T) {
+	t.Parallel()
+	forEngine(t, func(t *testing.T, e engine, db *sql.DB) {
+		b := New(db, 64)
+		errFlush := errors.New("flush refused")
+		f := &insertItems{bind: e.bind, err: errFlush}
+		err := b.Do(context.Background(), func(ctx context.Context, tx *sql.Tx) error {
+			if _, err := tx.ExecContext(ctx, e.bind(`INSERT INTO items (n) VALUES (?)`), 7); err != nil {
+				return err
+			}
+			Defer(ctx, "items", 8, f.flush)
+			return nil
+		})
+		if !errors.Is(err, errFlush) {
+			t.Errorf("write whose batch's flush failed: %v; want %v", err, errFlush)
+		}
+		if got := items(t, db); len(got) != 0 {
+			t.Errorf("rows %v; want none: the batch is rolled back", got)
+		}
+	})
+}
