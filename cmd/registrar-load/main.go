@@ -198,7 +198,7 @@ throughput, latency, completion, exactness and memory. Flags:`)
 
 	fs.BoolVar(&o.probe, "probe", false, "also measure the bare-limit probe with the same attack")
 	fs.BoolVar(&o.probeOnly, "probe-only", false, "measure only the probe")
-	fs.IntVar(&o.probeBatch, "probe-batch", 1, "probe requests committed per transaction: 1 commits each request alone (as registrar does today); N>1 group-commits up to N waiting requests in one transaction")
+	fs.IntVar(&o.probeBatch, "probe-batch", 256, "probe requests committed per transaction: N>1 group-commits up to N waiting requests in one transaction, as registrar does (up to 256); 1 commits each request alone")
 	fs.DurationVar(&o.probeWait, "probe-wait", 0, "how long the probe waits per request before committing, standing in for the payment call (default: -provider-latency)")
 	fs.IntVar(&o.probeConns, "probe-conns", 16, "probe's PostgreSQL connections")
 
