@@ -4,10 +4,13 @@ import (
 	"context"
 	"crypto/rand"
 	"database/sql"
+	"database/sql/driver"
 	"encoding/base32"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"net"
 	"strings"
 	"sync"
 	"time"
@@ -228,11 +231,26 @@ func (s *Service) chargeFailed(ctx context.Context, a Attempt, req payment.Charg
 }
 
 // complete stores a paid registration; if it cannot be stored, the money
-// goes back (invariant 7).
+// goes back (invariant 7). A stored registration is never refunded: when the
+// store's error leaves the outcome open (a timeout or a broken connection
+// during the commit, which may have gone through), complete looks; if it
+// still cannot tell, the attempt keeps its seat and key for the resolver,
+// which completes it (the money was taken) rather than refunding.
 func (s *Service) complete(ctx context.Context, a Attempt, reg Registration) error {
 	err := s.store.CompleteAttempt(ctx, a, reg, s.enqueue)
 	if err == nil || errors.Is(err, ErrAlreadyRegistered) {
 		return nil
+	}
+	if !errors.Is(err, ErrAttemptUnavailable) {
+		switch stored, lerr := s.stored(ctx, a.ID); {
+		case lerr == nil && stored:
+			s.log.Warn("registration stored although its commit reported an error", "attempt", a.ID, "err", err)
+			return nil
+		case lerr != nil || outcomeUnknown(err):
+			s.log.Error("registration may not be stored; the resolver settles it (completes it: the money was taken)",
+				"attempt", a.ID, "reference", reg.Payment.Reference, "err", err, "lookup_err", lerr)
+			return &Error{Code: CodeInternal, Message: msgPaymentSafe, Err: errors.Join(err, lerr)}
+		}
 	}
 	if reg.Amount > 0 {
 		if rerr := s.processor.Refund(ctx, reg.Payment, reg.Amount, reg.Currency, "refund-"+a.ID); rerr != nil {
@@ -242,7 +260,7 @@ func (s *Service) complete(ctx context.Context, a Attempt, reg Registration) err
 			s.incident(ctx, a, reg, IncidentRefundFailed, errors.Join(err, rerr).Error())
 			// The attempt keeps its seat and key: the resolver finds the charge
 			// again and completes or refunds it, and a retry cannot charge twice.
-			return &Error{Code: CodeInternal, Message: "Something went wrong on our side while storing your registration. Your payment is safe: it will either complete your registration or be refunded, and you will not be charged twice.", Err: errors.Join(err, rerr)}
+			return &Error{Code: CodeInternal, Message: msgPaymentSafe, Err: errors.Join(err, rerr)}
 		}
 		s.log.Warn("charge refunded: registration could not be stored", "attempt", a.ID,
 			"reference", reg.Payment.Reference, "cause", err)
@@ -259,6 +277,32 @@ func (s *Service) complete(ctx context.Context, a Attempt, reg Registration) err
 		s.log.Error("releasing seat after failed commit", "attempt", a.ID, "err", ferr)
 	}
 	return &Error{Code: CodePaymentUnavailable, Message: "We could not complete your registration and your payment was reversed. Please try again.", Err: err}
+}
+
+// msgPaymentSafe is what an attendee reads when their registration's fate
+// is left to the resolver.
+const msgPaymentSafe = "Something went wrong on our side while storing your registration. Your payment is safe: it will either complete your registration or be refunded, and you will not be charged twice."
+
+// stored reports whether the registration exists, asking with a context of
+// its own (the request's may be what ran out).
+func (s *Service) stored(ctx context.Context, id string) (bool, error) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	_, err := s.store.Registration(ctx, id)
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, ErrNotFound):
+		return false, nil
+	}
+	return false, err
+}
+
+// outcomeUnknown reports whether a failed write may have been committed
+// all the same: it was cut off rather than refused.
+func outcomeUnknown(err error) bool {
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) ||
+		errors.Is(err, driver.ErrBadConn) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed)
 }
 
 func (s *Service) incident(ctx context.Context, a Attempt, reg Registration, kind IncidentKind, detail string) {

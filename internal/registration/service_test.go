@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -26,6 +27,8 @@ type fakeStore struct {
 	completeErrs []error
 	abandoned    []Attempt
 	abandonedErr error
+	// lookup, when set, answers Registration; by default nothing is stored.
+	lookup func(id string) (Registration, error)
 
 	started   []Attempt
 	failed    []failCall
@@ -104,6 +107,9 @@ func (s *fakeStore) RecordIncident(ctx context.Context, in Incident) error {
 }
 
 func (s *fakeStore) Registration(ctx context.Context, id string) (Registration, error) {
+	if s.lookup != nil {
+		return s.lookup(id)
+	}
 	return Registration{}, ErrNotFound
 }
 
@@ -762,5 +768,58 @@ func TestErrorString(t *testing.T) {
 	}
 	if got := (&Error{Code: CodeSoldOut, Message: "Gone."}).Error(); got != "sold_out: Gone." {
 		t.Errorf("got %q", got)
+	}
+}
+
+// A commit that reports an error may have gone through all the same (a
+// timeout or a broken connection during COMMIT): a stored registration is
+// never refunded, and one whose fate is unknown is left to the resolver,
+// with its seat and key, instead of being refunded.
+func TestRegisterCommitOutcomeUnknown(t *testing.T) {
+	t.Parallel()
+	stored := func(id string) (Registration, error) { return Registration{ID: id}, nil }
+	tests := []struct {
+		name        string
+		completeErr error
+		lookup      func(id string) (Registration, error)
+		code        string // "" for success
+		logged      string
+	}{
+		{name: "stored despite the error", completeErr: errors.New("commit: connection reset by peer"), lookup: stored,
+			logged: "registration stored although its commit reported an error"},
+		{name: "timed out and not visible", completeErr: fmt.Errorf("commit: %w", context.DeadlineExceeded),
+			code: CodeInternal, logged: "the resolver settles it"},
+		{name: "broken connection and not visible", completeErr: fmt.Errorf("commit: %w", driver.ErrBadConn),
+			code: CodeInternal, logged: "the resolver settles it"},
+		{name: "cannot look", completeErr: errors.New("disk I/O error"),
+			lookup: func(string) (Registration, error) { return Registration{}, errors.New("too many open files") },
+			code:   CodeInternal, logged: "the resolver settles it"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			f := newServiceFixture(t)
+			f.store.completeErrs, f.store.lookup = []error{tt.completeErr}, tt.lookup
+			id, err := f.svc.Register(context.Background(), validReq(), "api:k")
+			if tt.code == "" {
+				if err != nil || id == "" {
+					t.Fatalf("Register = %q, %v; want the registration", id, err)
+				}
+			} else if e := apiErr(t, err, tt.code); e.Message != msgPaymentSafe {
+				t.Errorf("message %q; want %q", e.Message, msgPaymentSafe)
+			}
+			if len(f.proc.charges) != 1 || len(f.proc.refunds) != 0 {
+				t.Errorf("charges %d, refunds %d; want 1, 0: a charge that may be registered is never refunded", len(f.proc.charges), len(f.proc.refunds))
+			}
+			if len(f.store.failed) != 0 {
+				t.Errorf("FailAttempt called %d times; want none: the seat and key stay for the resolver", len(f.store.failed))
+			}
+			if len(f.store.incidents) != 0 {
+				t.Errorf("incidents %+v; want none yet (the resolver records how it settles)", f.store.incidents)
+			}
+			if !strings.Contains(f.logs.String(), tt.logged) {
+				t.Errorf("log lacks %q:\n%s", tt.logged, f.logs)
+			}
+		})
 	}
 }
