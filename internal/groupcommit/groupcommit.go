@@ -17,10 +17,12 @@ import (
 // one batch, while later callers wait. Then it hands the lead to the
 // caller whose write is next in the queue, if any, and returns: no caller
 // waits longer than the batches ahead of its write, however long the load
-// lasts. Each write runs inside its own savepoint, so one that fails is
-// rolled back alone; on PostgreSQL, where an error aborts the transaction
-// until then, ROLLBACK TO SAVEPOINT also makes the transaction usable for
-// the writes after it.
+// lasts. A write that fails is rolled back alone: when one fails, the
+// batch runs again with each write inside its own savepoint (on PostgreSQL,
+// where an error aborts the transaction until then, ROLLBACK TO SAVEPOINT
+// also makes the transaction usable for the writes after it). A write may
+// therefore run twice, the first time rolled back: it must not act outside
+// the transaction.
 //
 // Batches run one after another: a Batcher never has two transactions open.
 type Batcher struct {
@@ -192,14 +194,34 @@ func call(w *write, tx *sql.Tx, deadline time.Time) (err error) {
 }
 
 // run executes one batch in one transaction.
+//
+// Writes rarely fail, so the batch first runs them all without savepoints,
+// which cost two statements per write (two round trips on PostgreSQL, where
+// more than 64 subtransactions in one transaction also slow every other
+// session's snapshots). Only if one fails is that transaction rolled back
+// and the batch run again, each write inside its own savepoint so that the
+// failing ones are rolled back alone.
 func (b *Batcher) run(batch []*write) {
 	results := make([]error, len(batch))
-	finish := func() {
+	defer func() {
 		for i, w := range batch {
 			w.done <- outcome{err: results[i]}
 		}
+	}()
+	// The batch outlives any one caller's cancellation.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if b.attempt(ctx, batch, results, false) || len(batch) == 1 {
+		return
 	}
-	defer finish()
+	clear(results)
+	b.attempt(ctx, batch, results, true)
+}
+
+// attempt runs the batch in one transaction and commits what it kept.
+// Without savepoints it gives up at the first failing write, rolls back and
+// reports false: the batch must run again with them.
+func (b *Batcher) attempt(ctx context.Context, batch []*write, results []error, savepoints bool) bool {
 	fail := func(err error) {
 		for i := range results {
 			if results[i] == nil {
@@ -207,67 +229,66 @@ func (b *Batcher) run(batch []*write) {
 			}
 		}
 	}
-	// The batch outlives any one caller's cancellation.
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
 	tx, err := b.db.BeginTx(ctx, nil)
 	if err != nil {
 		fail(fmt.Errorf("begin: %w", err))
-		return
+		return true
 	}
 	defer tx.Rollback()
 	if b.begin != nil {
 		if err := b.begin(ctx, tx); err != nil {
 			fail(fmt.Errorf("begin: %w", err))
-			return
+			return true
 		}
 	}
 	deadline, _ := ctx.Deadline()
-	single := len(batch) == 1
 	kept := 0
 	for i, w := range batch {
+		w.deferred = nil
 		if err := w.ctx.Err(); err != nil {
 			results[i] = err
 			continue
 		}
-		if !single {
+		if savepoints {
 			if _, err := tx.ExecContext(ctx, `SAVEPOINT batch_write`); err != nil {
 				fail(fmt.Errorf("savepoint: %w", err))
-				return
+				return true
 			}
 		}
 		results[i] = call(w, tx, deadline)
 		if results[i] != nil {
 			w.deferred = nil
-		}
-		if single {
-			break
-		}
-		if results[i] != nil {
+			if !savepoints {
+				if len(batch) > 1 {
+					clear(results)
+					return false
+				}
+				return true // one write: its failure is the batch's
+			}
 			if _, err := tx.ExecContext(ctx, `ROLLBACK TO batch_write`); err != nil {
 				fail(fmt.Errorf("roll back one write: %w", err))
-				return
+				return true
 			}
 		}
-		if _, err := tx.ExecContext(ctx, `RELEASE batch_write`); err != nil {
-			fail(fmt.Errorf("release savepoint: %w", err))
-			return
+		if savepoints {
+			if _, err := tx.ExecContext(ctx, `RELEASE batch_write`); err != nil {
+				fail(fmt.Errorf("release savepoint: %w", err))
+				return true
+			}
 		}
 		if results[i] == nil {
 			kept++
 		}
 	}
-	if single && results[0] == nil {
-		kept = 1
-	}
 	if kept == 0 {
-		return // the deferred Rollback discards nothing of value
+		return true // the deferred Rollback discards nothing of value
 	}
 	if err := flushDeferred(ctx, tx, batch, results); err != nil {
 		fail(fmt.Errorf("write deferred items: %w", err))
-		return
+		return true
 	}
 	if err := tx.Commit(); err != nil {
 		fail(fmt.Errorf("commit: %w", err))
 	}
+	return true
 }

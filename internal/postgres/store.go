@@ -339,11 +339,8 @@ func completeAttempt(ctx context.Context, tx *sql.Tx, a registration.Attempt, r 
 			return registration.ErrAttemptUnavailable
 		}
 	}
-	for _, st := range r.Steps {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO registration_steps (registration_id, step, status, attempts, last_error, updated_at)
-			VALUES ($1, $2, $3, 0, '', $4)`, r.ID, st.Name, st.Status, created); err != nil {
-			return fmt.Errorf("insert step %s: %w", st.Name, err)
-		}
+	if err := insertSteps(ctx, tx, r.ID, r.Steps, created); err != nil {
+		return err
 	}
 	if err := enqueue(ctx, tx, r.ID); err != nil {
 		return fmt.Errorf("enqueue registration: %w", err)
@@ -450,3 +447,21 @@ func (s *Store) Registration(ctx context.Context, id string) (registration.Regis
 }
 
 func nullable(s string) sql.NullString { return sql.NullString{String: s, Valid: s != ""} }
+
+// insertSteps inserts a registration's steps with one statement.
+func insertSteps(ctx context.Context, tx *sql.Tx, id string, steps []registration.Step, created time.Time) error {
+	if len(steps) == 0 {
+		return nil
+	}
+	names := make([]string, len(steps))
+	statuses := make([]string, len(steps))
+	for i, st := range steps {
+		names[i], statuses[i] = string(st.Name), string(st.Status)
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO registration_steps (registration_id, step, status, attempts, last_error, updated_at)
+		SELECT $1, s.step, s.status, 0, '', $4 FROM unnest($2::text[], $3::text[]) AS s(step, status)`,
+		id, names, statuses, created); err != nil {
+		return fmt.Errorf("insert steps: %w", err)
+	}
+	return nil
+}

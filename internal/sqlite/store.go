@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/registrar/registrar/internal/event"
@@ -229,11 +230,8 @@ func completeAttempt(ctx context.Context, tx *sql.Tx, a registration.Attempt, r 
 		r.Newsletter, r.Payment.Provider, r.Payment.Reference, r.Payment.Brand, r.Payment.Last4, created, created); err != nil {
 		return fmt.Errorf("insert registration: %w", err)
 	}
-	for _, st := range r.Steps {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO registration_steps (registration_id, step, status, attempts, last_error, updated_at)
-			VALUES (?, ?, ?, 0, '', ?)`, r.ID, st.Name, st.Status, created); err != nil {
-			return fmt.Errorf("insert step %s: %w", st.Name, err)
-		}
+	if err := insertSteps(ctx, tx, r.ID, r.Steps, created); err != nil {
+		return err
 	}
 	if a.IdempotencyKey != "" {
 		if err := settleKey(ctx, tx, a, registration.Outcome{RegistrationID: r.ID}, created); err != nil {
@@ -358,3 +356,24 @@ func (s *Store) Registration(ctx context.Context, id string) (registration.Regis
 }
 
 func nullable(s string) sql.NullString { return sql.NullString{String: s, Valid: s != ""} }
+
+// insertSteps inserts a registration's steps with one statement.
+func insertSteps(ctx context.Context, tx *sql.Tx, id string, steps []registration.Step, created string) error {
+	if len(steps) == 0 {
+		return nil
+	}
+	var q strings.Builder
+	q.WriteString(`INSERT INTO registration_steps (registration_id, step, status, attempts, last_error, updated_at) VALUES `)
+	args := make([]any, 0, 4*len(steps))
+	for i, st := range steps {
+		if i > 0 {
+			q.WriteString(", ")
+		}
+		q.WriteString(`(?, ?, ?, 0, '', ?)`)
+		args = append(args, id, st.Name, st.Status, created)
+	}
+	if _, err := tx.ExecContext(ctx, q.String(), args...); err != nil {
+		return fmt.Errorf("insert steps: %w", err)
+	}
+	return nil
+}
