@@ -2,12 +2,8 @@ package main
 
 import (
 	"context"
-	"encoding/json"
-	"io"
 	"log/slog"
-	"maps"
 	"net/http"
-	"slices"
 	"time"
 )
 
@@ -215,7 +211,9 @@ func checkExactness(ctx context.Context, o options, side *Side, fk *fakes, out *
 		// request id is the registration id) and does not refund it.
 		// Attempts whose client gave up may still be finishing: wait for
 		// them up to -settle-timeout.
-		regIDs, left := settle(ctx, fk, ids, base, o.settleTimeout, log)
+		sr := newStatusReader(base, o.pollers)
+		defer sr.close()
+		regIDs, left := settle(ctx, func() []string { return fk.unanswered(ids) }, sr, o.settleTimeout, log)
 		counts = fk.counts(ids)
 		counts.RegisteredUnanswered = len(regIDs)
 		counts.ChargedNotRegistered = left
@@ -225,76 +223,8 @@ func checkExactness(ctx context.Context, o options, side *Side, fk *fakes, out *
 			// They must complete too.
 			log.Info("waiting for registrations without a 202 to complete", "count", len(regIDs))
 			c.Unanswered = len(regIDs)
-			c.UnansweredCompleted = awaitCompleted(ctx, base, regIDs, o.completionTimeout)
+			c.UnansweredCompleted = awaitCompleted(ctx, sr, regIDs, o.completionTimeout)
 		}
 	}
 	side.Exactness = exactness(o.capacity, paid, side.Providers)
-}
-
-// registrationStatus reads registration id's status ("" when registrar
-// does not have it or does not answer).
-func registrationStatus(ctx context.Context, base, id string) string {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/api/registrations/"+id, nil)
-	if err != nil {
-		return ""
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return ""
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return ""
-	}
-	var body struct {
-		Status string `json:"status"`
-	}
-	if json.NewDecoder(io.LimitReader(resp.Body, 1<<16)).Decode(&body) != nil || body.Status == "" {
-		return "unknown"
-	}
-	return body.Status
-}
-
-// settle waits until every capture without a 202 is registered or
-// refunded, or timeout passes. It returns the ids registered and how many
-// are still neither.
-func settle(ctx context.Context, fk *fakes, accepted map[string]bool, base string, timeout time.Duration, log *slog.Logger) (registeredIDs []string, left int) {
-	reg := map[string]bool{}
-	deadline := time.Now().Add(timeout)
-	for {
-		pending := 0
-		for _, rid := range fk.unanswered(accepted) {
-			if reg[rid] {
-				continue
-			}
-			if registrationStatus(ctx, base, rid) != "" {
-				reg[rid] = true
-				continue
-			}
-			pending++
-		}
-		if pending == 0 || time.Now().After(deadline) || ctx.Err() != nil {
-			return slices.Sorted(maps.Keys(reg)), pending
-		}
-		log.Info("waiting for charged attempts without a 202 to be registered or refunded", "pending", pending)
-		time.Sleep(time.Second)
-	}
-}
-
-// awaitCompleted reads the registrations ids every second until all are
-// completed or timeout passes, and returns how many are completed.
-func awaitCompleted(ctx context.Context, base string, ids []string, timeout time.Duration) int {
-	done := map[string]bool{}
-	deadline := time.Now().Add(timeout)
-	for {
-		for _, id := range ids {
-			if !done[id] && registrationStatus(ctx, base, id) == "completed" {
-				done[id] = true
-			}
-		}
-		if len(done) == len(ids) || time.Now().After(deadline) || ctx.Err() != nil {
-			return len(done)
-		}
-		time.Sleep(time.Second)
-	}
 }

@@ -321,6 +321,9 @@ func serve(ctx context.Context, cfg config.Config, ev *event.Event, db *engine, 
 	if err != nil {
 		return fmt.Errorf("REGISTRAR_ADDR: cannot listen on %s: %w", cfg.Addr, err)
 	}
+	// More clients than file descriptors wait to be accepted rather than
+	// make the process's own file opens fail.
+	ln = limitConns(ln, maxConns(log))
 	srv := &http.Server{
 		Handler:           handler,
 		ReadHeaderTimeout: 10 * time.Second,
