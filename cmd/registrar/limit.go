@@ -51,11 +51,21 @@ func maxConns(log *slog.Logger) int {
 // wait in the kernel's accept queue: running out of file descriptors instead
 // would fail accepts, the payment provider's dials and, worst, the database's
 // file opens after a charge was taken.
-func limitConns(ln net.Listener, n int) net.Listener {
+//
+// Served clients keep their connections open (keep-alive) and would hold
+// the slots while others wait: crowded is told true when 90% of the slots
+// are taken, so that the server stops keeping connections alive and closes
+// the idle ones, and false once half are free again.
+func limitConns(ln net.Listener, n int, crowded func(bool)) net.Listener {
 	if n <= 0 {
 		return ln
 	}
-	return &limitListener{Listener: ln, slots: make(chan struct{}, n), closed: make(chan struct{})}
+	l := &limitListener{Listener: ln, slots: make(chan struct{}, n), closed: make(chan struct{}),
+		high: max(1, n*9/10), low: n / 2, changed: make(chan struct{}, 1)}
+	if crowded != nil {
+		go l.tell(crowded)
+	}
+	return l
 }
 
 // limitListener is a net.Listener whose connections each hold one of the
@@ -65,6 +75,11 @@ type limitListener struct {
 	slots     chan struct{}
 	closed    chan struct{}
 	closeOnce sync.Once
+
+	high, low int           // slots taken at which crowded turns true, and false again
+	changed   chan struct{} // isCrowded changed
+	mu        sync.Mutex
+	isCrowded bool
 }
 
 // Accept waits for a free slot, then for a connection.
@@ -74,12 +89,57 @@ func (l *limitListener) Accept() (net.Conn, error) {
 	case <-l.closed:
 		return nil, net.ErrClosed
 	}
+	l.check()
 	c, err := l.Listener.Accept()
 	if err != nil {
-		<-l.slots
+		l.release()
 		return nil, err
 	}
-	return &limitedConn{Conn: c, release: func() { <-l.slots }}, nil
+	return &limitedConn{Conn: c, release: l.release}, nil
+}
+
+func (l *limitListener) release() {
+	<-l.slots
+	l.check()
+}
+
+// check notes when the slots taken cross the high or low mark.
+func (l *limitListener) check() {
+	taken := len(l.slots)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	switch {
+	case !l.isCrowded && taken >= l.high:
+		l.isCrowded = true
+	case l.isCrowded && taken <= l.low:
+		l.isCrowded = false
+	default:
+		return
+	}
+	select {
+	case l.changed <- struct{}{}:
+	default: // a change is already pending; tell reads the latest state
+	}
+}
+
+// tell calls crowded with each new state, from a goroutine of its own: the
+// callback closes connections, whose Close calls check again.
+func (l *limitListener) tell(crowded func(bool)) {
+	told := false
+	for {
+		select {
+		case <-l.changed:
+		case <-l.closed:
+			return
+		}
+		l.mu.Lock()
+		now := l.isCrowded
+		l.mu.Unlock()
+		if now != told {
+			told = now
+			crowded(now)
+		}
+	}
 }
 
 // Close also ends an Accept waiting for a slot.
