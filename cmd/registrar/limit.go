@@ -4,6 +4,7 @@ import (
 	"log/slog"
 	"math"
 	"net"
+	"net/http"
 	"sync"
 )
 
@@ -53,19 +54,15 @@ func maxConns(log *slog.Logger) int {
 // file opens after a charge was taken.
 //
 // Served clients keep their connections open (keep-alive) and would hold
-// the slots while others wait: crowded is told true when 90% of the slots
-// are taken, so that the server stops keeping connections alive and closes
-// the idle ones, and false once half are free again.
-func limitConns(ln net.Listener, n int, crowded func(bool)) net.Listener {
+// the slots while others wait: from 90% of the slots taken until half are
+// free again, the listener reports itself crowded, and closeWhenCrowded
+// then answers with "Connection: close", so each answer frees its slot.
+func limitConns(ln net.Listener, n int) net.Listener {
 	if n <= 0 {
 		return ln
 	}
-	l := &limitListener{Listener: ln, slots: make(chan struct{}, n), closed: make(chan struct{}),
-		high: max(1, n*9/10), low: n / 2, changed: make(chan struct{}, 1)}
-	if crowded != nil {
-		go l.tell(crowded)
-	}
-	return l
+	return &limitListener{Listener: ln, slots: make(chan struct{}, n), closed: make(chan struct{}),
+		high: max(1, n*9/10), low: n / 2}
 }
 
 // limitListener is a net.Listener whose connections each hold one of the
@@ -76,10 +73,16 @@ type limitListener struct {
 	closed    chan struct{}
 	closeOnce sync.Once
 
-	high, low int           // slots taken at which crowded turns true, and false again
-	changed   chan struct{} // isCrowded changed
+	high, low int // slots taken at which it turns crowded, and no longer
 	mu        sync.Mutex
-	isCrowded bool
+	crowded   bool
+}
+
+// Crowded reports whether the connections run short.
+func (l *limitListener) Crowded() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.crowded
 }
 
 // Accept waits for a free slot, then for a connection.
@@ -109,37 +112,29 @@ func (l *limitListener) check() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	switch {
-	case !l.isCrowded && taken >= l.high:
-		l.isCrowded = true
-	case l.isCrowded && taken <= l.low:
-		l.isCrowded = false
-	default:
-		return
-	}
-	select {
-	case l.changed <- struct{}{}:
-	default: // a change is already pending; tell reads the latest state
+	case !l.crowded && taken >= l.high:
+		l.crowded = true
+	case l.crowded && taken <= l.low:
+		l.crowded = false
 	}
 }
 
-// tell calls crowded with each new state, from a goroutine of its own: the
-// callback closes connections, whose Close calls check again.
-func (l *limitListener) tell(crowded func(bool)) {
-	told := false
-	for {
-		select {
-		case <-l.changed:
-		case <-l.closed:
-			return
-		}
-		l.mu.Lock()
-		now := l.isCrowded
-		l.mu.Unlock()
-		if now != told {
-			told = now
-			crowded(now)
-		}
+// closeWhenCrowded closes each connection after its answer while ln's
+// connections run short, instead of keeping it alive for the client's next
+// request: the slot goes to a client waiting to be accepted. (Closing idle
+// connections at once would race with requests clients are sending on
+// them.)
+func closeWhenCrowded(h http.Handler, ln net.Listener) http.Handler {
+	l, ok := ln.(*limitListener)
+	if !ok {
+		return h
 	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if l.Crowded() {
+			w.Header().Set("Connection", "close")
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 // Close also ends an Accept waiting for a slot.

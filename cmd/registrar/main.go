@@ -321,16 +321,12 @@ func serve(ctx context.Context, cfg config.Config, ev *event.Event, db *engine, 
 	if err != nil {
 		return fmt.Errorf("REGISTRAR_ADDR: cannot listen on %s: %w", cfg.Addr, err)
 	}
-	var srv *http.Server
 	// More clients than file descriptors wait to be accepted rather than
 	// make the process's own file opens fail; when the connections run
 	// short, served clients are let go instead of kept alive.
-	ln = limitConns(ln, maxConns(log), func(crowded bool) {
-		log.Warn("open connections near their limit; keep-alive off while crowded", "crowded", crowded)
-		srv.SetKeepAlivesEnabled(!crowded)
-	})
-	srv = &http.Server{
-		Handler:           handler,
+	ln = limitConns(ln, maxConns(log))
+	srv := &http.Server{
+		Handler:           closeWhenCrowded(handler, ln),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      90 * time.Second,
