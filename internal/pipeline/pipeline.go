@@ -149,9 +149,14 @@ type ResolvePaymentsArgs struct{}
 // Kind implements river.JobArgs.
 func (ResolvePaymentsArgs) Kind() string { return KindResolvePayments }
 
-// InsertOpts keeps one resolver job waiting at a time.
+// QueuePayments is the payment resolver's queue, with a worker of its own:
+// settling charges must not wait behind activities stuck on a stalled
+// email or mailing-list provider.
+const QueuePayments = "payments"
+
+// InsertOpts keeps one resolver job waiting at a time, on its own queue.
 func (ResolvePaymentsArgs) InsertOpts() river.InsertOpts {
-	return river.InsertOpts{MaxAttempts: 3, UniqueOpts: river.UniqueOpts{ByState: []rivertype.JobState{
+	return river.InsertOpts{Queue: QueuePayments, MaxAttempts: 3, UniqueOpts: river.UniqueOpts{ByState: []rivertype.JobState{
 		rivertype.JobStateAvailable, rivertype.JobStatePending, rivertype.JobStateRunning,
 		rivertype.JobStateRetryable, rivertype.JobStateScheduled}}}
 }
@@ -265,6 +270,7 @@ func Config(d Deps, o Options, workers bool, log *slog.Logger) (*river.Config, e
 	cfg.Queues = map[string]river.QueueConfig{
 		river.QueueDefault: {MaxWorkers: o.Workers},
 		QueueMailingList:   {MaxWorkers: max(o.ListWorkers, 1)},
+		QueuePayments:      {MaxWorkers: 1},
 	}
 	cfg.PeriodicJobs = []*river.PeriodicJob{
 		river.NewPeriodicJob(river.PeriodicInterval(30*time.Second),

@@ -54,9 +54,18 @@ type testMailer struct {
 	errs []error
 	// failWith, when set, is returned by every send.
 	failWith error
+	// stall, when set, holds every send until it is closed.
+	stall chan struct{}
 }
 
 func (m *testMailer) Send(ctx context.Context, msg email.Message) (string, error) {
+	if m.stall != nil {
+		select {
+		case <-m.stall:
+		case <-ctx.Done():
+			return "", ctx.Err()
+		}
+	}
 	m.mu.Lock()
 	m.calls++
 	m.callTimes = append(m.callTimes, time.Now())
@@ -1076,6 +1085,7 @@ func TestConfig(t *testing.T) {
 				want := map[string]river.QueueConfig{
 					river.QueueDefault:        {MaxWorkers: opts.Workers},
 					pipeline.QueueMailingList: {MaxWorkers: opts.ListWorkers},
+					pipeline.QueuePayments:    {MaxWorkers: 1},
 				}
 				if !reflect.DeepEqual(cfg.Queues, want) {
 					t.Errorf("Queues = %+v; want %+v", cfg.Queues, want)
@@ -1210,5 +1220,28 @@ func TestStalledMailingListDoesNotHoldUpOtherActivities(t *testing.T) {
 	}
 	if list.calls != n {
 		t.Errorf("%d mailing-list calls; want %d", list.calls, n)
+	}
+}
+
+// The payment resolver has a worker of its own: it settles charges while
+// every activity worker waits for a stalled email provider.
+func TestResolverRunsWhileActivitiesStall(t *testing.T) {
+	t.Parallel()
+	stall := make(chan struct{})
+	h := newHarness(t, func(m *testMailer) { m.stall = stall })
+	t.Cleanup(func() { close(stall) })
+	for i := range 2 * testOptions().Workers {
+		h.register(t, i, false)
+	}
+	deadline := time.Now().Add(waitFor)
+	for h.count(t, `SELECT count(*) FROM river_job WHERE kind = ? AND state = 'running'`, pipeline.KindSendConfirmation) < testOptions().Workers {
+		if time.Now().After(deadline) {
+			t.Fatal("the email sends never filled the workers")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	row := h.runResolver(t)
+	if row.Queue != pipeline.QueuePayments {
+		t.Errorf("resolver ran on queue %q; want %q", row.Queue, pipeline.QueuePayments)
 	}
 }
