@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -56,9 +55,6 @@ type Backlog struct {
 // registrar on it with SendGrid and Mailchimp stalled, and samples its
 // memory for o.backlogFor.
 func measureBacklog(ctx context.Context, o options, dir string, getenv func(string) string, log *slog.Logger) (*Backlog, error) {
-	if o.database != "" {
-		return nil, errors.New("-backlog seeds SQLite only; run it without -database")
-	}
 	fk := newFakes(o.providerDelay)
 	fk.stall = make(chan struct{})
 	fakesURL, stopFakes, err := serveFakes(fk, o.fakeAddr)
@@ -78,14 +74,22 @@ func measureBacklog(ctx context.Context, o options, dir string, getenv func(stri
 	if err := migrate(ctx, o.registrar, dir, env); err != nil {
 		return nil, err
 	}
+	store := backlogStore(sqliteBacklog(sqlitePath(dir)))
+	if o.database != "" {
+		store = postgresBacklog(o.database)
+	}
 	t0 := time.Now()
-	log.Info("seeding the backlog", "registrations", regs, "jobs", 3*regs)
-	if err := seedSQLite(ctx, sqlitePath(dir), regs, o.backlogBatch, log); err != nil {
+	log.Info("seeding the backlog", "registrations", regs, "jobs", 3*regs, "engine", store.engine())
+	if err := store.seed(ctx, regs, o.backlogBatch, log); err != nil {
 		return nil, err
 	}
 	b.SeedS = time.Since(t0).Seconds()
-	b.DatabaseMiB = float64(fileSize(sqlitePath(dir))+fileSize(sqlitePath(dir)+"-wal")) / (1 << 20)
-	if b.JobsBefore, err = countJobs(ctx, sqlitePath(dir)); err != nil {
+	size, err := store.size(ctx)
+	if err != nil {
+		return nil, err
+	}
+	b.DatabaseMiB = float64(size) / (1 << 20)
+	if b.JobsBefore, err = store.countJobs(ctx); err != nil {
 		return nil, err
 	}
 	log.Info("seeded", "s", b.SeedS, "database_mib", b.DatabaseMiB)
@@ -93,12 +97,41 @@ func measureBacklog(ctx context.Context, o options, dir string, getenv func(stri
 	if err := runOnBacklog(ctx, o, dir, env, releaseStall, b, log); err != nil {
 		return nil, err
 	}
-	if b.JobsAfter, err = countJobs(ctx, sqlitePath(dir)); err != nil {
+	if b.JobsAfter, err = store.countJobs(ctx); err != nil {
 		return nil, err
 	}
 	b.EmailCalls, b.EmailRegistrations = fk.stalledCount("sendgrid")
 	b.ListCalls, b.ListSubscribers = fk.stalledCount("mailchimp")
 	return b, nil
+}
+
+// backlogStore is the database a backlog is seeded into: SQLite (the
+// default) or PostgreSQL (-database).
+type backlogStore interface {
+	engine() string
+	// seed writes regs registrations with their jobs, batch per transaction.
+	seed(ctx context.Context, regs, batch int, log *slog.Logger) error
+	// size is the database's size on disk in bytes.
+	size(ctx context.Context) (int64, error)
+	// countJobs counts river_job rows by "kind state".
+	countJobs(ctx context.Context) (map[string]int, error)
+}
+
+// sqliteBacklog is the SQLite file at this path.
+type sqliteBacklog string
+
+func (p sqliteBacklog) engine() string { return "sqlite" }
+
+func (p sqliteBacklog) seed(ctx context.Context, regs, batch int, log *slog.Logger) error {
+	return seedSQLite(ctx, string(p), regs, batch, log)
+}
+
+func (p sqliteBacklog) size(context.Context) (int64, error) {
+	return fileSize(string(p)) + fileSize(string(p)+"-wal"), nil
+}
+
+func (p sqliteBacklog) countJobs(ctx context.Context) (map[string]int, error) {
+	return countJobs(ctx, string(p))
 }
 
 // sync1 returns a function that runs f on its first call only.
@@ -335,6 +368,11 @@ func countJobs(ctx context.Context, path string) (map[string]int, error) {
 		return nil, err
 	}
 	defer db.Close()
+	return scanJobCounts(ctx, db)
+}
+
+// scanJobCounts counts db's river_job rows by "kind state".
+func scanJobCounts(ctx context.Context, db *sql.DB) (map[string]int, error) {
 	rows, err := db.QueryContext(ctx, `SELECT kind, state, count(*) FROM river_job GROUP BY kind, state`)
 	if err != nil {
 		return nil, fmt.Errorf("count jobs: %w", err)

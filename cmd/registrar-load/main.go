@@ -18,8 +18,9 @@
 // database), then reports the time to ready, to the first answered POST and
 // to the re-dispatch of the interrupted pipelines; -repeat N reports the
 // medians of N runs. Memory with a backlog: -backlog N seeds N queued
-// activity jobs into a fresh SQLite database and runs registrar on them with
-// SendGrid and Mailchimp stalled:
+// activity jobs into a fresh SQLite database (or, with -database, a fresh
+// PostgreSQL one) and runs registrar on them with SendGrid and Mailchimp
+// stalled:
 //
 //	go run ./cmd/registrar-load -registrar /tmp/registrar -rate 50/s -duration 6s -capacity 1000000 -kill-after 3s -retries 3 -repeat 5
 //	go run ./cmd/registrar-load -registrar /tmp/registrar -backlog 1000000 -backlog-for 60s
@@ -205,7 +206,7 @@ throughput, latency, completion, exactness and memory. Flags:`)
 	fs.DurationVar(&o.killAfter, "kill-after", 0, "with -registrar: SIGKILL registrar this long after the attack starts and restart it at once with the same environment, address and database; reports the recovery times and the re-dispatch of interrupted pipelines")
 	fs.BoolVar(&o.effectsOnHangup, "effects-on-hangup", false, "the fake providers take effect (charge, send, upsert) even when registrar hangs up mid-call, as real ones would (default: true with -kill-after)")
 	fs.IntVar(&o.repeat, "repeat", 1, "run the whole measurement N times, each on a fresh database, and report the medians")
-	fs.IntVar(&o.backlog, "backlog", 0, "memory with a backlog: seed N queued activity jobs (N/3 paid registrations) straight into a fresh SQLite database, start registrar on it with SendGrid and Mailchimp stalled, and report its RSS (instead of -rate or -burst)")
+	fs.IntVar(&o.backlog, "backlog", 0, "memory with a backlog: seed N queued activity jobs (N/3 paid registrations) straight into a fresh SQLite database (or the fresh PostgreSQL one of -database), start registrar on it with SendGrid and Mailchimp stalled, and report its RSS (instead of -rate or -burst)")
 	fs.DurationVar(&o.backlogFor, "backlog-for", 60*time.Second, "how long registrar runs on the backlog")
 	fs.IntVar(&o.backlogBatch, "backlog-batch", 5000, "registrations seeded per transaction")
 	fs.BoolVar(&o.json, "json", false, "print the report as JSON")

@@ -166,6 +166,7 @@ func TestRestartFlags(t *testing.T) {
 		{[]string{"-target", "http://x", "-backlog", "9"}, "-backlog needs -registrar"},
 		{[]string{"-registrar", "x", "-backlog", "2"}, "at least 3"},
 		{[]string{"-registrar", "x", "-backlog", "9"}, ""},
+		{[]string{"-registrar", "x", "-backlog", "9", "-database", "postgres://h/db"}, ""},
 		{[]string{"-registrar", "x", "-burst", "5", "-kill-after", "300ms", "-repeat", "3"}, ""},
 	}
 	for _, tt := range tests {
