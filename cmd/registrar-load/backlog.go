@@ -15,7 +15,6 @@ import (
 
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/riverdriver/riversqlite"
-	"github.com/riverqueue/river/rivertype"
 
 	"github.com/registrar/registrar/internal/payment"
 	"github.com/registrar/registrar/internal/pipeline"
@@ -301,8 +300,7 @@ func seedBatch(ctx context.Context, db *sql.DB, client *river.Client[*sql.Tx], r
 
 	const card = "4111111111111111"
 	now := time.Now().UTC().Format("2006-01-02T15:04:05.000000Z")
-	unique := &river.InsertOpts{UniqueOpts: river.UniqueOpts{ByArgs: true}}
-	var registers, activities []river.InsertManyParams
+	ids := make([]string, 0, n)
 	for i := first; i < first+n; i++ {
 		id, err := registration.NewID()
 		if err != nil {
@@ -318,6 +316,26 @@ func seedBatch(ctx context.Context, db *sql.DB, client *river.Client[*sql.Tx], r
 				return fmt.Errorf("seed step: %w", err)
 			}
 		}
+		ids = append(ids, id)
+	}
+	if err := seedJobs(ctx, client, tx, ids, completeJobs); err != nil {
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("seed: %w", err)
+	}
+	return nil
+}
+
+// seedJobs inserts in tx the jobs of registrations whose register job ran:
+// that job, marked completed by complete, and their three activity jobs,
+// with the pipeline's unique options.
+func seedJobs(ctx context.Context, client *river.Client[*sql.Tx], tx *sql.Tx, ids []string,
+	complete func(ctx context.Context, tx *sql.Tx, jobIDs []int64) error) error {
+	unique := &river.InsertOpts{UniqueOpts: river.UniqueOpts{ByArgs: true}}
+	registers := make([]river.InsertManyParams, 0, len(ids))
+	activities := make([]river.InsertManyParams, 0, 3*len(ids))
+	for _, id := range ids {
 		registers = append(registers, river.InsertManyParams{Args: pipeline.RegisterArgs{RegistrationID: id}})
 		activities = append(activities,
 			river.InsertManyParams{Args: pipeline.SaveOrderArgs{RegistrationID: id}, InsertOpts: unique},
@@ -328,28 +346,24 @@ func seedBatch(ctx context.Context, db *sql.DB, client *river.Client[*sql.Tx], r
 	if err != nil {
 		return fmt.Errorf("seed register jobs: %w", err)
 	}
-	if err := completeJobs(ctx, tx, res); err != nil {
-		return err
+	jobIDs := make([]int64, 0, len(res))
+	for _, r := range res {
+		jobIDs = append(jobIDs, r.Job.ID)
+	}
+	if len(jobIDs) > 0 {
+		if err := complete(ctx, tx, jobIDs); err != nil {
+			return err
+		}
 	}
 	if _, err := client.InsertManyTx(ctx, tx, activities); err != nil {
 		return fmt.Errorf("seed activity jobs: %w", err)
 	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("seed: %w", err)
-	}
 	return nil
 }
 
-// completeJobs marks the register jobs just inserted as completed by one
-// attempt, as their run left them.
-func completeJobs(ctx context.Context, tx *sql.Tx, res []*rivertype.JobInsertResult) error {
-	ids := make([]int64, 0, len(res))
-	for _, r := range res {
-		ids = append(ids, r.Job.ID)
-	}
-	if len(ids) == 0 {
-		return nil
-	}
+// completeJobs marks the register jobs just inserted (SQLite) as completed
+// by one attempt, as their run left them.
+func completeJobs(ctx context.Context, tx *sql.Tx, ids []int64) error {
 	if _, err := tx.ExecContext(ctx, `UPDATE river_job SET state = 'completed', attempt = 1,
 		attempted_at = datetime('now', 'subsec'), finalized_at = datetime('now', 'subsec')
 		WHERE id BETWEEN ? AND ? AND kind = ?`, slices.Min(ids), slices.Max(ids), pipeline.KindRegister); err != nil {

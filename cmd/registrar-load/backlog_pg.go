@@ -10,7 +10,6 @@ import (
 
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/riverdriver/riverdatabasesql"
-	"github.com/riverqueue/river/rivertype"
 
 	"github.com/registrar/registrar/internal/payment"
 	"github.com/registrar/registrar/internal/pipeline"
@@ -106,13 +105,10 @@ func seedPostgresBatch(ctx context.Context, db *sql.DB, client *river.Client[*sq
 
 	const card = "4111111111111111"
 	now := time.Now().UTC()
-	unique := &river.InsertOpts{UniqueOpts: river.UniqueOpts{ByArgs: true}}
 	ids := make([]string, 0, n)
 	lastNames := make([]string, 0, n)
 	emails := make([]string, 0, n)
 	refs := make([]string, 0, n)
-	registers := make([]river.InsertManyParams, 0, n)
-	activities := make([]river.InsertManyParams, 0, 3*n)
 	for i := first; i < first+n; i++ {
 		id, err := registration.NewID()
 		if err != nil {
@@ -123,11 +119,6 @@ func seedPostgresBatch(ctx context.Context, db *sql.DB, client *river.Client[*sq
 		lastNames = append(lastNames, "Attendee "+idx)
 		emails = append(emails, "backlog-"+run+"-"+idx+"@example.org")
 		refs = append(refs, fmt.Sprintf("CAPTURE%09d", i))
-		registers = append(registers, river.InsertManyParams{Args: pipeline.RegisterArgs{RegistrationID: id}})
-		activities = append(activities,
-			river.InsertManyParams{Args: pipeline.SaveOrderArgs{RegistrationID: id}, InsertOpts: unique},
-			river.InsertManyParams{Args: pipeline.SendConfirmationArgs{RegistrationID: id}, InsertOpts: unique},
-			river.InsertManyParams{Args: pipeline.AddToMailingListArgs{RegistrationID: id}, InsertOpts: unique})
 	}
 	if _, err := tx.ExecContext(ctx, `INSERT INTO registrations (id, event_id, ticket_id, status, amount, currency,
 		first_name, last_name, email, company, newsletter, payment_provider, payment_reference, card_brand, card_last4,
@@ -148,15 +139,8 @@ func seedPostgresBatch(ctx context.Context, db *sql.DB, client *river.Client[*sq
 		ORDER BY r.n`, ids, steps, now); err != nil {
 		return fmt.Errorf("seed steps: %w", err)
 	}
-	res, err := client.InsertManyTx(ctx, tx, registers)
-	if err != nil {
-		return fmt.Errorf("seed register jobs: %w", err)
-	}
-	if err := completeJobsPostgres(ctx, tx, res); err != nil {
+	if err := seedJobs(ctx, client, tx, ids, completeJobsPostgres); err != nil {
 		return err
-	}
-	if _, err := client.InsertManyTx(ctx, tx, activities); err != nil {
-		return fmt.Errorf("seed activity jobs: %w", err)
 	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("seed: %w", err)
@@ -166,14 +150,7 @@ func seedPostgresBatch(ctx context.Context, db *sql.DB, client *river.Client[*sq
 
 // completeJobsPostgres marks the register jobs just inserted as completed
 // by one attempt, as their run left them.
-func completeJobsPostgres(ctx context.Context, tx *sql.Tx, res []*rivertype.JobInsertResult) error {
-	ids := make([]int64, 0, len(res))
-	for _, r := range res {
-		ids = append(ids, r.Job.ID)
-	}
-	if len(ids) == 0 {
-		return nil
-	}
+func completeJobsPostgres(ctx context.Context, tx *sql.Tx, ids []int64) error {
 	if _, err := tx.ExecContext(ctx, `UPDATE river_job SET state = 'completed', attempt = 1,
 		attempted_at = now(), finalized_at = now()
 		WHERE id = ANY($1::bigint[]) AND kind = $2`, ids, pipeline.KindRegister); err != nil {
