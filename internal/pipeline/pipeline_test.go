@@ -173,23 +173,8 @@ func newHarnessList(t *testing.T, configure func(m *testMailer), list pipeline.M
 	ctx := t.Context()
 	log := slog.New(slog.DiscardHandler)
 	dir := t.TempDir()
-	path := filepath.Join(dir, "registrar.db")
-	if err := os.WriteFile(path, template.Bytes(t), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	db, err := sqlite.Open(ctx, path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	if err := db.Migrate(ctx, log); err != nil {
-		t.Fatal(err)
-	}
 	ev := event.Demo()
-	store := sqlite.NewStore(db)
-	if err := store.SyncTickets(ctx, ev); err != nil {
-		t.Fatal(err)
-	}
+	db, store := template.Open(t, ev)
 	outboxDir := filepath.Join(dir, "outbox")
 	outbox, err := email.NewOutbox(outboxDir)
 	if err != nil {

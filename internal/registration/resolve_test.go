@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -168,23 +167,8 @@ func newEnv(t *testing.T) *env {
 	ctx := t.Context()
 	log := slog.New(slog.DiscardHandler)
 	dir := t.TempDir()
-	path := filepath.Join(dir, "registrar.db")
-	if err := os.WriteFile(path, template.Bytes(t), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	db, err := sqlite.Open(ctx, path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	if err := db.Migrate(ctx, log); err != nil {
-		t.Fatal(err)
-	}
 	ev := event.Demo()
-	store := sqlite.NewStore(db)
-	if err := store.SyncTickets(ctx, ev); err != nil {
-		t.Fatal(err)
-	}
+	db, store := template.Open(t, ev)
 	outbox, err := email.NewOutbox(filepath.Join(dir, "outbox"))
 	if err != nil {
 		t.Fatal(err)

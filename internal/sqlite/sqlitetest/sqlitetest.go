@@ -11,6 +11,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/registrar/registrar/internal/event"
 	"github.com/registrar/registrar/internal/sqlite"
 )
 
@@ -29,6 +30,31 @@ func (tp *Template) Bytes(t testing.TB) []byte {
 		t.Fatalf("migrated template database: %v", tp.err)
 	}
 	return tp.data
+}
+
+// Open copies the template into a file of the test's own, opens it, and
+// returns it with a store whose stock follows ev; both are closed when the
+// test ends.
+func (tp *Template) Open(t testing.TB, ev *event.Event) (*sqlite.DB, *sqlite.Store) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "registrar.db")
+	if err := os.WriteFile(path, tp.Bytes(t), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	db, err := sqlite.Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	if err := db.Migrate(ctx, slog.New(slog.DiscardHandler)); err != nil {
+		t.Fatal(err)
+	}
+	store := sqlite.NewStore(db)
+	if err := store.SyncTickets(ctx, ev); err != nil {
+		t.Fatal(err)
+	}
+	return db, store
 }
 
 func build() ([]byte, error) {
