@@ -21,7 +21,9 @@ const (
 )
 
 // Terminal reports whether nothing more will happen without an operator.
-func (s Status) Terminal() bool { return s == StatusCompleted || s == StatusNeedsAttention }
+func (s Status) Terminal() bool {
+	return s == StatusCompleted || s == StatusNeedsAttention || s == StatusCancelled
+}
 
 // StepName names one of the three activities of the pipeline.
 type StepName string
@@ -74,10 +76,18 @@ type Registration struct {
 	Email      string
 	Company    string
 	Newsletter bool
-	Payment    payment.Charge // Provider "" for a free ticket
-	Steps      []Step
-	CreatedAt  time.Time
-	UpdatedAt  time.Time
+	// NewsletterConsentedAt is when the attendee consented (zero without).
+	NewsletterConsentedAt time.Time
+	Payment               payment.Charge // Provider "" for a free ticket
+	// Billing is the cardholder's address (empty for a free ticket).
+	Billing payment.BillingAddress
+	// Refunded is the sum of successful refunds, in minor units.
+	Refunded int64
+	// CancelledAt is when an organiser cancelled it (zero otherwise).
+	CancelledAt time.Time
+	Steps       []Step
+	CreatedAt   time.Time
+	UpdatedAt   time.Time
 }
 
 // Step returns the named step.
@@ -122,6 +132,7 @@ const (
 
 // Incident is one payment event recorded for operators.
 type Incident struct {
+	ID        int64 // set when read back
 	AttemptID string
 	Kind      IncidentKind
 	Provider  string

@@ -154,14 +154,40 @@ func (db *DB) Migrate(ctx context.Context, log *slog.Logger) error {
 	return nil
 }
 
-func (db *DB) apply(ctx context.Context, m migration.Migration) error {
-	tx, err := db.Write.BeginTx(ctx, nil)
+// apply runs one migration in a transaction with foreign keys off, as
+// SQLite asks of a migration that rebuilds a table, and checks every foreign
+// key before it commits.
+func (db *DB) apply(ctx context.Context, m migration.Migration) (err error) {
+	conn, err := db.Write.Conn(ctx)
+	if err != nil {
+		return fmt.Errorf("migration %s: %w", m.Name, err)
+	}
+	defer conn.Close()
+	// The pragma has no effect inside a transaction: set it around one.
+	if _, err := conn.ExecContext(ctx, `PRAGMA foreign_keys = OFF`); err != nil {
+		return fmt.Errorf("migration %s: %w", m.Name, err)
+	}
+	defer func() {
+		if _, ferr := conn.ExecContext(context.WithoutCancel(ctx), `PRAGMA foreign_keys = ON`); ferr != nil && err == nil {
+			err = fmt.Errorf("migration %s: turn foreign keys back on: %w", m.Name, ferr)
+		}
+	}()
+	tx, err := conn.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("migration %s: %w", m.Name, err)
 	}
 	defer tx.Rollback()
 	if _, err := tx.ExecContext(ctx, m.SQL); err != nil {
 		return fmt.Errorf("migration %s: %w", m.Name, err)
+	}
+	rows, err := tx.QueryContext(ctx, `PRAGMA foreign_key_check`)
+	if err != nil {
+		return fmt.Errorf("migration %s: check foreign keys: %w", m.Name, err)
+	}
+	broken := rows.Next()
+	rows.Close()
+	if broken {
+		return fmt.Errorf("migration %s: leaves rows whose foreign keys point nowhere", m.Name)
 	}
 	if _, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)`,
 		m.Version, m.Name, formatTime(time.Now())); err != nil {
