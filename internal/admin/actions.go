@@ -3,6 +3,7 @@ package admin
 import (
 	"context"
 
+	"github.com/registrar/registrar/internal/email"
 	"github.com/registrar/registrar/internal/registration"
 )
 
@@ -45,4 +46,10 @@ type Actions interface {
 	// Refund gives amount (minor units) back without cancelling; key is
 	// the form's one-time key and becomes the refund's id.
 	Refund(ctx context.Context, by Actor, id string, amount int64, reason, key string) error
+}
+
+// Previewer renders the email a message was sent as (or would be sent as
+// now), for the back office's preview.
+type Previewer interface {
+	Preview(ctx context.Context, r registration.Registration, m registration.Message) (email.Message, error)
 }
