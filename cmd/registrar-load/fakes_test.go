@@ -93,7 +93,7 @@ func TestFakePayPalCountsDoubleCharges(t *testing.T) {
 	// Refunding one of them (twice, with one refund request id) undoes the
 	// double charge.
 	for range 2 {
-		if err := pp.Refund(ctx, first, 14900, "EUR", "refund-reg-a"); err != nil {
+		if _, err := pp.Refund(ctx, first, 14900, "EUR", "refund-reg-a"); err != nil {
 			t.Fatal(err)
 		}
 	}

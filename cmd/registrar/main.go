@@ -21,10 +21,11 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/riverdriver"
 	"github.com/riverqueue/river/riverdriver/riversqlite"
+	"riverqueue.com/riverui"
 
+	"github.com/registrar/registrar/internal/admin"
 	"github.com/registrar/registrar/internal/config"
 	"github.com/registrar/registrar/internal/email"
 	"github.com/registrar/registrar/internal/event"
@@ -41,7 +42,7 @@ import (
 )
 
 func main() {
-	if err := run(context.Background(), os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
+	if err := run(context.Background(), os.Args[1:], os.Getenv, os.Stdin, os.Stdout, os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "registrar:", err)
 		os.Exit(1)
 	}
@@ -50,22 +51,31 @@ func main() {
 const usage = `usage: registrar [command]
 
 commands:
-  serve     run the configured roles (default)
-  migrate   apply database migrations and exit
-  version   print the version and exit
+  serve                          run the configured roles (default)
+  migrate                        apply database migrations and exit
+  admin add EMAIL --role ROLE    create a back-office account (owner, finance or staff);
+                                 the password is read from standard input
+  admin password EMAIL           set an account's password, read from standard input,
+                                 and end its sessions
+  admin list                     list the back-office accounts
+  version                        print the version and exit
 
 Configuration is read from the environment; see README.md.`
 
-func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+func run(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
 	cmd := "serve"
 	if len(args) > 0 {
 		cmd = args[0]
 	}
-	if len(args) > 1 {
-		return fmt.Errorf("unexpected arguments after %q\n%s", cmd, usage)
-	}
 	switch cmd {
 	case "serve", "migrate":
+		if len(args) > 1 {
+			return fmt.Errorf("unexpected arguments after %q\n%s", cmd, usage)
+		}
+	case "admin":
+		if err := checkAdminArgs(args[1:]); err != nil {
+			return err
+		}
 	case "version":
 		fmt.Fprintln(stdout, "registrar", version())
 		return nil
@@ -80,7 +90,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	level := slog.LevelInfo
+	if cmd == "admin" {
+		// The command's own output is what matters there; migrations and the
+		// like are reported only when something goes wrong.
+		level = slog.LevelWarn
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 	ev, err := event.Load(cfg.EventFile)
 	if err != nil {
 		return err
@@ -94,14 +110,20 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	defer db.close()
-	if cmd == "migrate" {
+	switch cmd {
+	case "migrate":
 		fmt.Fprintln(stdout, "database is at schema version", db.schemaVersion)
 		return nil
+	case "admin":
+		return adminCommand(ctx, args[1:], db.store, stdin, stdout, stderr)
 	}
 	if err := db.store.SyncTickets(ctx, ev); err != nil {
 		return err
 	}
 	log.Info("starting registrar", "version", version(), "config", cfg, "event", ev.ID)
+	if err := bootstrapOwner(ctx, db.store, cfg.AdminEmail, cfg.AdminPassword, cfg.BaseURL, stderr, log); err != nil {
+		return err
+	}
 	return serve(ctx, cfg, ev, db, log, stdout)
 }
 
@@ -109,7 +131,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 type store interface {
 	registration.Store
 	pipeline.Store
+	pipeline.OfficeStore
 	pipeline.MailingList
+	admin.Store
 	SyncTickets(ctx context.Context, ev *event.Event) error
 }
 
@@ -222,8 +246,56 @@ func newAdapters(cfg config.Config, store store, log *slog.Logger) (adapters, er
 	return a, nil
 }
 
-func serve(ctx context.Context, cfg config.Config, ev *event.Event, db *engine, log *slog.Logger, stdout io.Writer) error {
-	store := db.store
+// app is one serving process: built by build, started by start, and taken
+// down by shutdown, the one cleanup path, which releases whatever build and
+// start got running, however far they got.
+type app struct {
+	cfg config.Config
+	ev  *event.Event
+	db  *engine
+	log *slog.Logger
+
+	svc     *registration.Service
+	pipe    *pipeline.Pipeline
+	handler http.Handler
+	// jobsUI is River UI, served by the back office at /admin/jobs/ for
+	// owners; stopJobsUI ends its background work.
+	jobsUI     http.Handler
+	stopJobsUI context.CancelFunc
+
+	stopWatch func() error
+	resolved  chan struct{}
+	ln        net.Listener
+	stopDebug func()
+	srv       *http.Server
+	served    chan error
+}
+
+func serve(ctx context.Context, cfg config.Config, ev *event.Event, db *engine, log *slog.Logger, stdout io.Writer) (err error) {
+	a := &app{cfg: cfg, ev: ev, db: db, log: log}
+	defer func() { err = errors.Join(err, a.shutdown()) }()
+	if err := a.build(ctx); err != nil {
+		return err
+	}
+	if err := a.start(ctx, stdout); err != nil {
+		return err
+	}
+	select {
+	case <-ctx.Done():
+		return nil
+	case err := <-a.served:
+		if errors.Is(err, http.ErrServerClosed) {
+			return nil
+		}
+		return fmt.Errorf("http server: %w", err)
+	}
+}
+
+// build wires the process: adapters, the registration service, the
+// pipeline, the job console and the HTTP handler. Nothing runs yet but the
+// job console's caches.
+func (a *app) build(ctx context.Context) error {
+	cfg, store, log := a.cfg, a.db.store, a.log
 	ad, err := newAdapters(cfg, store, log)
 	if err != nil {
 		return err
@@ -232,57 +304,93 @@ func serve(ctx context.Context, cfg config.Config, ev *event.Event, db *engine, 
 	if err != nil {
 		return err
 	}
-	// The service enqueues through the River client, and the client's
-	// resolver job calls the service: bind the client once it exists.
-	var queue *river.Client[*sql.Tx]
-	svc := registration.NewService(store, ad.processor, func(ctx context.Context, tx *sql.Tx, id string) error {
-		return pipeline.Enqueue(queue)(ctx, tx, id)
-	}, ev, log)
+	// The service enqueues through the pipeline, and the pipeline's resolver
+	// job calls the service: bind the pipeline once it exists.
+	a.svc = registration.NewService(store, ad.processor, func(ctx context.Context, tx *sql.Tx, id string) error {
+		return a.pipe.Enqueue(ctx, tx, id)
+	}, a.ev, log)
 	m := metrics.New()
 	deps := pipeline.Deps{
 		Observe:  m.Activity,
 		Store:    store,
 		Mailer:   ad.mailer,
 		List:     ad.list,
-		Payments: svc,
+		Payments: a.svc,
 		Renderer: renderer,
-		Event:    ev,
+		Event:    a.ev,
 		BaseURL:  cfg.BaseURL,
 		Log:      log,
+		Office:   store,
+		Refunds:  ad.processor,
+		NotifyTo: cfg.NotifyEmails,
+		Owners:   func(ctx context.Context) ([]string, error) { return ownerEmails(ctx, store) },
 	}
-	// River reports routine progress at info level; keep its warnings.
-	riverLog := slog.New(levelHandler{slog.LevelWarn, log.Handler()}).With("component", "river")
 	opts := pipeline.DefaultOptions()
 	opts.JobTimeout = cfg.JobTimeout
 	opts.ListWorkers = 4 * listConns
 	opts.RescueAfter = 2 * cfg.JobTimeout
-	riverCfg, err := pipeline.Config(deps, opts, cfg.Roles.Worker, riverLog)
+	if opts.ClientID, err = clientID(); err != nil {
+		return err
+	}
+	// River reports routine progress at info level; keep its warnings.
+	riverLog := slog.New(levelHandler{slog.LevelWarn, log.Handler()}).With("component", "river")
+	if a.pipe, err = pipeline.New(a.db.driver, deps, opts, cfg.Roles.Worker, riverLog); err != nil {
+		return err
+	}
+
+	if !cfg.Roles.Web {
+		a.handler = web.HealthHandler(a.db.ready, log, m)
+		return nil
+	}
+	jobsUI, err := riverui.NewHandler(&riverui.HandlerOpts{
+		Endpoints:                riverui.NewEndpoints(a.pipe.Client(), nil),
+		Prefix:                   "/admin/jobs",
+		JobListHideArgsByDefault: true,
+		Logger:                   riverLog.With("component", "riverui"),
+	})
+	if err != nil {
+		return fmt.Errorf("job console: %w", err)
+	}
+	uiCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	a.stopJobsUI = cancel
+	if err := jobsUI.Start(uiCtx); err != nil {
+		return fmt.Errorf("start job console: %w", err)
+	}
+	a.jobsUI = jobsUI
+	backOffice, err := newBackOffice(store, a.pipe.Office(), a.ev, jobsUI, log)
 	if err != nil {
 		return err
 	}
-	if riverCfg.ID, err = clientID(); err != nil {
+	a.handler, err = web.Handler(web.Deps{
+		Registrar: a.svc,
+		Ready:     a.db.ready,
+		Log:       log,
+		BaseURL:   cfg.BaseURL,
+		RateLimit: cfg.RateLimit,
+		Metrics:   m,
+		Admin:     backOffice,
+	})
+	return err
+}
+
+// start settles what a dead process left behind, starts the pipeline's
+// workers and serves HTTP.
+func (a *app) start(ctx context.Context, stdout io.Writer) error {
+	cfg, log := a.cfg, a.log
+	if a.db.recover != nil {
+		if err := a.db.recover(ctx, log); err != nil {
+			return err
+		}
+	}
+	if cfg.Roles.Worker && a.db.watchWorkers != nil {
+		stop, err := a.db.watchWorkers(ctx, a.pipe.ID(), log)
+		if err != nil {
+			return err
+		}
+		a.stopWatch = stop
+	}
+	if err := a.pipe.Start(ctx); err != nil {
 		return err
-	}
-	queue, err = river.NewClient(db.driver, riverCfg)
-	if err != nil {
-		return fmt.Errorf("job queue: %w", err)
-	}
-	if db.recover != nil {
-		if err := db.recover(ctx, log); err != nil {
-			return err
-		}
-	}
-	stopWatch := func() error { return nil }
-	if cfg.Roles.Worker && db.watchWorkers != nil {
-		if stopWatch, err = db.watchWorkers(ctx, riverCfg.ID, log); err != nil {
-			return err
-		}
-	}
-	if cfg.Roles.Worker {
-		if err := queue.Start(ctx); err != nil {
-			stopWatch()
-			return fmt.Errorf("start job queue: %w", err)
-		}
 	}
 	// Attempts left holding a seat by a process that died are settled now
 	// rather than at the periodic resolver's first run, which waits for this
@@ -290,10 +398,10 @@ func serve(ctx context.Context, cfg config.Config, ev *event.Event, db *engine, 
 	// refunded, their seats are unsold and their clients' retries are told
 	// "in progress". It runs to its end even during a shutdown, as each
 	// settlement must (a charge found must become a registration).
-	resolved := make(chan struct{})
+	a.resolved = make(chan struct{})
 	go func() {
-		defer close(resolved)
-		n, err := svc.ResolveAbandoned(context.WithoutCancel(ctx), time.Now())
+		defer close(a.resolved)
+		n, err := a.svc.ResolveAbandoned(context.WithoutCancel(ctx), time.Now())
 		if err != nil {
 			log.Error("settling payment attempts left by a stopped process", "settled", n, "err", err)
 		} else if n > 0 {
@@ -301,22 +409,6 @@ func serve(ctx context.Context, cfg config.Config, ev *event.Event, db *engine, 
 		}
 	}()
 
-	var handler http.Handler
-	if cfg.Roles.Web {
-		handler, err = web.Handler(web.Deps{
-			Registrar: svc,
-			Ready:     db.ready,
-			Log:       log,
-			BaseURL:   cfg.BaseURL,
-			RateLimit: cfg.RateLimit,
-			Metrics:   m,
-		})
-		if err != nil {
-			return err
-		}
-	} else {
-		handler = web.HealthHandler(db.ready, log, m)
-	}
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return fmt.Errorf("REGISTRAR_ADDR: cannot listen on %s: %w", cfg.Addr, err)
@@ -324,9 +416,16 @@ func serve(ctx context.Context, cfg config.Config, ev *event.Event, db *engine, 
 	// More clients than file descriptors wait to be accepted rather than
 	// make the process's own file opens fail; when the connections run
 	// short, served clients are let go instead of kept alive.
-	ln = limitConns(ln, maxConns(log))
-	srv := &http.Server{
-		Handler:           closeWhenCrowded(handler, ln),
+	a.ln = limitConns(ln, maxConns(log))
+	if cfg.DebugAddr != "" {
+		dln, err := listenDebug(cfg.DebugAddr)
+		if err != nil {
+			return err
+		}
+		a.stopDebug = serveDebug(dln, log)
+	}
+	a.srv = &http.Server{
+		Handler:           closeWhenCrowded(a.handler, a.ln),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      90 * time.Second,
@@ -334,64 +433,55 @@ func serve(ctx context.Context, cfg config.Config, ev *event.Event, db *engine, 
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
 	}
-	if cfg.DebugAddr != "" {
-		dln, err := listenDebug(cfg.DebugAddr)
-		if err != nil {
-			ln.Close()
-			return err
-		}
-		defer serveDebug(dln, log)()
-	}
-	fmt.Fprintf(stdout, "registrar listening on http://%s\n", ln.Addr())
-	log.Info("listening", "addr", ln.Addr().String(), "roles", cfg.Roles)
+	fmt.Fprintf(stdout, "registrar listening on http://%s\n", a.ln.Addr())
+	log.Info("listening", "addr", a.ln.Addr().String(), "roles", cfg.Roles)
+	a.served = make(chan error, 1)
+	go func() { a.served <- a.srv.Serve(a.ln) }()
+	return nil
+}
 
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
-
-	var serveErr error
-	select {
-	case <-ctx.Done():
-	case serveErr = <-served:
-	}
-	log.Info("shutting down")
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), 25*time.Second)
+// shutdown takes down whatever build and start got running, in reverse
+// order: the HTTP server (letting requests finish), the profiles, the job
+// console, the pipeline (letting jobs finish), the worker liveness watch;
+// then it waits for the start-up settling of payment attempts.
+func (a *app) shutdown() error {
+	a.log.Info("shutting down")
+	ctx, cancel := context.WithTimeout(context.Background(), 25*time.Second)
 	defer cancel()
 	var errs []error
-	if serveErr != nil && !errors.Is(serveErr, http.ErrServerClosed) {
-		errs = append(errs, fmt.Errorf("http server: %w", serveErr))
+	switch {
+	case a.srv != nil:
+		if err := a.srv.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("http shutdown: %w", err))
+		}
+	case a.ln != nil:
+		a.ln.Close()
 	}
-	if err := srv.Shutdown(shutdownCtx); err != nil {
-		errs = append(errs, fmt.Errorf("http shutdown: %w", err))
+	if a.stopDebug != nil {
+		a.stopDebug()
 	}
-	if cfg.Roles.Worker {
-		if err := stopQueue(shutdownCtx, queue); err != nil {
+	if a.stopJobsUI != nil {
+		a.stopJobsUI()
+	}
+	if a.pipe != nil {
+		if err := a.pipe.Stop(ctx); err != nil {
 			errs = append(errs, err)
 		}
-		if err := stopWatch(); err != nil {
+	}
+	if a.stopWatch != nil {
+		if err := a.stopWatch(); err != nil {
 			errs = append(errs, fmt.Errorf("release worker liveness lock: %w", err))
 		}
 	}
-	select {
-	case <-resolved:
-	case <-shutdownCtx.Done():
-		errs = append(errs, errors.New("stopped while settling payment attempts; the next start settles the rest"))
+	if a.resolved != nil {
+		select {
+		case <-a.resolved:
+		case <-ctx.Done():
+			errs = append(errs, errors.New("stopped while settling payment attempts; the next start settles the rest"))
+		}
 	}
-	log.Info("stopped")
+	a.log.Info("stopped")
 	return errors.Join(errs...)
-}
-
-// stopQueue lets running jobs finish; past the deadline it cancels them (they
-// are retried later, as each activity is idempotent).
-func stopQueue(ctx context.Context, client *river.Client[*sql.Tx]) error {
-	soft, cancel := context.WithTimeout(ctx, 20*time.Second)
-	defer cancel()
-	if err := client.Stop(soft); err == nil {
-		return nil
-	}
-	if err := client.StopAndCancel(ctx); err != nil {
-		return fmt.Errorf("stop job queue: %w", err)
-	}
-	return nil
 }
 
 // clientID names this process's River client: host, process id and random

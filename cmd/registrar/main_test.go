@@ -26,7 +26,7 @@ import (
 // starts it as a child process and kills it with SIGKILL.
 func TestMain(m *testing.M) {
 	if os.Getenv("REGISTRAR_TEST_CHILD") == "1" {
-		if err := run(context.Background(), os.Args[len(os.Args)-1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
+		if err := run(context.Background(), os.Args[len(os.Args)-1:], os.Getenv, os.Stdin, os.Stdout, os.Stderr); err != nil {
 			fmt.Fprintln(os.Stderr, "registrar:", err)
 			os.Exit(1)
 		}
@@ -103,7 +103,7 @@ func startRun(t *testing.T, e env) *server {
 	ctx, cancel := context.WithCancel(context.Background())
 	out := &addrWriter{url: make(chan string, 1)}
 	s := &server{logs: &syncBuffer{}, cancel: cancel, done: make(chan error, 1)}
-	go func() { s.done <- run(ctx, []string{"serve"}, e.get, out, s.logs) }()
+	go func() { s.done <- run(ctx, []string{"serve"}, e.get, strings.NewReader(""), out, s.logs) }()
 	select {
 	case s.url = <-out.url:
 	case err := <-s.done:
@@ -404,14 +404,14 @@ func TestBadConfigurationStopsTheStart(t *testing.T) {
 				e[k] = v
 			}
 			var out, logs bytes.Buffer
-			err := run(context.Background(), nil, e.get, &out, &logs)
+			err := run(context.Background(), nil, e.get, strings.NewReader(""), &out, &logs)
 			if err == nil || !strings.Contains(err.Error(), tc.wantVar) {
 				t.Fatalf("run error = %v, want one naming %s", err, tc.wantVar)
 			}
 		})
 	}
 	var out bytes.Buffer
-	if err := run(context.Background(), []string{"frobnicate"}, env{}.get, &out, &out); err == nil {
+	if err := run(context.Background(), []string{"frobnicate"}, env{}.get, strings.NewReader(""), &out, &out); err == nil {
 		t.Fatal("unknown command accepted")
 	}
 }

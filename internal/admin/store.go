@@ -201,6 +201,10 @@ type Store interface {
 	Audit(ctx context.Context, e registration.AuditEntry) error
 	AuditLog(ctx context.Context, f AuditFilter) ([]registration.AuditEntry, error)
 
+	// Registration returns one registration with its steps (their full
+	// last errors included), billing address, refunded amount and
+	// cancellation time.
+	Registration(ctx context.Context, id string) (registration.Registration, error)
 	// SearchRegistrations returns up to f.Limit registrations (without
 	// steps) matching f, newest first, after f.After.
 	SearchRegistrations(ctx context.Context, f Filter) ([]registration.Registration, error)

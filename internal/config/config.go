@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/mail"
 	"net/url"
 	"path/filepath"
 	"strconv"
@@ -77,7 +78,13 @@ type Config struct {
 	MailingList string // "local" or "mailchimp"
 	Mailchimp   Mailchimp
 
+	// AdminEmail is the first owner account of the back office
+	// (REGISTRAR_ADMIN_EMAIL), lower-cased.
+	AdminEmail    string
 	AdminPassword string // secret; "" means generate one on first start
+	// NotifyEmails are where organiser notifications go
+	// (REGISTRAR_NOTIFY_EMAIL, comma-separated); empty means the owners.
+	NotifyEmails []string
 
 	// JobTimeout bounds one attempt of one pipeline job
 	// (REGISTRAR_JOB_TIMEOUT); a job left running by a dead worker is
@@ -110,6 +117,7 @@ const (
 	defaultSendGridAPIBase = "https://api.sendgrid.com"
 	defaultMailingList     = "local"
 	defaultRateLimit       = "60"
+	defaultAdminEmail      = "admin@localhost"
 	postgresDataDir        = "data"
 )
 
@@ -184,7 +192,10 @@ func Load(getenv func(string) string) (Config, error) {
 		require(&p, "MAILCHIMP_LIST_ID", c.Mailchimp.ListID, "REGISTRAR_MAILING_LIST=mailchimp", "use the audience ID from Audience > Settings in Mailchimp")
 	}
 
+	c.AdminEmail = strings.ToLower(get("REGISTRAR_ADMIN_EMAIL", defaultAdminEmail))
+	checkEmail(&p, "REGISTRAR_ADMIN_EMAIL", c.AdminEmail, "use the email address the first organiser logs in with, e.g. admin@example.org")
 	c.AdminPassword = get("REGISTRAR_ADMIN_PASSWORD", "")
+	c.NotifyEmails = emailList(&p, "REGISTRAR_NOTIFY_EMAIL", get("REGISTRAR_NOTIFY_EMAIL", ""))
 	c.JobTimeout = duration(&p, "REGISTRAR_JOB_TIMEOUT", get("REGISTRAR_JOB_TIMEOUT", "1m"), time.Second, time.Hour)
 	c.RateLimit = rateLimit(&p, "REGISTRAR_RATE_LIMIT", get("REGISTRAR_RATE_LIMIT", defaultRateLimit))
 	if c.DebugAddr = get("REGISTRAR_DEBUG_ADDR", ""); c.DebugAddr != "" {
@@ -195,6 +206,36 @@ func Load(getenv func(string) string) (Config, error) {
 		return Config{}, errors.Join(p...)
 	}
 	return c, nil
+}
+
+// checkEmail checks a bare email address (local@domain, no display name).
+// A domain without a dot (admin@localhost) is allowed: the address is a
+// login name as much as a mailbox.
+func checkEmail(p *problems, name, v, fix string) {
+	a, err := mail.ParseAddress(v)
+	if err != nil || a.Address != v || a.Name != "" || len(v) > 254 {
+		p.add(name, "%q is not an email address; %s", v, fix)
+	}
+}
+
+// emailList parses comma-separated email addresses, lower-cased, without
+// repeats.
+func emailList(p *problems, name, v string) []string {
+	var out []string
+	seen := map[string]bool{}
+	for part := range strings.SplitSeq(v, ",") {
+		part = strings.ToLower(strings.TrimSpace(part))
+		if part == "" || seen[part] {
+			continue
+		}
+		before := len(*p)
+		checkEmail(p, name, part, "use comma-separated addresses, e.g. ops@example.org,finance@example.org")
+		if len(*p) == before {
+			seen[part] = true
+			out = append(out, part)
+		}
+	}
+	return out
 }
 
 func duration(p *problems, name, v string, lo, hi time.Duration) time.Duration {
@@ -448,7 +489,9 @@ func (c Config) LogValue() slog.Value {
 			slog.String("list_id", c.Mailchimp.ListID),
 			slog.Bool("double_opt_in", c.Mailchimp.DoubleOptIn),
 			slog.String("api_base", maskURL(c.Mailchimp.APIBase))),
+		slog.String("admin_email", c.AdminEmail),
 		slog.String("admin_password", mask(c.AdminPassword)),
+		slog.String("notify_email", strings.Join(c.NotifyEmails, ",")),
 		slog.String("data_dir", c.DataDir),
 		slog.Int("rate_limit", c.RateLimit),
 		slog.Duration("job_timeout", c.JobTimeout),

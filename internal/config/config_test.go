@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"reflect"
 	"regexp"
 	"strings"
 	"testing"
@@ -39,8 +40,9 @@ func TestLoadDefaults(t *testing.T) {
 		DataDir:     "data",
 		RateLimit:   60,
 		JobTimeout:  time.Minute,
+		AdminEmail:  "admin@localhost",
 	}
-	if got != want {
+	if !reflect.DeepEqual(got, want) {
 		t.Errorf("Load() =\n  %#v\nwant\n  %#v", got, want)
 	}
 }
@@ -137,6 +139,19 @@ func TestLoadValid(t *testing.T) {
 		{"admin password kept verbatim", map[string]string{"REGISTRAR_ADMIN_PASSWORD": " correct horse "}, func(t *testing.T, c Config) {
 			eq(t, c.AdminPassword, " correct horse ")
 		}},
+		{"admin email lower-cased", map[string]string{"REGISTRAR_ADMIN_EMAIL": "Ops@Example.org"}, func(t *testing.T, c Config) {
+			eq(t, c.AdminEmail, "ops@example.org")
+		}},
+		{"notify emails", map[string]string{"REGISTRAR_NOTIFY_EMAIL": "ops@example.org, Finance@Example.org,,ops@example.org"}, func(t *testing.T, c Config) {
+			if !reflect.DeepEqual(c.NotifyEmails, []string{"ops@example.org", "finance@example.org"}) {
+				t.Errorf("NotifyEmails = %q", c.NotifyEmails)
+			}
+		}},
+		{"notify emails unset", nil, func(t *testing.T, c Config) {
+			if c.NotifyEmails != nil {
+				t.Errorf("NotifyEmails = %q, want none (the owners)", c.NotifyEmails)
+			}
+		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -168,6 +183,12 @@ func TestLoadInvalid(t *testing.T) {
 		env  map[string]string
 		want []string // every line of the error, in order
 	}{
+		{"admin email not an address", map[string]string{"REGISTRAR_ADMIN_EMAIL": "admin"}, []string{
+			`REGISTRAR_ADMIN_EMAIL: "admin" is not an email address; use the email address the first organiser logs in with, e.g. admin@example.org`}},
+		{"admin email with a name", map[string]string{"REGISTRAR_ADMIN_EMAIL": "Ada <ada@example.org>"}, []string{
+			`REGISTRAR_ADMIN_EMAIL: "ada <ada@example.org>" is not an email address; use the email address the first organiser logs in with, e.g. admin@example.org`}},
+		{"notify email bad", map[string]string{"REGISTRAR_NOTIFY_EMAIL": "ops@example.org, nobody"}, []string{
+			`REGISTRAR_NOTIFY_EMAIL: "nobody" is not an email address; use comma-separated addresses, e.g. ops@example.org,finance@example.org`}},
 		{"addr without port", map[string]string{"REGISTRAR_ADDR": "localhost"}, []string{
 			`REGISTRAR_ADDR: "localhost" is not host:port; use host:port, e.g. ":8080" or "127.0.0.1:8080"`}},
 		{"addr port only", map[string]string{"REGISTRAR_ADDR": "8080"}, []string{
@@ -315,7 +336,7 @@ func TestLoadInvalid(t *testing.T) {
 			if err == nil {
 				t.Fatalf("Load succeeded with %v, want errors %q", c, tt.want)
 			}
-			if c != (Config{}) {
+			if !reflect.DeepEqual(c, Config{}) {
 				t.Errorf("Load returned a config with its error: %v", c)
 			}
 			lines := strings.Split(err.Error(), "\n")
@@ -344,6 +365,8 @@ func TestLoadErrorsNameTheVariable(t *testing.T) {
 		"REGISTRAR_DATABASE_URL": "x",
 		"REGISTRAR_EVENT_FILE":   " x",
 		"REGISTRAR_ROLES":        "x",
+		"REGISTRAR_ADMIN_EMAIL":  "x",
+		"REGISTRAR_NOTIFY_EMAIL": "x",
 		"REGISTRAR_PAYMENT":      "x",
 		"PAYPAL_CLIENT_ID":       " x",
 		"PAYPAL_CLIENT_SECRET":   " x",

@@ -13,7 +13,7 @@ import (
 	"unicode/utf8"
 )
 
-//go:embed templates/confirmation.html templates/confirmation.txt
+//go:embed templates/*.html templates/*.txt
 var templateFS embed.FS
 
 // eventTimeLayout renders e.g. "Thursday, 10 June 2027, 09:00 (UTC+02:00)".
@@ -21,7 +21,10 @@ const eventTimeLayout = "Monday, 2 January 2006, 15:04 (UTC-07:00)"
 
 // Confirmation renders the registration confirmation email.
 type Confirmation struct {
-	RegistrationID                                     string
+	RegistrationID string
+	// MessageID is the message's id when it is not the registration's first
+	// confirmation (a confirmation sent again); "" means RegistrationID.
+	MessageID                                          string
 	AttendeeFirstName, AttendeeLastName, AttendeeEmail string
 	TicketName                                         string
 	Amount                                             string // already formatted, e.g. "149.00"
@@ -34,27 +37,37 @@ type Confirmation struct {
 	CardBrand, CardLast4                               string // may be empty (free ticket)
 }
 
-// Renderer renders confirmations from the embedded templates, parsed once.
-// It is safe for concurrent use.
+// Renderer renders the emails (confirmations, cancellation notices and
+// the organisers' notices) from the embedded templates, parsed once. It is
+// safe for concurrent use.
 type Renderer struct {
-	html *htmltemplate.Template
-	text *texttemplate.Template
+	html, cancelHTML, noticesHTML *htmltemplate.Template
+	text, cancelText, noticesText *texttemplate.Template
 }
 
 // NewRenderer parses the embedded templates.
 func NewRenderer() (*Renderer, error) {
-	h, err := htmltemplate.ParseFS(templateFS, "templates/confirmation.html")
-	if err != nil {
-		return nil, fmt.Errorf("email: parse HTML template: %w", err)
+	r := &Renderer{}
+	for _, t := range []struct {
+		name string
+		html **htmltemplate.Template
+		text **texttemplate.Template
+	}{
+		{"confirmation", &r.html, &r.text},
+		{"cancellation", &r.cancelHTML, &r.cancelText},
+		{"notices", &r.noticesHTML, &r.noticesText},
+	} {
+		h, err := htmltemplate.ParseFS(templateFS, "templates/"+t.name+".html")
+		if err != nil {
+			return nil, fmt.Errorf("email: parse HTML template: %w", err)
+		}
+		x, err := texttemplate.ParseFS(templateFS, "templates/"+t.name+".txt")
+		if err != nil {
+			return nil, fmt.Errorf("email: parse text template: %w", err)
+		}
+		*t.html, *t.text = h.Option("missingkey=error"), x.Option("missingkey=error")
 	}
-	t, err := texttemplate.ParseFS(templateFS, "templates/confirmation.txt")
-	if err != nil {
-		return nil, fmt.Errorf("email: parse text template: %w", err)
-	}
-	return &Renderer{
-		html: h.Option("missingkey=error"),
-		text: t.Option("missingkey=error"),
-	}, nil
+	return r, nil
 }
 
 // confirmationView is what the templates see: every value already formatted.
@@ -107,8 +120,12 @@ func (r *Renderer) Render(c Confirmation, from Address, now time.Time) (Message,
 		return Message{}, fmt.Errorf("email: render confirmation HTML: %w", err)
 	}
 
+	id := c.RegistrationID
+	if c.MessageID != "" {
+		id = c.MessageID
+	}
 	m := Message{
-		ID:   c.RegistrationID,
+		ID:   id,
 		From: from,
 		To: Address{
 			Name:  view.AttendeeName,

@@ -76,9 +76,46 @@ type Processor interface {
 	// card. It returns the charge, ErrNotCharged, or another error when the
 	// provider cannot tell yet.
 	Resolve(ctx context.Context, req ChargeRequest) (Charge, error)
-	// Refund gives a charge's money back; requestID makes it idempotent.
-	Refund(ctx context.Context, charge Charge, amount int64, currency, requestID string) error
+	// Refund gives amount (minor units) of a charge's money back; requestID
+	// makes it idempotent: a repeat returns the first refund's outcome. A
+	// refund the provider refuses for good is a *RefundRefusedError; other
+	// errors (a timeout, a provider failure) may be retried with the same
+	// requestID.
+	Refund(ctx context.Context, charge Charge, amount int64, currency, requestID string) (RefundOutcome, error)
 }
+
+// RefundOutcome is a refund the provider accepted.
+type RefundOutcome struct {
+	Reference string // the provider's id of the refund
+	// Pending reports a refund the provider accepted but settles later.
+	Pending bool
+}
+
+// RefundRefusedError reports a refund the provider refused for good:
+// retrying the same request cannot change the answer. Reason is written for
+// organisers; Issue is the provider's code, if any.
+type RefundRefusedError struct {
+	Issue  string
+	Reason string
+	Err    error // a sentinel such as ErrAlreadyRefunded, or nil
+}
+
+func (e *RefundRefusedError) Error() string {
+	if e.Issue != "" {
+		return "refund refused (" + e.Issue + "): " + e.Reason
+	}
+	return "refund refused: " + e.Reason
+}
+
+func (e *RefundRefusedError) Unwrap() error { return e.Err }
+
+// Permanent marks the error as one retrying cannot fix.
+func (e *RefundRefusedError) Permanent() bool { return true }
+
+// ErrAlreadyRefunded reports a charge that was refunded in full before
+// (by an earlier request with another id, or outside registrar). Wrapped by
+// a *RefundRefusedError.
+var ErrAlreadyRefunded = errors.New("the charge was already refunded in full")
 
 // Luhn reports whether digits (digits only) pass the Luhn checksum.
 func Luhn(digits string) bool {

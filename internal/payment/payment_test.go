@@ -104,11 +104,12 @@ func TestTestProcessor(t *testing.T) {
 			t.Errorf("Resolve(%s) = %v, want ErrNotCharged", id, err)
 		}
 	}
-	if err := p.Refund(ctx, c, 14900, "EUR", "r1"); err != nil {
-		t.Errorf("Refund: %v", err)
+	if out, err := p.Refund(ctx, c, 14900, "EUR", "r1"); err != nil || out.Reference == "" || out.Pending {
+		t.Errorf("Refund = %+v, %v", out, err)
 	}
-	if err := p.Refund(ctx, Charge{Reference: "nope"}, 1, "EUR", "r2"); err == nil {
-		t.Error("refund of an unknown charge succeeded")
+	var refused *RefundRefusedError
+	if _, err := p.Refund(ctx, Charge{Reference: "nope"}, 1, "EUR", "r2"); !errors.As(err, &refused) {
+		t.Errorf("refund of an unknown charge: %v, want a refusal", err)
 	}
 	if charged, refunded := p.Charges(); charged != 1 || refunded != 1 {
 		t.Errorf("Charges() = %d, %d; want 1, 1", charged, refunded)
@@ -117,5 +118,48 @@ func TestTestProcessor(t *testing.T) {
 	cancel()
 	if _, err := p.Charge(cctx, ChargeRequest{RequestID: "e", Card: Card{Number: TestCardVisa}}); !errors.Is(err, ErrUnavailable) {
 		t.Errorf("cancelled charge: %v", err)
+	}
+}
+
+func TestTestProcessorRefunds(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	p := NewTestProcessor()
+	c, err := p.Charge(ctx, ChargeRequest{RequestID: "a", Amount: 14900, Currency: "EUR", Card: Card{Number: TestCardVisa}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	half, err := p.Refund(ctx, c, 7450, "EUR", "half")
+	if err != nil {
+		t.Fatalf("half refund: %v", err)
+	}
+	if again, err := p.Refund(ctx, c, 7450, "EUR", "half"); err != nil || again != half {
+		t.Errorf("replayed refund = %+v, %v; want %+v", again, err, half)
+	}
+	if got := p.Refunded(c.Reference); got != 7450 {
+		t.Errorf("refunded %d after a refund and its replay, want 7450", got)
+	}
+	var refused *RefundRefusedError
+	if _, err := p.Refund(ctx, c, 7451, "EUR", "too-much"); !errors.As(err, &refused) || refused.Issue != "REFUND_AMOUNT_EXCEEDED" {
+		t.Errorf("refund of more than the rest: %v", err)
+	}
+	if _, err := p.Refund(ctx, c, 7450, "EUR", "rest"); err != nil {
+		t.Fatalf("refund of the rest: %v", err)
+	}
+	_, err = p.Refund(ctx, c, 1, "EUR", "more")
+	if !errors.As(err, &refused) || !errors.Is(err, ErrAlreadyRefunded) {
+		t.Errorf("refund of a refunded charge: %v, want ErrAlreadyRefunded", err)
+	}
+	if _, err := p.Refund(ctx, c, 0, "EUR", "zero"); !errors.As(err, &refused) {
+		t.Errorf("refund of nothing: %v", err)
+	}
+	// A test charge from before a restart is unknown: the refund goes through.
+	if _, err := p.Refund(ctx, Charge{Provider: "test", Reference: "test_0123456789abcdef01234567"}, 100, "EUR", "old"); err != nil {
+		t.Errorf("refund of an earlier test charge: %v", err)
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	if _, err := p.Refund(cctx, c, 1, "EUR", "cancelled"); !errors.Is(err, ErrUnavailable) {
+		t.Errorf("cancelled refund: %v", err)
 	}
 }

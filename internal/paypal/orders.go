@@ -446,22 +446,32 @@ func (c *Client) Resolve(ctx context.Context, req payment.ChargeRequest) (paymen
 	return payment.Charge{}, fmt.Errorf("%w: paypal order %s is %s", payment.ErrNotCharged, o.ID, o.Status)
 }
 
-// Refund gives amount (minor units of currency) of a PayPal capture back.
-// requestID makes it idempotent: the same id never refunds twice. A capture
-// refunded in full already counts as done.
-func (c *Client) Refund(ctx context.Context, ch payment.Charge, amount int64, currency, requestID string) error {
+// Refund gives amount (minor units of currency) of a PayPal capture back
+// (POST /v2/payments/captures/{id}/refund). requestID is the
+// PayPal-Request-Id: PayPal keeps it 45 days and answers a repeat with the
+// refund as it is now, so the same id never refunds twice. A COMPLETED
+// refund is done, a PENDING one accepted and settled later. PayPal's
+// refusals are a *payment.RefundRefusedError naming what to do: a capture
+// refunded in full (CAPTURE_FULLY_REFUNDED: as a repeat of our own request
+// id is answered with the refund, this means it was refunded by other
+// means; the error wraps payment.ErrAlreadyRefunded), more than what is
+// left (REFUND_AMOUNT_EXCEEDED), too old to refund
+// (REFUND_TIME_LIMIT_EXCEEDED). PayPal failures and timeouts wrap
+// payment.ErrUnavailable and may be retried with the same id.
+func (c *Client) Refund(ctx context.Context, ch payment.Charge, amount int64, currency, requestID string) (payment.RefundOutcome, error) {
 	if ch.Provider != Provider || ch.Reference == "" {
-		return fmt.Errorf("paypal refund: charge %q/%q is not a PayPal capture", ch.Provider, ch.Reference)
+		return payment.RefundOutcome{}, &payment.RefundRefusedError{
+			Reason: fmt.Sprintf("charge %q/%q is not a PayPal capture", ch.Provider, ch.Reference)}
 	}
 	if requestID == "" {
-		return errors.New("paypal refund: empty request id")
+		return payment.RefundOutcome{}, errors.New("paypal refund: empty request id")
 	}
 	if amount <= 0 {
-		return fmt.Errorf("paypal refund: amount %d is not positive", amount)
+		return payment.RefundOutcome{}, &payment.RefundRefusedError{Reason: fmt.Sprintf("amount %d is not positive", amount)}
 	}
 	value, err := amountValue(amount, currency)
 	if err != nil {
-		return fmt.Errorf("paypal refund: %w", err)
+		return payment.RefundOutcome{}, &payment.RefundRefusedError{Reason: err.Error()}
 	}
 	body := struct {
 		Amount money `json:"amount"`
@@ -470,7 +480,7 @@ func (c *Client) Refund(ctx context.Context, ch payment.Charge, amount int64, cu
 	const op = "refund capture"
 	resp, err := c.call(ctx, op, http.MethodPost, "/v2/payments/captures/"+url.PathEscape(ch.Reference)+"/refund", requestID, body)
 	if err != nil {
-		return err
+		return payment.RefundOutcome{}, err
 	}
 	attrs := []slog.Attr{slog.String("op", op), slog.String("paypal_request_id", requestID), slog.String("capture_id", ch.Reference)}
 	if resp.status == http.StatusOK || resp.status == http.StatusCreated {
@@ -481,30 +491,55 @@ func (c *Client) Refund(ctx context.Context, ch payment.Charge, amount int64, cu
 		if err := json.Unmarshal(resp.body, &r); err != nil || r.ID == "" {
 			c.log.LogAttrs(ctx, slog.LevelError, "paypal answered with a malformed refund",
 				append(attrs, slog.Int("status", resp.status), slog.String("debug_id", resp.debugID))...)
-			return fmt.Errorf("%w: paypal %s: malformed refund in a %d answer", payment.ErrUnavailable, op, resp.status)
+			return payment.RefundOutcome{}, fmt.Errorf("%w: paypal %s: malformed refund in a %d answer", payment.ErrUnavailable, op, resp.status)
 		}
 		attrs = append(attrs, slog.Int("status", resp.status), slog.String("refund_id", r.ID),
 			slog.String("refund_status", r.Status), slog.String("debug_id", resp.debugID))
 		switch r.Status {
-		case "COMPLETED", "PENDING":
+		case "COMPLETED":
 			c.log.LogAttrs(ctx, slog.LevelInfo, "paypal refund accepted", attrs...)
-			return nil
+			return payment.RefundOutcome{Reference: r.ID}, nil
+		case "PENDING":
+			c.log.LogAttrs(ctx, slog.LevelInfo, "paypal refund accepted; pending", attrs...)
+			return payment.RefundOutcome{Reference: r.ID, Pending: true}, nil
 		}
 		c.log.LogAttrs(ctx, slog.LevelError, "paypal refund did not go through", attrs...)
-		return fmt.Errorf("paypal refund %s of capture %s is %s", r.ID, ch.Reference, r.Status)
+		return payment.RefundOutcome{}, &payment.RefundRefusedError{Issue: r.Status,
+			Reason: fmt.Sprintf("PayPal reports refund %s of capture %s as %s; nothing was refunded", r.ID, ch.Reference, r.Status)}
 	}
 	e := resp.apiError()
 	attrs = append(attrs, e.attrs()...)
 	switch {
-	case resp.status == http.StatusUnprocessableEntity && e.Issue == "CAPTURE_FULLY_REFUNDED":
-		c.log.LogAttrs(ctx, slog.LevelInfo, "paypal capture was already refunded", attrs...)
-		return nil
 	case resp.status >= 500, resp.status == http.StatusTooManyRequests, resp.status == http.StatusConflict:
 		c.log.LogAttrs(ctx, slog.LevelWarn, "paypal refund failed", attrs...)
-		return fmt.Errorf("%w: paypal %s: %w", payment.ErrUnavailable, op, e)
+		return payment.RefundOutcome{}, fmt.Errorf("%w: paypal %s: %w", payment.ErrUnavailable, op, e)
+	case resp.status == http.StatusUnauthorized:
+		c.log.LogAttrs(ctx, slog.LevelError, "paypal refused our credentials for a refund", attrs...)
+		return payment.RefundOutcome{}, fmt.Errorf("%w: paypal %s: %w", payment.ErrUnavailable, op, e)
 	}
-	c.log.LogAttrs(ctx, slog.LevelError, "paypal refused the refund", attrs...)
-	return fmt.Errorf("paypal %s: %w", op, e)
+	c.log.LogAttrs(ctx, slog.LevelWarn, "paypal refused the refund", attrs...)
+	refused := &payment.RefundRefusedError{Issue: e.Issue, Reason: refundRefusal(e)}
+	if e.Issue == "CAPTURE_FULLY_REFUNDED" {
+		refused.Err = payment.ErrAlreadyRefunded
+	}
+	return payment.RefundOutcome{}, refused
+}
+
+// refundRefusal explains a refused refund to organisers.
+func refundRefusal(e *apiError) string {
+	switch e.Issue {
+	case "CAPTURE_FULLY_REFUNDED":
+		return "PayPal says the capture was already refunded in full by other means (for example in PayPal's dashboard); nothing more was refunded"
+	case "REFUND_AMOUNT_EXCEEDED":
+		return "PayPal says the refund is more than what is left of the capture (part of it may have been refunded by other means); nothing was refunded"
+	case "REFUND_TIME_LIMIT_EXCEEDED":
+		return "PayPal no longer allows refunds of this capture: it is too old; give the money back another way (for example by bank transfer)"
+	case "TRANSACTION_DISPUTED":
+		return "the payment is disputed at PayPal; settle the dispute there"
+	case "PENDING_CAPTURE":
+		return "the capture is still pending at PayPal; refund it once it has completed"
+	}
+	return "PayPal refused the refund: " + e.Error()
 }
 
 // chargeOf is the charge of a COMPLETED capture. Brand and last four digits

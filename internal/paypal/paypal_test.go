@@ -339,7 +339,7 @@ func TestResolve(t *testing.T) {
 		}, notPaid: true},
 		{name: "refunded", before: func(t *testing.T, ctx context.Context, f *fixture, r payment.ChargeRequest) {
 			ch := charge(t, ctx, f, r)
-			if err := f.client.Refund(ctx, ch, r.Amount, r.Currency, newRequestID()); err != nil {
+			if _, err := f.client.Refund(ctx, ch, r.Amount, r.Currency, newRequestID()); err != nil {
 				t.Fatal(err)
 			}
 		}, notPaid: true},
@@ -542,40 +542,103 @@ func TestRefund(t *testing.T) {
 	ch := charge(t, ctx, f, req)
 
 	partial := newRequestID()
-	for range 2 { // the repeat is a replay
-		if err := f.client.Refund(ctx, ch, 4900, "EUR", partial); err != nil {
-			t.Fatalf("partial refund: %v", err)
+	var first payment.RefundOutcome
+	for i := range 2 { // the repeat is a replay
+		out, err := f.client.Refund(ctx, ch, 4900, "EUR", partial)
+		if err != nil || out.Reference == "" || out.Pending {
+			t.Fatalf("partial refund: %+v, %v", out, err)
 		}
+		if i == 0 {
+			first = out
+		} else if out != first {
+			t.Errorf("replay = %+v, want %+v", out, first)
+		}
+	}
+	if got := f.fake.RefundRequestID(first.Reference); got != partial {
+		t.Errorf("refund made with PayPal-Request-Id %q, want %q", got, partial)
 	}
 	if n, st := f.fake.Refunds(), f.fake.CaptureStatus(ch.Reference); n != 1 || st != "PARTIALLY_REFUNDED" {
 		t.Fatalf("after a partial refund and its replay: %d refunds, capture %s", n, st)
 	}
-	err := f.client.Refund(ctx, ch, 20000, "EUR", newRequestID())
-	if err == nil || errors.Is(err, payment.ErrUnavailable) || !strings.Contains(err.Error(), "REFUND_AMOUNT_EXCEEDED") {
+	var refused *payment.RefundRefusedError
+	_, err := f.client.Refund(ctx, ch, 20000, "EUR", newRequestID())
+	if !errors.As(err, &refused) || refused.Issue != "REFUND_AMOUNT_EXCEEDED" || errors.Is(err, payment.ErrAlreadyRefunded) {
 		t.Errorf("refund of too much: %v", err)
 	}
 	f.fake.FailNext(1, 500)
 	rest := newRequestID()
-	if err := f.client.Refund(ctx, ch, 10000, "EUR", rest); !errors.Is(err, payment.ErrUnavailable) {
+	if _, err := f.client.Refund(ctx, ch, 10000, "EUR", rest); !errors.Is(err, payment.ErrUnavailable) || errors.As(err, &refused) {
 		t.Errorf("refund during an outage: %v, want ErrUnavailable", err)
 	}
-	if err := f.client.Refund(ctx, ch, 10000, "EUR", rest); err != nil {
+	if _, err := f.client.Refund(ctx, ch, 10000, "EUR", rest); err != nil {
 		t.Fatalf("refund of the rest: %v", err)
 	}
-	if err := f.client.Refund(ctx, ch, 10000, "EUR", rest); err != nil {
+	if _, err := f.client.Refund(ctx, ch, 10000, "EUR", rest); err != nil {
 		t.Fatalf("replayed refund: %v", err)
 	}
-	if err := f.client.Refund(ctx, ch, 10000, "EUR", newRequestID()); err != nil {
+	// A new request id on a capture refunded in full: refunded by other
+	// means than this refund, which therefore failed.
+	_, err = f.client.Refund(ctx, ch, 10000, "EUR", newRequestID())
+	if !errors.As(err, &refused) || !errors.Is(err, payment.ErrAlreadyRefunded) || !strings.Contains(refused.Reason, "other means") {
 		t.Fatalf("refund of a fully refunded capture: %v", err)
 	}
 	if n, st := f.fake.Refunds(), f.fake.CaptureStatus(ch.Reference); n != 2 || st != "REFUNDED" {
 		t.Errorf("%d refunds, capture %s; want 2, REFUNDED", n, st)
 	}
-	if err := f.client.Refund(ctx, payment.Charge{Provider: "paypal", Reference: "NOSUCHCAPTURE0000"}, 100, "EUR", newRequestID()); err == nil {
-		t.Error("refund of an unknown capture succeeded")
+	if _, err := f.client.Refund(ctx, payment.Charge{Provider: "paypal", Reference: "NOSUCHCAPTURE0000"}, 100, "EUR", newRequestID()); !errors.As(err, &refused) {
+		t.Errorf("refund of an unknown capture: %v, want a refusal", err)
 	}
-	if err := f.client.Refund(ctx, payment.Charge{Provider: "test", Reference: "test_1"}, 100, "EUR", newRequestID()); err == nil {
-		t.Error("refund of another provider's charge succeeded")
+	if _, err := f.client.Refund(ctx, payment.Charge{Provider: "test", Reference: "test_1"}, 100, "EUR", newRequestID()); !errors.As(err, &refused) {
+		t.Errorf("refund of another provider's charge: %v, want a refusal", err)
+	}
+}
+
+func TestRefundOutcomes(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name     string
+		setup    func(f *fixture)
+		pending  bool
+		issue    string // "" when accepted
+		mentions string
+	}{
+		{name: "completed"},
+		{name: "pending", setup: func(f *fixture) { f.fake.PendRefunds(true) }, pending: true},
+		{name: "time limit exceeded", setup: func(f *fixture) { f.fake.RefuseRefunds("REFUND_TIME_LIMIT_EXCEEDED") },
+			issue: "REFUND_TIME_LIMIT_EXCEEDED", mentions: "too old"},
+		{name: "amount exceeded", setup: func(f *fixture) { f.fake.RefuseRefunds("REFUND_AMOUNT_EXCEEDED") },
+			issue: "REFUND_AMOUNT_EXCEEDED", mentions: "more than what is left"},
+		{name: "fully refunded", setup: func(f *fixture) { f.fake.RefuseRefunds("CAPTURE_FULLY_REFUNDED") },
+			issue: "CAPTURE_FULLY_REFUNDED", mentions: "other means"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			f := newFixture(t, nil)
+			ch := charge(t, ctx, f, chargeRequest())
+			if tt.setup != nil {
+				tt.setup(f)
+			}
+			out, err := f.client.Refund(ctx, ch, 5000, "EUR", newRequestID())
+			if tt.issue == "" {
+				if err != nil || out.Reference == "" || out.Pending != tt.pending {
+					t.Fatalf("Refund = %+v, %v; want accepted, pending %v", out, err, tt.pending)
+				}
+				return
+			}
+			var refused *payment.RefundRefusedError
+			if !errors.As(err, &refused) || refused.Issue != tt.issue || !strings.Contains(refused.Reason, tt.mentions) {
+				t.Fatalf("Refund = %+v, %v; want refused with %s", out, err, tt.issue)
+			}
+			if errors.Is(err, payment.ErrUnavailable) {
+				t.Errorf("a refusal is not a provider failure: %v", err)
+			}
+			var perm interface{ Permanent() bool }
+			if !errors.As(err, &perm) || !perm.Permanent() {
+				t.Errorf("a refusal is not marked permanent: %v", err)
+			}
+		})
 	}
 }
 
@@ -594,7 +657,7 @@ func TestLogsKeepSecrets(t *testing.T) {
 	_, _ = f.client.Charge(ctx, chargeRequest())
 	f.fake.RevokeTokens()
 	_, _ = f.client.Resolve(ctx, chargeRequest())
-	_ = f.client.Refund(ctx, ch, 100, "EUR", newRequestID())
+	_, _ = f.client.Refund(ctx, ch, 100, "EUR", newRequestID())
 	log := f.logs.String()
 	for _, want := range []string{"debug_id=", "capture_status=DECLINED", "response_code=0500", "status=500", "capture completed", "refund accepted"} {
 		if !strings.Contains(log, want) {

@@ -42,6 +42,9 @@ type OfficeStore interface {
 	// QueueMessage records an email to an attendee as queued;
 	// ErrDuplicate (nothing written) when one with its id exists.
 	QueueMessage(ctx context.Context, m registration.Message, audit registration.AuditEntry, then registration.TxFunc) error
+	// QueueMessageTx records an email as queued inside tx (another
+	// action's transaction); ErrDuplicate when one with its id exists.
+	QueueMessageTx(ctx context.Context, tx *sql.Tx, m registration.Message) error
 	Message(ctx context.Context, id string) (registration.Message, error)
 	// MessageSending records that the email is being handed to the mailer.
 	MessageSending(ctx context.Context, id string) error

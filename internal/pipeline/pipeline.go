@@ -20,6 +20,7 @@ import (
 	"github.com/registrar/registrar/internal/email"
 	"github.com/registrar/registrar/internal/event"
 	"github.com/registrar/registrar/internal/groupcommit"
+	"github.com/registrar/registrar/internal/payment"
 	"github.com/registrar/registrar/internal/registration"
 )
 
@@ -183,6 +184,12 @@ type Options struct {
 	JobTimeout time.Duration
 	// FetchPollInterval is how often idle workers look for jobs.
 	FetchPollInterval time.Duration
+	// NoticeInterval is how often organisers are sent what needs them, in
+	// one email per run; 0 means every 2 minutes.
+	NoticeInterval time.Duration
+	// ClientID names this process's River client (jobs record it in
+	// attempted_by); "" lets River choose.
+	ClientID string
 }
 
 // DefaultOptions are the production settings: an activity is retried for
@@ -213,6 +220,20 @@ type Deps struct {
 	// Observe, when set, is told the result of every activity run:
 	// "succeeded", "retrying" or "failed".
 	Observe func(step, result string)
+
+	// The back office's jobs: emails to attendees, refunds and the
+	// organisers' notices. With Office nil they are not registered.
+	Office  OfficeStore
+	Refunds Refunder
+	// NotifyTo are where organiser notices go; empty means Owners.
+	NotifyTo []string
+	// Owners returns the email addresses of the back office's owners.
+	Owners func(ctx context.Context) ([]string, error)
+}
+
+// Refunder gives a charge's money back (payment.Processor's Refund).
+type Refunder interface {
+	Refund(ctx context.Context, charge payment.Charge, amount int64, currency, requestID string) (payment.RefundOutcome, error)
 }
 
 func (d Deps) observe(step registration.StepName, result string) {
@@ -266,6 +287,11 @@ func Config(d Deps, o Options, workers bool, log *slog.Logger) (*river.Config, e
 	if err := river.AddWorkerSafely(ws, &resolveWorker{d: d}); err != nil {
 		return nil, err
 	}
+	if d.Office != nil {
+		if err := addOfficeWorkers(ws, d); err != nil {
+			return nil, err
+		}
+	}
 	cfg.Workers = ws
 	cfg.Queues = map[string]river.QueueConfig{
 		river.QueueDefault: {MaxWorkers: o.Workers},
@@ -276,6 +302,14 @@ func Config(d Deps, o Options, workers bool, log *slog.Logger) (*river.Config, e
 		river.NewPeriodicJob(river.PeriodicInterval(30*time.Second),
 			func() (river.JobArgs, *river.InsertOpts) { return ResolvePaymentsArgs{}, nil },
 			&river.PeriodicJobOpts{RunOnStart: true}),
+	}
+	if d.Office != nil {
+		every := o.NoticeInterval
+		if every <= 0 {
+			every = 2 * time.Minute
+		}
+		cfg.PeriodicJobs = append(cfg.PeriodicJobs, river.NewPeriodicJob(river.PeriodicInterval(every),
+			func() (river.JobArgs, *river.InsertOpts) { return NotifyOrganisersArgs{}, nil }, nil))
 	}
 	return cfg, nil
 }
@@ -338,24 +372,16 @@ func (w *registerWorker) Work(ctx context.Context, job *river.Job[RegisterArgs])
 	if err != nil {
 		return err
 	}
+	if reg.Status == registration.StatusCancelled {
+		return nil // cancelled before its pipeline started: nothing to do
+	}
 	client := river.ClientFromContext[*sql.Tx](ctx)
 	var params []river.InsertManyParams
 	for _, st := range reg.Steps {
 		if st.Status.Done() {
 			continue
 		}
-		var args river.JobArgs
-		opts := &river.InsertOpts{UniqueOpts: river.UniqueOpts{ByArgs: true}}
-		switch st.Name {
-		case registration.StepSaveOrder:
-			args = SaveOrderArgs{RegistrationID: id}
-		case registration.StepSendConfirmation:
-			args = SendConfirmationArgs{RegistrationID: id}
-		case registration.StepAddToMailingList:
-			args = AddToMailingListArgs{RegistrationID: id}
-			opts.Queue = QueueMailingList
-		}
-		params = append(params, river.InsertManyParams{Args: args, InsertOpts: opts})
+		params = append(params, activityJob(id, st.Name, true))
 	}
 	return w.d.Store.Write(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		if err := w.d.Store.StartPipelineTx(ctx, tx, id); err != nil {
@@ -366,6 +392,26 @@ func (w *registerWorker) Work(ctx context.Context, job *river.Job[RegisterArgs])
 		}
 		return nil
 	})
+}
+
+// activityJob is the job of one step of a registration, unique by its
+// arguments when unique is set (the fan-out, which may run again).
+func activityJob(id string, step registration.StepName, unique bool) river.InsertManyParams {
+	var args river.JobArgs
+	opts := &river.InsertOpts{}
+	if unique {
+		opts.UniqueOpts = river.UniqueOpts{ByArgs: true}
+	}
+	switch step {
+	case registration.StepSaveOrder:
+		args = SaveOrderArgs{RegistrationID: id}
+	case registration.StepSendConfirmation:
+		args = SendConfirmationArgs{RegistrationID: id}
+	case registration.StepAddToMailingList:
+		args = AddToMailingListArgs{RegistrationID: id}
+		opts.Queue = QueueMailingList
+	}
+	return river.InsertManyParams{Args: args, InsertOpts: opts}
 }
 
 type activityArgs interface {
@@ -416,6 +462,12 @@ func (w *activity[T]) Work(ctx context.Context, job *river.Job[T]) error {
 		}
 		return nil
 	}
+	if reg.Status == registration.StatusCancelled {
+		// An organiser cancelled it: the rest of its work is not wanted,
+		// and it must not come back as needing attention.
+		w.d.Log.Info("activity skipped: registration cancelled", "registration", id, "step", w.step)
+		return nil
+	}
 	if st, ok := reg.Step(w.step); ok && st.Status.Done() {
 		return finish(nil) // already done by an earlier run that died before its job was completed
 	}
@@ -425,6 +477,10 @@ func (w *activity[T]) Work(ctx context.Context, job *river.Job[T]) error {
 	err = w.perform(ctx, w.d, reg, finish)
 	if err == nil {
 		w.d.observe(w.step, "succeeded")
+		return nil
+	}
+	if cancelled(ctx, w.d.Store, id) {
+		w.d.Log.Info("activity failed after its registration was cancelled; not retried", "registration", id, "step", w.step, "err", err)
 		return nil
 	}
 	isPermanent := permanent(err)
@@ -455,6 +511,15 @@ func (w *activity[T]) Work(ctx context.Context, job *river.Job[T]) error {
 	return err
 }
 
+// cancelled reports whether registration id was cancelled meanwhile,
+// asking with a context of its own (the job's may have run out).
+func cancelled(ctx context.Context, store Store, id string) bool {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	reg, err := store.Registration(ctx, id)
+	return err == nil && reg.Status == registration.StatusCancelled
+}
+
 // snoozes is how often River snoozed a job (its metadata's "snoozes").
 func snoozes(metadata []byte) int {
 	var m struct {
@@ -478,23 +543,7 @@ func sendConfirmation(ctx context.Context, d Deps, reg registration.Registration
 	if sent {
 		return finish(nil)
 	}
-	ticket, _ := d.Event.Ticket(reg.TicketID)
-	msg, err := d.Renderer.Render(email.Confirmation{
-		RegistrationID:    reg.ID,
-		AttendeeFirstName: reg.FirstName,
-		AttendeeLastName:  reg.LastName,
-		AttendeeEmail:     reg.Email,
-		TicketName:        ticketName(ticket, reg.TicketID),
-		Amount:            event.FormatAmount(reg.Amount, reg.Currency),
-		Currency:          reg.Currency,
-		Free:              reg.Amount == 0,
-		EventName:         d.Event.Name,
-		EventStart:        d.Event.StartsAt,
-		Venue:             d.Event.Venue,
-		StatusURL:         d.BaseURL + "/registrations/" + reg.ID,
-		CardBrand:         reg.Payment.Brand,
-		CardLast4:         reg.Payment.Last4,
-	}, email.Address{Name: d.Event.EmailFrom.Name, Email: d.Event.EmailFrom.Address}, time.Now())
+	msg, err := d.renderConfirmation(reg, "", reg.Email, time.Now())
 	if err != nil {
 		return &PermanentError{Err: fmt.Errorf("render confirmation: %w", err)}
 	}
@@ -506,6 +555,34 @@ func sendConfirmation(ctx context.Context, d Deps, reg registration.Registration
 		return fmt.Errorf("send confirmation: %w", err)
 	}
 	return finish(func(tx *sql.Tx) error { return d.Store.EmailSentTx(ctx, tx, reg.ID, ref) })
+}
+
+// renderConfirmation renders a registration's confirmation: the first one
+// (messageID "", to the attendee), or one sent again to to.
+func (d Deps) renderConfirmation(reg registration.Registration, messageID, to string, now time.Time) (email.Message, error) {
+	ticket, _ := d.Event.Ticket(reg.TicketID)
+	return d.Renderer.Render(email.Confirmation{
+		RegistrationID:    reg.ID,
+		MessageID:         messageID,
+		AttendeeFirstName: reg.FirstName,
+		AttendeeLastName:  reg.LastName,
+		AttendeeEmail:     to,
+		TicketName:        ticketName(ticket, reg.TicketID),
+		Amount:            event.FormatAmount(reg.Amount, reg.Currency),
+		Currency:          reg.Currency,
+		Free:              reg.Amount == 0,
+		EventName:         d.Event.Name,
+		EventStart:        d.Event.StartsAt,
+		Venue:             d.Event.Venue,
+		StatusURL:         d.BaseURL + "/registrations/" + reg.ID,
+		CardBrand:         reg.Payment.Brand,
+		CardLast4:         reg.Payment.Last4,
+	}, d.from(), now)
+}
+
+// from is the address the event's emails come from.
+func (d Deps) from() email.Address {
+	return email.Address{Name: d.Event.EmailFrom.Name, Email: d.Event.EmailFrom.Address}
 }
 
 func ticketName(t event.Ticket, id string) string {

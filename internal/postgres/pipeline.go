@@ -64,7 +64,8 @@ func (s *Store) StepStarted(ctx context.Context, id string, step registration.St
 }
 
 // StepFailed records a failed attempt. A final failure marks the
-// registration as needing attention.
+// registration as needing attention and tells the organisers (a notice, in
+// the same transaction); a cancelled registration stays cancelled.
 func (s *Store) StepFailed(ctx context.Context, id string, step registration.StepName, msg string, final bool) error {
 	tx, err := s.BeginTx(ctx)
 	if err != nil {
@@ -79,15 +80,22 @@ func (s *Store) StepFailed(ctx context.Context, id string, step registration.Ste
 	if final {
 		status = registration.StepFailed
 	}
+	msg = truncate(msg, 1000)
 	if _, err := tx.ExecContext(ctx, `UPDATE registration_steps SET status = $1, last_error = $2, updated_at = $3
 		WHERE registration_id = $4 AND step = $5 AND status NOT IN ('succeeded', 'skipped')`,
-		status, truncate(msg, 1000), now, id, step); err != nil {
+		status, msg, now, id, step); err != nil {
 		return fmt.Errorf("mark step failed: %w", err)
 	}
 	if final {
-		if _, err := tx.ExecContext(ctx, `UPDATE registrations SET status = 'needs_attention', updated_at = $1
-			WHERE id = $2 AND status <> 'completed'`, now, id); err != nil {
+		res, err := tx.ExecContext(ctx, `UPDATE registrations SET status = 'needs_attention', updated_at = $1
+			WHERE id = $2 AND status NOT IN ('completed', 'cancelled')`, now, id)
+		if err != nil {
 			return fmt.Errorf("mark registration needs attention: %w", err)
+		}
+		if n, _ := res.RowsAffected(); n > 0 {
+			if err := insertNotice(ctx, tx, registration.NoticeNeedsAttention, id, string(step)+": "+msg, now); err != nil {
+				return err
+			}
 		}
 	}
 	if err := tx.Commit(); err != nil {
@@ -98,9 +106,10 @@ func (s *Store) StepFailed(ctx context.Context, id string, step registration.Ste
 
 // FinishStepTx marks a step succeeded and, when it was the last one
 // outstanding, the registration completed (the fan-in). A step already done
-// (a re-run of its job) keeps its recorded attempts, and a skipped step stays
-// skipped. The registration's row lock, held until tx commits, makes the
-// last of two steps finishing at once see the other's success.
+// (a re-run of its job) keeps its recorded attempts, a skipped step stays
+// skipped, and a cancelled registration stays cancelled. The registration's
+// row lock, held until tx commits, makes the last of two steps finishing at
+// once see the other's success.
 func (s *Store) FinishStepTx(ctx context.Context, tx *sql.Tx, id string, step registration.StepName) error {
 	if err := lockRegistration(ctx, tx, id); err != nil {
 		return err
@@ -111,7 +120,7 @@ func (s *Store) FinishStepTx(ctx context.Context, tx *sql.Tx, id string, step re
 		return fmt.Errorf("mark step succeeded: %w", err)
 	}
 	if _, err := tx.ExecContext(ctx, `UPDATE registrations SET status = 'completed', updated_at = $1
-		WHERE id = $2 AND NOT EXISTS (SELECT 1 FROM registration_steps
+		WHERE id = $2 AND status <> 'cancelled' AND NOT EXISTS (SELECT 1 FROM registration_steps
 			WHERE registration_id = $2 AND status NOT IN ('succeeded', 'skipped'))`, now, id); err != nil {
 		return fmt.Errorf("complete registration: %w", err)
 	}

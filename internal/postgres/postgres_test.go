@@ -25,7 +25,7 @@ func discardLog() *slog.Logger { return slog.New(slog.DiscardHandler) }
 
 // testURL is the PostgreSQL the tests use; without TEST_DATABASE_URL they
 // skip.
-func testURL(t *testing.T) string {
+func testURL(t testing.TB) string {
 	t.Helper()
 	u := os.Getenv("TEST_DATABASE_URL")
 	if u == "" {
@@ -36,7 +36,7 @@ func testURL(t *testing.T) string {
 
 // inSchema returns conn with its search_path set to schema, in either form
 // of connection string.
-func inSchema(t *testing.T, conn, schema string) string {
+func inSchema(t testing.TB, conn, schema string) string {
 	t.Helper()
 	if !strings.HasPrefix(conn, "postgres://") && !strings.HasPrefix(conn, "postgresql://") {
 		return conn + " search_path=" + schema
@@ -53,7 +53,7 @@ func inSchema(t *testing.T, conn, schema string) string {
 
 // newSchema creates an empty schema of its own for one test, dropped when
 // the test ends, and returns a URL whose connections use it.
-func newSchema(t *testing.T) string {
+func newSchema(t testing.TB) string {
 	t.Helper()
 	base := testURL(t)
 	var b [6]byte
@@ -84,7 +84,7 @@ func newSchema(t *testing.T) string {
 }
 
 // open opens url and closes the database when the test ends.
-func open(t *testing.T, url string) *DB {
+func open(t testing.TB, url string) *DB {
 	t.Helper()
 	db, err := Open(t.Context(), url)
 	if err != nil {
@@ -99,7 +99,7 @@ func open(t *testing.T, url string) *DB {
 }
 
 // openDB returns a migrated database in a schema of its own.
-func openDB(t *testing.T) *DB {
+func openDB(t testing.TB) *DB {
 	t.Helper()
 	db := open(t, newSchema(t))
 	if err := db.Migrate(t.Context(), discardLog()); err != nil {

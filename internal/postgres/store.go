@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/registrar/registrar/internal/event"
@@ -307,12 +308,17 @@ func (s *Store) CompleteAttempt(ctx context.Context, a registration.Attempt, r r
 
 func completeAttempt(ctx context.Context, tx *sql.Tx, a registration.Attempt, r registration.Registration, enqueue registration.EnqueueFunc) error {
 	created := r.CreatedAt.UTC()
+	b := r.Billing
 	res, err := tx.ExecContext(ctx, `INSERT INTO registrations (id, event_id, ticket_id, status, amount, currency,
-		first_name, last_name, email, company, newsletter, payment_provider, payment_reference, card_brand, card_last4,
-		created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $16)
+		first_name, last_name, email, company, newsletter, newsletter_consented_at, payment_provider, payment_reference,
+		card_brand, card_last4, billing_line1, billing_line2, billing_city, billing_postal_code, billing_region,
+		billing_country, search, created_at, updated_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $24)
 		ON CONFLICT (id) DO NOTHING`,
 		r.ID, r.EventID, r.TicketID, r.Status, r.Amount, r.Currency, r.FirstName, r.LastName, r.Email, r.Company,
-		r.Newsletter, r.Payment.Provider, r.Payment.Reference, r.Payment.Brand, r.Payment.Last4, created)
+		r.Newsletter, nullTime(r.NewsletterConsentedAt), r.Payment.Provider, r.Payment.Reference, r.Payment.Brand,
+		r.Payment.Last4, b.Line1, b.Line2, b.City, b.PostalCode, b.Region, b.Country,
+		searchText(r.FirstName, r.LastName, r.Email, r.Company), created)
 	if err != nil {
 		return fmt.Errorf("insert registration: %w", err)
 	}
@@ -395,32 +401,42 @@ func (s *Store) PostponeAttempt(ctx context.Context, id string, after time.Time)
 	return nil
 }
 
-// RecordIncident keeps a payment event for operators.
+// RecordIncident keeps a payment event for operators. An incident a person
+// must act on (a failed refund, a charge whose outcome stayed unknown) also
+// becomes a notice to the organisers, in the same transaction.
 func (s *Store) RecordIncident(ctx context.Context, in registration.Incident) error {
-	if _, err := s.db.SQL.ExecContext(ctx, `INSERT INTO payment_incidents (attempt_id, kind, provider, reference,
-		amount, currency, detail, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
-		in.AttemptID, in.Kind, in.Provider, in.Reference, in.Amount, in.Currency, truncate(in.Detail, 1000),
-		in.CreatedAt.UTC()); err != nil {
-		return fmt.Errorf("record payment incident: %w", err)
-	}
-	return nil
+	return s.Write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		detail := truncate(in.Detail, 1000)
+		if _, err := tx.ExecContext(ctx, `INSERT INTO payment_incidents (attempt_id, kind, provider, reference,
+			amount, currency, detail, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+			in.AttemptID, in.Kind, in.Provider, in.Reference, in.Amount, in.Currency, detail,
+			in.CreatedAt.UTC()); err != nil {
+			return fmt.Errorf("record payment incident: %w", err)
+		}
+		if kind, ok := incidentNotice(in.Kind); ok {
+			at := in.CreatedAt
+			if at.IsZero() {
+				at = s.now()
+			}
+			if err := insertNotice(ctx, tx, kind, in.AttemptID, detail, at); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }
 
-// Registration implements registration.Store.
+// Registration implements registration.Store and admin.Store: the
+// registration with its steps.
 func (s *Store) Registration(ctx context.Context, id string) (registration.Registration, error) {
-	var r registration.Registration
-	err := s.db.SQL.QueryRowContext(ctx, `SELECT id, event_id, ticket_id, status, amount, currency, first_name, last_name,
-		email, company, newsletter, payment_provider, payment_reference, card_brand, card_last4, created_at, updated_at
-		FROM registrations WHERE id = $1`, id).Scan(&r.ID, &r.EventID, &r.TicketID, &r.Status, &r.Amount, &r.Currency,
-		&r.FirstName, &r.LastName, &r.Email, &r.Company, &r.Newsletter, &r.Payment.Provider, &r.Payment.Reference,
-		&r.Payment.Brand, &r.Payment.Last4, &r.CreatedAt, &r.UpdatedAt)
+	r, err := scanRegistration(s.db.SQL.QueryRowContext(ctx, `SELECT `+registrationColumns+`
+		FROM registrations WHERE id = $1`, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return r, registration.ErrNotFound
 	}
 	if err != nil {
 		return r, fmt.Errorf("read registration: %w", err)
 	}
-	r.CreatedAt, r.UpdatedAt = r.CreatedAt.UTC(), r.UpdatedAt.UTC()
 	rows, err := s.db.SQL.QueryContext(ctx, `SELECT step, status, attempts, last_error FROM registration_steps
 		WHERE registration_id = $1`, id)
 	if err != nil {
@@ -447,6 +463,50 @@ func (s *Store) Registration(ctx context.Context, id string) (registration.Regis
 }
 
 func nullable(s string) sql.NullString { return sql.NullString{String: s, Valid: s != ""} }
+
+// searchSep separates the fields of a registration's search column.
+const searchSep = "\x1f"
+
+// searchText is a registration's search column: what the back office's
+// search finds a part of, lower-cased here so that any letter folds, not
+// only ASCII ones.
+func searchText(first, last, email, company string) string {
+	return strings.ToLower(first + " " + last + searchSep + email + searchSep + company)
+}
+
+// registrationColumns are the columns scanRegistration reads, in order.
+const registrationColumns = `id, event_id, ticket_id, status, amount, currency, first_name, last_name, email, company,
+	newsletter, newsletter_consented_at, payment_provider, payment_reference, card_brand, card_last4,
+	billing_line1, billing_line2, billing_city, billing_postal_code, billing_region, billing_country,
+	refunded, cancelled_at, created_at, updated_at`
+
+type scanner interface{ Scan(dest ...any) error }
+
+// scanRegistration reads a row of registrationColumns (without steps).
+func scanRegistration(sc scanner) (registration.Registration, error) {
+	var r registration.Registration
+	var consented, cancelled sql.NullTime
+	b := &r.Billing
+	if err := sc.Scan(&r.ID, &r.EventID, &r.TicketID, &r.Status, &r.Amount, &r.Currency, &r.FirstName, &r.LastName,
+		&r.Email, &r.Company, &r.Newsletter, &consented, &r.Payment.Provider, &r.Payment.Reference, &r.Payment.Brand,
+		&r.Payment.Last4, &b.Line1, &b.Line2, &b.City, &b.PostalCode, &b.Region, &b.Country, &r.Refunded, &cancelled,
+		&r.CreatedAt, &r.UpdatedAt); err != nil {
+		return r, err
+	}
+	r.NewsletterConsentedAt, r.CancelledAt = fromNull(consented), fromNull(cancelled)
+	r.CreatedAt, r.UpdatedAt = r.CreatedAt.UTC(), r.UpdatedAt.UTC()
+	return r, nil
+}
+
+// nullTime is t, or NULL for the zero time.
+func nullTime(t time.Time) sql.NullTime { return sql.NullTime{Time: t.UTC(), Valid: !t.IsZero()} }
+
+func fromNull(t sql.NullTime) time.Time {
+	if !t.Valid {
+		return time.Time{}
+	}
+	return t.Time.UTC()
+}
 
 // insertSteps inserts a registration's steps with one statement.
 func insertSteps(ctx context.Context, tx *sql.Tx, id string, steps []registration.Step, created time.Time) error {

@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -82,6 +83,8 @@ type PayPal struct {
 	latency         time.Duration
 	requireApproval bool
 	pendCaptures    bool
+	pendRefunds     bool
+	refundRefusals  []string
 	nTokens         int
 	nRequests       int
 	nRefunds        int
@@ -117,6 +120,8 @@ type ppCapture struct {
 
 type ppRefund struct {
 	id, status       string
+	requestID        string
+	seq              int
 	capture          *ppCapture
 	currency, value  string
 	invoiceID, note  string
@@ -252,6 +257,54 @@ func (p *PayPal) PendCaptures(on bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.pendCaptures = on
+}
+
+// PendRefunds makes new refunds PENDING (status_details.reason ECHECK)
+// instead of COMPLETED.
+func (p *PayPal) PendRefunds(on bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.pendRefunds = on
+}
+
+// RefuseRefunds makes the next refunds (one per issue) answer 422 with
+// these issues, e.g. REFUND_TIME_LIMIT_EXCEEDED for a capture too old to
+// refund. Like every error answer, a refusal is not stored under its
+// PayPal-Request-Id.
+func (p *PayPal) RefuseRefunds(issues ...string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.refundRefusals = append(p.refundRefusals, issues...)
+}
+
+// RefundsOf lists the refunds of a capture as "VALUE CURRENCY STATUS",
+// oldest first.
+func (p *PayPal) RefundsOf(captureID string) []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var rs []*ppRefund
+	for _, rf := range p.refundByID {
+		if rf.capture.id == captureID {
+			rs = append(rs, rf)
+		}
+	}
+	sort.Slice(rs, func(i, j int) bool { return rs[i].seq < rs[j].seq })
+	out := make([]string, len(rs))
+	for i, rf := range rs {
+		out[i] = rf.value + " " + rf.currency + " " + rf.status
+	}
+	return out
+}
+
+// RefundRequestID is the PayPal-Request-Id the refund with this id was
+// made with.
+func (p *PayPal) RefundRequestID(refundID string) string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if rf := p.refundByID[refundID]; rf != nil {
+		return rf.requestID
+	}
+	return ""
 }
 
 // SettlePending completes every PENDING capture and reports how many.
@@ -787,6 +840,11 @@ func (p *PayPal) refundCapture(r *http.Request, body []byte) ppResult {
 			return ppFail(http.StatusBadRequest, "MALFORMED_REQUEST_JSON")
 		}
 	}
+	if len(p.refundRefusals) > 0 {
+		issue := p.refundRefusals[0]
+		p.refundRefusals = p.refundRefusals[1:]
+		return fail(issue)
+	}
 	switch c.status {
 	case "COMPLETED", "PARTIALLY_REFUNDED":
 	case "REFUNDED":
@@ -813,8 +871,12 @@ func (p *PayPal) refundCapture(r *http.Request, body []byte) ppResult {
 		amount = v
 	}
 	now := time.Now().UTC()
+	status := "COMPLETED"
+	if p.pendRefunds {
+		status = "PENDING"
+	}
 	rf := &ppRefund{
-		id: ppID(), status: "COMPLETED", capture: c, currency: o.currency,
+		id: ppID(), status: status, requestID: key.requestID, seq: p.nRefunds, capture: c, currency: o.currency,
 		value: ppFormatAmount(amount, o.currency), invoiceID: req.InvoiceID, note: req.NoteToPayer,
 		created: now, updated: now,
 	}
@@ -926,6 +988,9 @@ func (p *PayPal) refundJSON(rf *ppRefund) map[string]any {
 			ppLink(p.srv.URL+"/v2/payments/captures/"+rf.capture.id, "up", "GET")},
 		"create_time": ppTime(rf.created),
 		"update_time": ppTime(rf.updated),
+	}
+	if rf.status == "PENDING" {
+		m["status_details"] = map[string]string{"reason": "ECHECK"}
 	}
 	if rf.invoiceID != "" {
 		m["invoice_id"] = rf.invoiceID

@@ -103,13 +103,13 @@ func (p *flakyProcessor) Resolve(ctx context.Context, req payment.ChargeRequest)
 	return p.TestProcessor.Resolve(ctx, req)
 }
 
-func (p *flakyProcessor) Refund(ctx context.Context, c payment.Charge, amount int64, currency, requestID string) error {
+func (p *flakyProcessor) Refund(ctx context.Context, c payment.Charge, amount int64, currency, requestID string) (payment.RefundOutcome, error) {
 	p.mu.Lock()
 	p.refundCalls++
 	err := p.refundErr
 	p.mu.Unlock()
 	if err != nil {
-		return err
+		return payment.RefundOutcome{}, err
 	}
 	return p.TestProcessor.Refund(ctx, c, amount, currency, requestID)
 }

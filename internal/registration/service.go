@@ -178,6 +178,12 @@ func (s *Service) draft(id string, ticket event.Ticket, req Request, now time.Ti
 		CreatedAt:  now,
 		UpdatedAt:  now,
 	}
+	if req.Billing != nil {
+		reg.Billing = billingAddress(req.Billing.Address)
+	}
+	if req.Newsletter {
+		reg.NewsletterConsentedAt = now
+	}
 	for _, name := range Steps {
 		st := StepPending
 		if name == StepAddToMailingList && !req.Newsletter {
@@ -253,7 +259,11 @@ func (s *Service) complete(ctx context.Context, a Attempt, reg Registration) err
 		}
 	}
 	if reg.Amount > 0 {
-		if rerr := s.processor.Refund(ctx, reg.Payment, reg.Amount, reg.Currency, "refund-"+a.ID); rerr != nil {
+		_, rerr := s.processor.Refund(ctx, reg.Payment, reg.Amount, reg.Currency, "refund-"+a.ID)
+		if errors.Is(rerr, payment.ErrAlreadyRefunded) {
+			rerr = nil // refunded in full already: nothing was kept
+		}
+		if rerr != nil {
 			s.log.Error("REFUND NEEDED: charge taken, registration not stored, refund failed; the resolver retries",
 				"attempt", a.ID, "provider", reg.Payment.Provider, "reference", reg.Payment.Reference,
 				"amount", reg.Amount, "currency", reg.Currency, "cause", err, "err", rerr)

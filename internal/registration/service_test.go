@@ -168,12 +168,15 @@ func (p *fakeProcessor) Resolve(ctx context.Context, req payment.ChargeRequest) 
 	return payment.Charge{}, payment.ErrNotCharged
 }
 
-func (p *fakeProcessor) Refund(ctx context.Context, c payment.Charge, amount int64, currency, requestID string) error {
+func (p *fakeProcessor) Refund(ctx context.Context, c payment.Charge, amount int64, currency, requestID string) (payment.RefundOutcome, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.refunds = append(p.refunds, c)
 	p.refundIDs = append(p.refundIDs, requestID)
-	return p.refundErr
+	if p.refundErr != nil {
+		return payment.RefundOutcome{}, p.refundErr
+	}
+	return payment.RefundOutcome{Reference: "refund-" + requestID}, nil
 }
 
 type serviceFixture struct {

@@ -39,23 +39,32 @@ func (s *Store) StepStarted(ctx context.Context, id string, step registration.St
 }
 
 // StepFailed records a failed attempt. A final failure marks the
-// registration as needing attention.
+// registration as needing attention and tells the organisers (a notice, in
+// the same transaction); a cancelled registration stays cancelled.
 func (s *Store) StepFailed(ctx context.Context, id string, step registration.StepName, msg string, final bool) error {
 	return s.batch.Do(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		now := formatTime(s.now())
+		at := s.now()
+		now := formatTime(at)
 		status := registration.StepRetrying
 		if final {
 			status = registration.StepFailed
 		}
+		msg = truncate(msg, 1000)
 		if _, err := tx.ExecContext(ctx, `UPDATE registration_steps SET status = ?, last_error = ?, updated_at = ?
 		WHERE registration_id = ? AND step = ? AND status NOT IN ('succeeded', 'skipped')`,
-			status, truncate(msg, 1000), now, id, step); err != nil {
+			status, msg, now, id, step); err != nil {
 			return fmt.Errorf("mark step failed: %w", err)
 		}
 		if final {
-			if _, err := tx.ExecContext(ctx, `UPDATE registrations SET status = 'needs_attention', updated_at = ?
-			WHERE id = ? AND status <> 'completed'`, now, id); err != nil {
+			res, err := tx.ExecContext(ctx, `UPDATE registrations SET status = 'needs_attention', updated_at = ?
+			WHERE id = ? AND status NOT IN ('completed', 'cancelled')`, now, id)
+			if err != nil {
 				return fmt.Errorf("mark registration needs attention: %w", err)
+			}
+			if n, _ := res.RowsAffected(); n > 0 {
+				if err := insertNotice(ctx, tx, registration.NoticeNeedsAttention, id, string(step)+": "+msg, at); err != nil {
+					return err
+				}
 			}
 		}
 		return nil
@@ -65,7 +74,7 @@ func (s *Store) StepFailed(ctx context.Context, id string, step registration.Ste
 // FinishStepTx marks a step succeeded and, when it was the last one
 // outstanding, the registration completed (the fan-in). A step already done
 // (a re-run of its job) keeps its recorded attempts, and a skipped step stays
-// skipped.
+// skipped. A cancelled registration stays cancelled.
 func (s *Store) FinishStepTx(ctx context.Context, tx *sql.Tx, id string, step registration.StepName) error {
 	now := formatTime(s.now())
 	if _, err := tx.ExecContext(ctx, `UPDATE registration_steps SET status = 'succeeded', updated_at = ?
@@ -73,7 +82,7 @@ func (s *Store) FinishStepTx(ctx context.Context, tx *sql.Tx, id string, step re
 		return fmt.Errorf("mark step succeeded: %w", err)
 	}
 	if _, err := tx.ExecContext(ctx, `UPDATE registrations SET status = 'completed', updated_at = ?
-		WHERE id = ? AND NOT EXISTS (SELECT 1 FROM registration_steps
+		WHERE id = ? AND status <> 'cancelled' AND NOT EXISTS (SELECT 1 FROM registration_steps
 			WHERE registration_id = ? AND status NOT IN ('succeeded', 'skipped'))`, now, id, id); err != nil {
 		return fmt.Errorf("complete registration: %w", err)
 	}

@@ -223,11 +223,16 @@ func completeAttempt(ctx context.Context, tx *sql.Tx, a registration.Attempt, r 
 		}
 	}
 	created := formatTime(r.CreatedAt)
+	b := r.Billing
 	if _, err := tx.ExecContext(ctx, `INSERT INTO registrations (id, event_id, ticket_id, status, amount, currency,
-		first_name, last_name, email, company, newsletter, payment_provider, payment_reference, card_brand, card_last4,
-		created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		first_name, last_name, email, company, newsletter, newsletter_consented_at, payment_provider, payment_reference,
+		card_brand, card_last4, billing_line1, billing_line2, billing_city, billing_postal_code, billing_region,
+		billing_country, search, created_at, updated_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		r.ID, r.EventID, r.TicketID, r.Status, r.Amount, r.Currency, r.FirstName, r.LastName, r.Email, r.Company,
-		r.Newsletter, r.Payment.Provider, r.Payment.Reference, r.Payment.Brand, r.Payment.Last4, created, created); err != nil {
+		r.Newsletter, nullTime(r.NewsletterConsentedAt), r.Payment.Provider, r.Payment.Reference, r.Payment.Brand,
+		r.Payment.Last4, b.Line1, b.Line2, b.City, b.PostalCode, b.Region, b.Country,
+		searchText(r.FirstName, r.LastName, r.Email, r.Company), created, created); err != nil {
 		return fmt.Errorf("insert registration: %w", err)
 	}
 	if err := insertSteps(ctx, tx, r.ID, r.Steps, created); err != nil {
@@ -298,37 +303,47 @@ func (s *Store) PostponeAttempt(ctx context.Context, id string, after time.Time)
 	return nil
 }
 
-// RecordIncident keeps a payment event for operators.
+// RecordIncident keeps a payment event for operators. An incident a person
+// must act on (a failed refund, a charge whose outcome stayed unknown) also
+// becomes a notice to the organisers, in the same transaction.
 func (s *Store) RecordIncident(ctx context.Context, in registration.Incident) error {
-	if _, err := s.db.Write.ExecContext(ctx, `INSERT INTO payment_incidents (attempt_id, kind, provider, reference,
+	tx, err := s.BeginTx(ctx)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	detail := truncate(in.Detail, 1000)
+	if _, err := tx.ExecContext(ctx, `INSERT INTO payment_incidents (attempt_id, kind, provider, reference,
 		amount, currency, detail, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-		in.AttemptID, in.Kind, in.Provider, in.Reference, in.Amount, in.Currency, truncate(in.Detail, 1000),
+		in.AttemptID, in.Kind, in.Provider, in.Reference, in.Amount, in.Currency, detail,
 		formatTime(in.CreatedAt)); err != nil {
+		return fmt.Errorf("record payment incident: %w", err)
+	}
+	if kind, ok := incidentNotice(in.Kind); ok {
+		at := in.CreatedAt
+		if at.IsZero() {
+			at = s.now()
+		}
+		if err := insertNotice(ctx, tx, kind, in.AttemptID, detail, at); err != nil {
+			return err
+		}
+	}
+	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("record payment incident: %w", err)
 	}
 	return nil
 }
 
-// Registration implements registration.Store.
+// Registration implements registration.Store and admin.Store: the
+// registration with its steps.
 func (s *Store) Registration(ctx context.Context, id string) (registration.Registration, error) {
-	var r registration.Registration
-	var created, updated string
-	err := s.db.Read.QueryRowContext(ctx, `SELECT id, event_id, ticket_id, status, amount, currency, first_name, last_name,
-		email, company, newsletter, payment_provider, payment_reference, card_brand, card_last4, created_at, updated_at
-		FROM registrations WHERE id = ?`, id).Scan(&r.ID, &r.EventID, &r.TicketID, &r.Status, &r.Amount, &r.Currency,
-		&r.FirstName, &r.LastName, &r.Email, &r.Company, &r.Newsletter, &r.Payment.Provider, &r.Payment.Reference,
-		&r.Payment.Brand, &r.Payment.Last4, &created, &updated)
+	r, err := scanRegistration(s.db.Read.QueryRowContext(ctx, `SELECT `+registrationColumns+`
+		FROM registrations WHERE id = ?`, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return r, registration.ErrNotFound
 	}
 	if err != nil {
 		return r, fmt.Errorf("read registration: %w", err)
-	}
-	if r.CreatedAt, err = parseTime(created); err != nil {
-		return r, err
-	}
-	if r.UpdatedAt, err = parseTime(updated); err != nil {
-		return r, err
 	}
 	rows, err := s.db.Read.QueryContext(ctx, `SELECT step, status, attempts, last_error FROM registration_steps
 		WHERE registration_id = ?`, id)
@@ -355,7 +370,68 @@ func (s *Store) Registration(ctx context.Context, id string) (registration.Regis
 	return r, nil
 }
 
+// registrationColumns are the columns scanRegistration reads, in order.
+const registrationColumns = `id, event_id, ticket_id, status, amount, currency, first_name, last_name, email, company,
+	newsletter, newsletter_consented_at, payment_provider, payment_reference, card_brand, card_last4,
+	billing_line1, billing_line2, billing_city, billing_postal_code, billing_region, billing_country,
+	refunded, cancelled_at, created_at, updated_at`
+
+type scanner interface{ Scan(dest ...any) error }
+
+// scanRegistration reads a row of registrationColumns (without steps).
+func scanRegistration(sc scanner) (registration.Registration, error) {
+	var r registration.Registration
+	var consented, cancelled sql.NullString
+	var created, updated string
+	b := &r.Billing
+	if err := sc.Scan(&r.ID, &r.EventID, &r.TicketID, &r.Status, &r.Amount, &r.Currency, &r.FirstName, &r.LastName,
+		&r.Email, &r.Company, &r.Newsletter, &consented, &r.Payment.Provider, &r.Payment.Reference, &r.Payment.Brand,
+		&r.Payment.Last4, &b.Line1, &b.Line2, &b.City, &b.PostalCode, &b.Region, &b.Country, &r.Refunded, &cancelled,
+		&created, &updated); err != nil {
+		return r, err
+	}
+	var err error
+	if r.NewsletterConsentedAt, err = parseNullTime(consented); err != nil {
+		return r, err
+	}
+	if r.CancelledAt, err = parseNullTime(cancelled); err != nil {
+		return r, err
+	}
+	if r.CreatedAt, err = parseTime(created); err != nil {
+		return r, err
+	}
+	if r.UpdatedAt, err = parseTime(updated); err != nil {
+		return r, err
+	}
+	return r, nil
+}
+
+// nullTime is t as stored, or NULL for the zero time.
+func nullTime(t time.Time) sql.NullString {
+	if t.IsZero() {
+		return sql.NullString{}
+	}
+	return sql.NullString{String: formatTime(t), Valid: true}
+}
+
+func parseNullTime(s sql.NullString) (time.Time, error) {
+	if !s.Valid {
+		return time.Time{}, nil
+	}
+	return parseTime(s.String)
+}
+
 func nullable(s string) sql.NullString { return sql.NullString{String: s, Valid: s != ""} }
+
+// searchSep separates the fields of a registration's search column.
+const searchSep = "\x1f"
+
+// searchText is a registration's search column: what the back office's
+// search finds a part of, lower-cased here so that any letter folds, not
+// only ASCII ones.
+func searchText(first, last, email, company string) string {
+	return strings.ToLower(first + " " + last + searchSep + email + searchSep + company)
+}
 
 // insertSteps inserts a registration's steps with one statement.
 func insertSteps(ctx context.Context, tx *sql.Tx, id string, steps []registration.Step, created string) error {

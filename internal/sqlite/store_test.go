@@ -40,7 +40,7 @@ func TestMain(m *testing.M) {
 
 // migratedTemplate returns the bytes of a freshly migrated database, built
 // once: migrating from scratch is slow under the race detector.
-func migratedTemplate(t *testing.T) []byte {
+func migratedTemplate(t testing.TB) []byte {
 	t.Helper()
 	template.once.Do(func() {
 		template.dir, template.err = os.MkdirTemp("", "registrar-sqlite-test-")
@@ -72,7 +72,7 @@ func migratedTemplate(t *testing.T) []byte {
 
 // openDB opens and migrates a database file in t.TempDir(), copied from the
 // migrated template (Migrate then has nothing left to do).
-func openDB(t *testing.T) (*DB, string) {
+func openDB(t testing.TB) (*DB, string) {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "registrar.db")
 	if err := os.WriteFile(path, migratedTemplate(t), 0o600); err != nil {

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/registrar/registrar/internal/admin"
 	"github.com/registrar/registrar/internal/event"
 	"github.com/registrar/registrar/internal/payment"
 	"github.com/registrar/registrar/internal/pipeline"
@@ -24,6 +25,8 @@ type Store interface {
 	registration.Store
 	pipeline.Store
 	pipeline.MailingList
+	pipeline.OfficeStore
+	admin.Store
 	SyncTickets(ctx context.Context, ev *event.Event) error
 	// BeginTx starts a transaction of its own, outside group commit.
 	BeginTx(ctx context.Context) (*sql.Tx, error)
@@ -66,6 +69,7 @@ func Run(t *testing.T, h Harness) {
 		{"EmailDelivery", testEmailDelivery},
 		{"Subscribe", testSubscribe},
 	}
+	tests = append(tests, officeTests...)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()

@@ -144,8 +144,11 @@ type apiRegistration struct {
 	Attendee   apiAttendee         `json:"attendee"`
 	Payment    *apiPayment         `json:"payment"`
 	Newsletter bool                `json:"newsletter"`
-	Steps      map[string]apiStep  `json:"steps"`
-	CreatedAt  string              `json:"created_at"`
+	// Refunded is the sum of successful refunds; omitted when nothing was
+	// refunded.
+	Refunded  string             `json:"refunded,omitempty"`
+	Steps     map[string]apiStep `json:"steps"`
+	CreatedAt string             `json:"created_at"`
 }
 
 type apiAttendee struct {
@@ -188,10 +191,31 @@ func toAPI(reg registration.Registration) apiRegistration {
 		out.Payment = &apiPayment{Provider: reg.Payment.Provider, Reference: reg.Payment.Reference,
 			Card: apiCard{Brand: reg.Payment.Brand, Last4: reg.Payment.Last4}}
 	}
+	if reg.Refunded > 0 {
+		out.Refunded = event.FormatAmount(reg.Refunded, reg.Currency)
+	}
 	for _, st := range reg.Steps {
-		out.Steps[string(st.Name)] = apiStep{Status: st.Status, Attempts: st.Attempts, LastError: st.LastError}
+		out.Steps[string(st.Name)] = apiStep{Status: st.Status, Attempts: st.Attempts, LastError: publicError(reg, st)}
 	}
 	return out
+}
+
+// publicError is what the attendee is told about a step's last error: a
+// short message, never the error itself (paths, hosts, provider text),
+// which stays in the back office.
+func publicError(reg registration.Registration, st registration.Step) string {
+	if st.LastError == "" {
+		return ""
+	}
+	switch {
+	case st.Status == registration.StepSucceeded:
+		return "This step needed more than one try; it is done."
+	case reg.Status == registration.StatusCancelled:
+		return "The registration was cancelled before this step was finished."
+	case st.Status == registration.StepFailed:
+		return "The organisers will finish this step."
+	}
+	return "We are retrying this step."
 }
 
 func (s *server) apiGet() http.Handler {

@@ -374,7 +374,7 @@ func (p *countingProcessor) Charge(ctx context.Context, req payment.ChargeReques
 	return p.Processor.Charge(ctx, req)
 }
 
-func (p *countingProcessor) Refund(ctx context.Context, c payment.Charge, amount int64, currency, requestID string) error {
+func (p *countingProcessor) Refund(ctx context.Context, c payment.Charge, amount int64, currency, requestID string) (payment.RefundOutcome, error) {
 	p.mu.Lock()
 	p.refunds++
 	p.mu.Unlock()

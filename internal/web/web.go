@@ -41,6 +41,9 @@ type Deps struct {
 	RateLimit int
 	// Metrics counts requests and outcomes, served at /metrics; nil for none.
 	Metrics *metrics.Metrics
+	// Admin is the organisers' back office, served under /admin (it checks
+	// its own sessions and roles); nil for none.
+	Admin http.Handler
 }
 
 // server holds the parsed templates and dependencies.
@@ -71,6 +74,10 @@ func Handler(d Deps) (http.Handler, error) {
 	mux.Handle("GET /readyz", s.readyz())
 	if d.Metrics != nil {
 		mux.Handle("GET /metrics", d.Metrics.Handler())
+	}
+	if d.Admin != nil {
+		mux.Handle("/admin", d.Admin)
+		mux.Handle("/admin/", d.Admin)
 	}
 	cop := http.NewCrossOriginProtection()
 	return d.Metrics.Wrap(securityHeaders(cop.Handler(mux))), nil

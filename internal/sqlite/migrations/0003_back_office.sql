@@ -34,22 +34,28 @@ CREATE TABLE registrations_new (
     refunded                INTEGER NOT NULL DEFAULT 0 CHECK (refunded >= 0 AND refunded <= amount),
     refund_reserved         INTEGER NOT NULL DEFAULT 0 CHECK (refund_reserved >= refunded AND refund_reserved <= amount),
     cancelled_at            TEXT,
+    -- search is what the back office's search matches a part of: first and
+    -- last name, email and company, lower-cased, separated by U+001F so
+    -- that no match spans two of them.
+    search                  TEXT    NOT NULL DEFAULT '',
     created_at              TEXT    NOT NULL,
     updated_at              TEXT    NOT NULL
 ) STRICT;
 INSERT INTO registrations_new (id, event_id, ticket_id, status, amount, currency, first_name, last_name, email,
     company, newsletter, newsletter_consented_at, payment_provider, payment_reference, card_brand, card_last4,
-    created_at, updated_at)
+    search, created_at, updated_at)
 SELECT id, event_id, ticket_id, status, amount, currency, first_name, last_name, email,
     company, newsletter, CASE WHEN newsletter = 1 THEN created_at END, payment_provider, payment_reference,
-    card_brand, card_last4, created_at, updated_at
+    card_brand, card_last4, lower(first_name || ' ' || last_name || char(31) || email || char(31) || company),
+    created_at, updated_at
 FROM registrations;
 DROP TABLE registrations;
 ALTER TABLE registrations_new RENAME TO registrations;
 CREATE INDEX registrations_ticket ON registrations (event_id, ticket_id);
 CREATE INDEX registrations_status ON registrations (status, created_at DESC, id DESC);
--- The back office lists newest first, by keyset.
-CREATE INDEX registrations_created ON registrations (created_at DESC, id DESC);
+-- The back office lists newest first, by keyset; a search walks this index
+-- alone (it holds what the search matches) and reads only the rows found.
+CREATE INDEX registrations_created ON registrations (created_at DESC, id DESC, search);
 CREATE INDEX registrations_email ON registrations (email COLLATE NOCASE);
 CREATE INDEX registrations_reference ON registrations (payment_reference) WHERE payment_reference <> '';
 

@@ -1,0 +1,8 @@
+package admin
+
+// Exported for the tests of package admin_test.
+var (
+	TokenHash  = tokenHash
+	Neutralise = neutralise
+	LoginDelay = loginDelay
+)
