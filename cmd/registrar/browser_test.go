@@ -6,15 +6,23 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/chromedp/cdproto/browser"
+	"github.com/chromedp/cdproto/cdp"
+	cdplog "github.com/chromedp/cdproto/log"
+	"github.com/chromedp/cdproto/network"
+	"github.com/chromedp/cdproto/page"
+	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 
 	"github.com/registrar/registrar/internal/providertest"
@@ -55,7 +63,9 @@ func newBrowser(t *testing.T, width int) context.Context {
 	ctx, cancelCtx := chromedp.NewContext(actx)
 	ctx, cancelTimeout := context.WithTimeout(ctx, 3*time.Minute)
 	t.Cleanup(func() { cancelTimeout(); cancelCtx(); cancelAlloc() })
-	if err := chromedp.Do(ctx); err != nil {
+	// Headless chromium keeps windows at least 500 px wide: emulate the
+	// viewport for a phone's width.
+	if err := chromedp.Do(ctx, chromedp.EmulateViewport(int64(width), 900)); err != nil {
 		t.Fatalf("start %s: %v", path, err)
 	}
 	return ctx
@@ -384,4 +394,298 @@ func waitAPI(t *testing.T, base, id string, ok func(map[string]any) bool, within
 		}
 	}
 	t.Fatalf("registration %s is %v after %s, want %s", id, last, within, want)
+}
+
+// pageProblems records, from now on, what goes wrong in the browser's
+// pages: uncaught exceptions, policy violations (seen by the page itself),
+// the console's security and script errors, and failed loads of the job
+// console's files and API. It returns a func listing them so far.
+//
+// River UI's validation library probes once whether eval works (its
+// allowsEval: Function("") in a try) and, refused, validates without it;
+// that one refusal is expected under a policy without 'unsafe-eval' and is
+// left out. Any other eval would be reported.
+func pageProblems(t *testing.T, ctx context.Context) func() []string {
+	t.Helper()
+	var (
+		mu       sync.Mutex
+		problems []string
+	)
+	add := func(p string) { mu.Lock(); problems = append(problems, p); mu.Unlock() }
+	violations := chromedp.Events(ctx, runtime.BindingCalled)
+	exceptions := chromedp.Events(ctx, runtime.ExceptionThrown)
+	entries := chromedp.Events(ctx, cdplog.EntryAdded)
+	must(t, chromedp.Do(ctx, chromedp.Func(func(ctx context.Context, _ *chromedp.Target) error {
+		if _, err := chromedp.Call(ctx, runtime.AddBinding, runtime.AddBindingParams{Name: "registrarViolation"}); err != nil {
+			return err
+		}
+		_, err := chromedp.Call(ctx, page.AddScriptToEvaluateOnNewDocument, page.AddScriptToEvaluateOnNewDocumentParams{Source: `
+document.addEventListener("securitypolicyviolation", e => registrarViolation(JSON.stringify({
+	directive: e.violatedDirective, blocked: e.blockedURI, source: e.sourceFile, line: e.lineNumber, sample: e.sample})));`})
+		return err
+	})), "watch the pages")
+	go func() {
+		for ev, err := range violations {
+			if err != nil {
+				return
+			}
+			var v struct{ Directive, Blocked, Source, Sample string }
+			if json.Unmarshal([]byte(ev.Payload), &v) == nil && strings.HasPrefix(v.Directive, "script-src") &&
+				v.Blocked == "eval" && strings.Contains(v.Source, "/admin/jobs/assets/main-") {
+				continue // the validation library's probe
+			}
+			add("policy violation: " + ev.Payload)
+		}
+	}()
+	go func() {
+		for ev, err := range exceptions {
+			if err != nil {
+				return
+			}
+			d := ev.ExceptionDetails
+			msg := d.Text
+			if d.Exception != nil {
+				msg += " " + d.Exception.Description
+			}
+			add(fmt.Sprintf("uncaught exception at %s:%d: %s", d.URL, d.LineNumber, msg))
+		}
+	}()
+	go func() {
+		for ev, err := range entries {
+			if err != nil {
+				return
+			}
+			e := ev.Entry
+			switch {
+			case e.Source == cdplog.EntrySourceSecurity, e.Source == cdplog.EntrySourceJavascript && e.Level == cdplog.EntryLevelError,
+				e.Source == cdplog.EntrySourceNetwork && strings.Contains(e.URL, "/admin/jobs/"):
+				add(fmt.Sprintf("console %s %s: %s %s", e.Source, e.Level, e.Text, e.URL))
+			}
+		}
+	}()
+	return func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(problems)
+	}
+}
+
+// pageText waits until the page's text contains every one of want, and
+// returns it.
+func pageText(t *testing.T, ctx context.Context, what string, want ...string) string {
+	t.Helper()
+	js := `(() => { const s = document.body ? document.body.innerText : ""; return ` +
+		strings.Repeat("s.includes(%s) && ", len(want)) + `s; })()`
+	args := make([]any, len(want))
+	for i, w := range want {
+		args[i] = strconv.Quote(w)
+	}
+	text, err := chromedp.Run(ctx, chromedp.Poll[string](fmt.Sprintf(js, args...), chromedp.WithPollingTimeout(20*time.Second)))
+	if err != nil {
+		got, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`document.body ? document.body.innerText : ""`))
+		t.Fatalf("%s: the page never showed %q: %v\n%.3000s", what, want, err, got)
+	}
+	return text
+}
+
+// logIn logs in at the back office's login page.
+func logIn(t *testing.T, ctx context.Context, base, email, password string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	must(t, chromedp.Do(ctx,
+		chromedp.Navigate(base+"/admin/login"),
+		chromedp.WaitVisible(chromedp.ID("password")),
+		chromedp.SendKeys(chromedp.ID("email"), email),
+		chromedp.SendKeys(chromedp.ID("password"), password),
+		chromedp.Click(chromedp.CSS(`form[action="/admin/login"] button[type=submit]`)),
+		waitURL("/admin"),
+		chromedp.WaitVisible(chromedp.CSS("nav")),
+	), "log in as "+email)
+}
+
+// The job console in a real browser behind the back office's login and
+// policy: an owner opens it and River UI renders the pipeline's jobs and
+// queues, at desktop and phone widths, without a policy violation or a
+// script error; its retry, a write from its script, goes through from the
+// same origin, and the same write from a page of another origin on the
+// same host is refused although the browser sends the session cookie. A
+// staff account gets the 403 page.
+func TestBrowserJobConsole(t *testing.T) {
+	t.Parallel()
+	ctx := newBrowser(t, 1280)
+	dir := t.TempDir()
+	const owner, password = "owner@example.org", "correct horse battery staple"
+	e := baseEnv(dir)
+	// The accounts, added while no server holds the SQLite database.
+	const staff, staffPassword = "staff@example.org", "a staff password of some length"
+	for _, a := range []struct{ email, password, role string }{{owner, password, "owner"}, {staff, staffPassword, "staff"}} {
+		if _, stderr, err := runAdmin(t, e, a.password+"\n", "add", a.email, "--role", a.role); err != nil {
+			t.Fatalf("admin add %s: %v\n%s", a.email, err, stderr)
+		}
+	}
+	srv := startRun(t, e)
+	defer srv.stop(t)
+
+	var ids []string
+	for i := 1; i <= 2; i++ {
+		code, c, err := post(http.DefaultClient, srv.url, registrationBody(i, "standard", true, "4111 1111 1111 1111"), "")
+		if err != nil || code != http.StatusAccepted {
+			t.Fatalf("registration %d: %d, %v", i, code, err)
+		}
+		ids = append(ids, c.ID)
+	}
+	waitCompleted(t, srv.url, ids, 30*time.Second)
+
+	problems := pageProblems(t, ctx)
+	logIn(t, ctx, srv.url, owner, password)
+
+	// River UI starts on its list of running jobs; the completed ones
+	// include both registrations' pipelines, their arguments hidden.
+	must(t, chromedp.Do(ctx, chromedp.Navigate(srv.url+"/admin/jobs/"), waitURL("/admin/jobs/jobs")), "open the job console")
+	pageText(t, ctx, "job console", "Running", "Completed", "Queues")
+	must(t, chromedp.Do(ctx, chromedp.Navigate(srv.url+"/admin/jobs/jobs?state=completed")), "completed jobs")
+	list := pageText(t, ctx, "completed jobs", "register", "save_order", "send_confirmation", "add_to_mailing_list", "mailing_list")
+	if strings.Contains(list, "registration_id") {
+		t.Errorf("the job list shows the jobs' arguments, want them hidden by default:\n%s", list)
+	}
+	must(t, chromedp.Do(ctx, chromedp.Navigate(srv.url+"/admin/jobs/queues")), "queues")
+	pageText(t, ctx, "queues", "default", "mailing_list", "payments")
+
+	// At a phone's width the list still renders, without sideways scrolling.
+	must(t, chromedp.Do(ctx,
+		chromedp.EmulateViewport(390, 900),
+		chromedp.Navigate(srv.url+"/admin/jobs/jobs?state=completed"),
+	), "phone width")
+	pageText(t, ctx, "completed jobs at 390 px", "register", "mailing_list")
+	if w, err := chromedp.Run(ctx, chromedp.Evaluate[int](`document.documentElement.scrollWidth`)); err != nil || w > 390 {
+		t.Errorf("at 390 px the job list is %d px wide (%v)", w, err)
+	}
+	must(t, chromedp.Do(ctx, chromedp.EmulateViewport(1280, 900)), "desktop width")
+
+	// Retry a register job from its page: River UI posts to its API.
+	href, err := chromedp.Run(ctx, chromedp.Evaluate[string](
+		`[...document.querySelectorAll('a[href^="/admin/jobs/jobs/"]')].find(a => a.innerText.trim() === "register").getAttribute("href")`))
+	must(t, err, "find a register job")
+	jobID := href[strings.LastIndex(href, "/")+1:]
+	must(t, chromedp.Do(ctx, chromedp.Navigate(srv.url+href)), "open the job")
+	pageText(t, ctx, "the register job", "register", "(Attempt 1)")
+	must(t, chromedp.Do(ctx, chromedp.Evaluate[chromedp.Void](
+		`[...document.querySelectorAll("button")].find(b => b.innerText.trim() === "Retry").click()`)), "retry")
+	pageText(t, ctx, "the retried job", "(Attempt 2)")
+
+	if p := problems(); len(p) > 0 {
+		t.Errorf("the job console reported problems:\n%s", strings.Join(p, "\n"))
+	}
+
+	// A page of another origin on the same host (same site, so the browser
+	// sends the session cookie) makes the same write: it is refused.
+	target := srv.url + "/admin/jobs/api/jobs/retry"
+	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		fmt.Fprintf(w, `<!doctype html><title>other</title><script>
+fetch(%q, {method: "POST", mode: "no-cors", credentials: "include", body: JSON.stringify({ids: [%q]})})
+  .then(() => { document.title = "sent"; }, e => { document.title = "failed " + e; });
+</script>`, target, jobID)
+	}))
+	defer other.Close()
+	requests := chromedp.Events(ctx, network.RequestWillBeSent)
+	sent := chromedp.Events(ctx, network.RequestWillBeSentExtraInfo)
+	answers := chromedp.Events(ctx, network.ResponseReceived)
+	must(t, chromedp.Do(ctx, chromedp.Navigate(other.URL)), "open the other origin's page")
+	var request network.RequestID
+	for ev, err := range requests {
+		must(t, err, "the other origin's request")
+		if ev.Request.URL == target && ev.Request.Method == http.MethodPost {
+			request = ev.RequestID
+			break
+		}
+	}
+	for ev, err := range sent {
+		must(t, err, "the other origin's request headers")
+		if ev.RequestID != request {
+			continue
+		}
+		if cookie := headerValue(ev.Headers, "Cookie"); !strings.Contains(cookie, "__Host-registrar_session=") {
+			t.Fatalf("the other origin's request carries no session cookie (%q): it proves nothing", cookie)
+		}
+		if site := headerValue(ev.Headers, "Sec-Fetch-Site"); site != "same-site" {
+			t.Fatalf("the other origin's request has Sec-Fetch-Site %q, want same-site", site)
+		}
+		break
+	}
+	for ev, err := range answers {
+		must(t, err, "the answer to the other origin")
+		if ev.RequestID == request {
+			if ev.Response.Status != http.StatusForbidden {
+				t.Fatalf("the other origin's retry: %d, want 403", ev.Response.Status)
+			}
+			break
+		}
+	}
+	must(t, chromedp.Do(ctx, chromedp.Navigate(srv.url+href)), "back to the job")
+	pageText(t, ctx, "the job after the refused retry", "(Attempt 2)")
+	time.Sleep(time.Second)
+	if text := pageText(t, ctx, "the job after the refused retry", "(Attempt 2)"); strings.Contains(text, "(Attempt 3)") {
+		t.Fatal("the other origin's retry was carried out")
+	}
+	// It is the origin that is refused: the same request with the same
+	// cookie, sent as from the job console's own page, goes through.
+	cookies, err := chromedp.Call(ctx, network.GetCookies, network.GetCookiesParams{URLs: []string{srv.url}})
+	must(t, err, "read the session cookie")
+	var session string
+	for _, c := range cookies.Cookies {
+		if c.Name == "__Host-registrar_session" {
+			session = c.Value
+		}
+	}
+	for _, c := range []struct {
+		site string
+		want int
+	}{{"same-site", http.StatusForbidden}, {"cross-site", http.StatusForbidden}, {"same-origin", http.StatusOK}} {
+		req, err := http.NewRequest(http.MethodPost, target, strings.NewReader(`{"ids":["`+jobID+`"]}`))
+		must(t, err, "build a retry")
+		req.Header.Set("Cookie", "__Host-registrar_session="+session)
+		req.Header.Set("Sec-Fetch-Site", c.site)
+		resp, err := http.DefaultClient.Do(req)
+		must(t, err, "retry as "+c.site)
+		resp.Body.Close()
+		if resp.StatusCode != c.want {
+			t.Errorf("a retry with Sec-Fetch-Site %s: %d, want %d", c.site, resp.StatusCode, c.want)
+		}
+	}
+	must(t, chromedp.Do(ctx, chromedp.Navigate(srv.url+href)), "back to the job")
+	pageText(t, ctx, "the job after the same-origin retry", "(Attempt 3)")
+
+	// A staff account may not open the job console.
+	must(t, chromedp.Do(ctx, chromedp.Func(func(ctx context.Context, _ *chromedp.Target) error {
+		_, err := chromedp.Call(ctx, network.ClearBrowserCookies, cdp.Empty{})
+		return err
+	})), "forget the owner's session")
+	logIn(t, ctx, srv.url, staff, staffPassword)
+	resp, err := chromedp.Run(ctx, chromedp.NavigateResponse(srv.url+"/admin/jobs/"))
+	must(t, err, "staff opens the job console")
+	if resp.Status != http.StatusForbidden {
+		t.Errorf("staff at /admin/jobs/: %d, want 403", resp.Status)
+	}
+	h1, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS("h1")))
+	must(t, err, "read the 403 page")
+	if !strings.Contains(h1, "Not allowed") {
+		t.Errorf("staff at /admin/jobs/ sees %q, want the 403 page", h1)
+	}
+	if n, err := chromedp.Run(ctx, chromedp.Evaluate[int](`document.scripts.length + document.querySelectorAll("#root").length`)); err != nil || n != 0 {
+		t.Errorf("the 403 page carries River UI (%d scripts or roots, %v)", n, err)
+	}
+}
+
+// headerValue is the value of the header name in a raw header map, in any
+// case.
+func headerValue(h network.Headers, name string) string {
+	for k, v := range h {
+		if strings.EqualFold(k, name) {
+			s, _ := v.(string)
+			return s
+		}
+	}
+	return ""
 }

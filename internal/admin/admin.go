@@ -31,12 +31,17 @@ const (
 const maxFormBytes = 64 << 10
 
 // Content security policies. Back-office pages run no script at all and
-// take their styles from the one stylesheet; the job console is a script
-// application served from the same origin; an email's HTML preview may
-// carry inline styles but never runs anything.
+// take their styles from the one stylesheet. The job console (River UI) is
+// a script application served from the same origin: its modules, its
+// stylesheet, its icons and data: images in that stylesheet, and fetches
+// of its own API; it adds <style> elements at run time (its toasts and
+// theme switch), hence 'unsafe-inline' for styles, never for scripts. It
+// never needs eval: its validation library probes for it once and works
+// without. An email's HTML preview may carry inline styles but never runs
+// anything.
 const (
 	pageCSP    = "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
-	jobsCSP    = "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; font-src 'self' data:; manifest-src 'self'; form-action 'self'; base-uri 'self'; frame-ancestors 'none'"
+	jobsCSP    = "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
 	previewCSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; form-action 'none'; base-uri 'none'; frame-ancestors 'self'; sandbox"
 )
 
@@ -118,7 +123,8 @@ func New(d Deps) (http.Handler, error) {
 		s.errorPage(w, r, nil, http.StatusForbidden, "Request refused",
 			"This form was sent from another site, so it was not carried out. Open the back office and try again.")
 	}))
-	return cop.Handler(s.headers(s.mux)), nil
+	// The headers wrap the refusal too: it is a page like any other.
+	return s.headers(cop.Handler(s.mux)), nil
 }
 
 // routes is the back office's one route table.
@@ -147,13 +153,15 @@ func (s *server) routes() {
 	m.Handle("GET /admin/export/mailing-list.csv", s.guard(PermEdit, s.exportMailingList()))
 	m.Handle("/admin/jobs", s.guard(PermJobs, s.jobs()))
 	m.Handle("/admin/jobs/", s.guard(PermJobs, s.jobs()))
+	m.Handle("/admin/jobs/api/", s.guardOr(PermJobs, s.jobs(), jobsSessionEnded))
 
 	m.Handle("/admin", s.unknown())
 	m.Handle("/admin/", s.unknown())
 }
 
 // headers sets what every back-office answer carries. Pages are never
-// cached (they show personal data) and run no script.
+// cached (they show personal data) and run no script; only what the job
+// console itself answers may run its script (see jobs).
 func (s *server) headers(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
@@ -161,11 +169,7 @@ func (s *server) headers(next http.Handler) http.Handler {
 		h.Set("Referrer-Policy", "no-referrer")
 		h.Set("X-Frame-Options", "DENY")
 		h.Set("Cache-Control", "no-store")
-		if r.URL.Path == "/admin/jobs" || strings.HasPrefix(r.URL.Path, "/admin/jobs/") {
-			h.Set("Content-Security-Policy", jobsCSP)
-		} else {
-			h.Set("Content-Security-Policy", pageCSP)
-		}
+		h.Set("Content-Security-Policy", pageCSP)
 		next.ServeHTTP(w, r)
 	})
 }
@@ -180,7 +184,9 @@ func (s *server) stylesheet() http.Handler {
 	})
 }
 
-// jobs serves the job console to owners.
+// jobs serves the job console to owners. Its answers, and only its own,
+// carry the policy that lets its script run; the login redirect and the
+// refusals before it keep the strict one.
 func (s *server) jobs() authedHandler {
 	return func(w http.ResponseWriter, r *http.Request, v *visitor) {
 		if s.Jobs == nil {
@@ -191,8 +197,20 @@ func (s *server) jobs() authedHandler {
 			http.Redirect(w, r, "/admin/jobs/", http.StatusSeeOther)
 			return
 		}
+		w.Header().Set("Content-Security-Policy", jobsCSP)
 		s.Jobs.ServeHTTP(w, r)
 	}
+}
+
+// jobsSessionEnded answers the job console's script when the session has
+// ended (logged out, elsewhere too, or past its lifetime) while the console
+// was open: in JSON, whose message the console shows, rather than with the
+// login page, which its script would take for data and so keep showing
+// what it last had.
+func jobsSessionEnded(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.WriteHeader(http.StatusForbidden)
+	fmt.Fprintln(w, `{"message": "Your session has ended. Reload the page to log in again."}`)
 }
 
 // unknown answers paths that do not exist (404) and methods a path does

@@ -91,15 +91,26 @@ func (s *server) visitor(r *http.Request) (*visitor, error) {
 // session a page redirects to the login (and back after it); any other
 // method is refused. A role without p gets a 403 page.
 func (s *server) guard(p Permission, h authedHandler) http.Handler {
+	return s.guardOr(p, h, s.toLogin)
+}
+
+// toLogin answers a request without a session: a page redirects to the
+// login (and back after it); any other method is refused.
+func (s *server) toLogin(w http.ResponseWriter, r *http.Request) {
+	if r.Method == http.MethodGet || r.Method == http.MethodHead {
+		http.Redirect(w, r, "/admin/login?next="+url.QueryEscape(r.URL.RequestURI()), http.StatusSeeOther)
+		return
+	}
+	s.errorPage(w, r, nil, http.StatusForbidden, "Not logged in",
+		"Your session has ended, so this was not carried out. Log in and try again.")
+}
+
+// guardOr is guard with noSession answering a request without a session.
+func (s *server) guardOr(p Permission, h authedHandler, noSession http.HandlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		v, err := s.visitor(r)
 		if errors.Is(err, errNoSession) {
-			if r.Method == http.MethodGet || r.Method == http.MethodHead {
-				http.Redirect(w, r, "/admin/login?next="+url.QueryEscape(r.URL.RequestURI()), http.StatusSeeOther)
-				return
-			}
-			s.errorPage(w, r, nil, http.StatusForbidden, "Not logged in",
-				"Your session has ended, so this was not carried out. Log in and try again.")
+			noSession(w, r)
 			return
 		}
 		if err != nil {

@@ -2,29 +2,161 @@ package admin_test
 
 import (
 	"context"
+	"crypto/rand"
 	"database/sql"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	_ "github.com/jackc/pgx/v5/stdlib" // the database/sql driver "pgx"
+	"github.com/riverqueue/river/riverdriver"
+	"github.com/riverqueue/river/riverdriver/riversqlite"
+
 	"github.com/registrar/registrar/internal/admin"
 	"github.com/registrar/registrar/internal/email"
 	"github.com/registrar/registrar/internal/event"
 	"github.com/registrar/registrar/internal/payment"
+	"github.com/registrar/registrar/internal/pipeline"
+	"github.com/registrar/registrar/internal/postgres"
 	"github.com/registrar/registrar/internal/registration"
-	"github.com/registrar/registrar/internal/sqlite"
 	"github.com/registrar/registrar/internal/sqlite/sqlitetest"
 )
 
-// template is the migrated database every test copies.
+// template is the migrated SQLite database every test copies.
 var template sqlitetest.Template
+
+// store is what both engines' stores provide: the back office's, the
+// public form's and the pipeline's.
+type store interface {
+	admin.Store
+	registration.Store
+	pipeline.Store
+	pipeline.OfficeStore
+	pipeline.MailingList
+	SyncTickets(ctx context.Context, ev *event.Event) error
+}
+
+// engine opens a migrated, empty database of its own for one test, with
+// stock following ev, and returns its store and River's driver over it.
+type engine struct {
+	name string
+	open func(t *testing.T, ev *event.Event) (store, riverdriver.Driver[*sql.Tx])
+}
+
+// engines are the databases every back-office test runs on.
+var engines = []engine{
+	{"sqlite", openSQLite},
+	{"postgres", openPostgres},
+}
+
+// forEachEngine runs test as a parallel subtest per engine.
+func forEachEngine(t *testing.T, test func(t *testing.T, eng engine)) {
+	t.Helper()
+	for _, eng := range engines {
+		t.Run(eng.name, func(t *testing.T) {
+			t.Parallel()
+			test(t, eng)
+		})
+	}
+}
+
+func openSQLite(t *testing.T, ev *event.Event) (store, riverdriver.Driver[*sql.Tx]) {
+	t.Helper()
+	db, s := template.Open(t, ev)
+	return s, riversqlite.New(db.Write)
+}
+
+// testURL is the PostgreSQL the tests use; without TEST_DATABASE_URL they
+// skip.
+func testURL(t *testing.T) string {
+	t.Helper()
+	u := os.Getenv("TEST_DATABASE_URL")
+	if u == "" {
+		t.Skip("TEST_DATABASE_URL is not set: skipping the PostgreSQL tests (set it to a postgres:// URL to run them)")
+	}
+	return u
+}
+
+// inSchema returns conn with its search_path set to schema, in either form
+// of connection string.
+func inSchema(t *testing.T, conn, schema string) string {
+	t.Helper()
+	if !strings.HasPrefix(conn, "postgres://") && !strings.HasPrefix(conn, "postgresql://") {
+		return conn + " search_path=" + schema
+	}
+	u, err := url.Parse(conn)
+	if err != nil {
+		t.Fatalf("TEST_DATABASE_URL: %v", err)
+	}
+	q := u.Query()
+	q.Set("search_path", schema)
+	u.RawQuery = q.Encode()
+	return u.String()
+}
+
+// newSchema creates an empty schema of its own for one test, dropped when
+// the test ends, and returns a URL whose connections use it.
+func newSchema(t *testing.T) string {
+	t.Helper()
+	base := testURL(t)
+	var b [6]byte
+	rand.Read(b[:])
+	schema := "admin_test_" + hex.EncodeToString(b[:])
+	db, err := sql.Open("pgx", base)
+	if err != nil {
+		t.Fatalf("open TEST_DATABASE_URL: %v", err)
+	}
+	defer db.Close()
+	if _, err := db.ExecContext(t.Context(), `CREATE SCHEMA `+schema); err != nil {
+		t.Fatalf("create schema %s: %v", schema, err)
+	}
+	t.Cleanup(func() {
+		db, err := sql.Open("pgx", base)
+		if err != nil {
+			t.Errorf("drop schema %s: %v", schema, err)
+			return
+		}
+		defer db.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if _, err := db.ExecContext(ctx, `DROP SCHEMA `+schema+` CASCADE`); err != nil {
+			t.Errorf("drop schema %s: %v", schema, err)
+		}
+	})
+	return inSchema(t, base, schema)
+}
+
+func openPostgres(t *testing.T, ev *event.Event) (store, riverdriver.Driver[*sql.Tx]) {
+	t.Helper()
+	conn := newSchema(t)
+	ctx := context.Background()
+	db, err := postgres.Open(ctx, conn)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := db.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
+	if err := db.Migrate(ctx, slog.New(slog.DiscardHandler)); err != nil {
+		t.Fatalf("Migrate: %v", err)
+	}
+	s := postgres.NewStore(db)
+	if err := s.SyncTickets(ctx, ev); err != nil {
+		t.Fatal(err)
+	}
+	return s, db.RiverDriver()
+}
 
 // t0 is when every test's clock starts.
 var t0 = time.Date(2027, 3, 15, 10, 0, 0, 0, time.UTC)
@@ -116,41 +248,63 @@ func (r *recorder) Preview(ctx context.Context, reg registration.Registration, m
 	}, nil
 }
 
-// env is a back office over a real SQLite store.
+// env is a back office over a real store of one engine.
 type env struct {
-	t     *testing.T
-	h     http.Handler
-	db    *sqlite.DB
-	store *sqlite.Store
-	clock *clock
-	acts  *recorder
-	ev    *event.Event
-	jobs  *int // requests the job console got
+	t      *testing.T
+	h      http.Handler
+	store  store
+	driver riverdriver.Driver[*sql.Tx]
+	clock  *clock
+	acts   *recorder
+	ev     *event.Event
+	jobs   *int // requests the job console got
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t *testing.T, eng engine) *env {
 	t.Helper()
-	return newEnvWith(t, func(*event.Event) {})
+	return newEnvWith(t, eng, func(*event.Event) {})
 }
 
 // newEnvWith is newEnv with an event changed by change.
-func newEnvWith(t *testing.T, change func(*event.Event)) *env {
+func newEnvWith(t *testing.T, eng engine, change func(*event.Event)) *env {
 	t.Helper()
 	ev := event.Demo()
 	change(ev)
-	db, store := template.Open(t, ev)
-	e := &env{t: t, db: db, store: store, clock: &clock{now: t0}, acts: &recorder{}, ev: ev, jobs: new(int)}
+	s, driver := eng.open(t, ev)
+	e := &env{t: t, store: s, driver: driver, clock: &clock{now: t0}, acts: &recorder{}, ev: ev, jobs: new(int)}
+	e.serve(e.acts)
+	return e
+}
+
+// serve makes the back office carry out its actions with acts.
+func (e *env) serve(acts admin.Actions) {
+	e.t.Helper()
 	jobs := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		*e.jobs++
 		io.WriteString(w, "job console")
 	})
-	h, err := admin.New(admin.Deps{Store: store, Actions: e.acts, Preview: e.acts, Event: ev, Jobs: jobs,
+	h, err := admin.New(admin.Deps{Store: e.store, Actions: acts, Preview: e.acts, Event: e.ev, Jobs: jobs,
 		Log: slog.New(slog.DiscardHandler), Now: e.clock.Now})
 	if err != nil {
-		t.Fatal(err)
+		e.t.Fatal(err)
 	}
 	e.h = h
-	return e
+}
+
+// office makes the back office carry out its actions with the pipeline's
+// real ones, over the same store: they record what they do and insert
+// their jobs through River, whose workers do not run here. It returns the
+// pipeline, whose River client lists those jobs.
+func (e *env) office() *pipeline.Pipeline {
+	e.t.Helper()
+	log := slog.New(slog.DiscardHandler)
+	p, err := pipeline.New(e.driver, pipeline.Deps{Store: e.store, Office: e.store, List: e.store, Event: e.ev, Log: log,
+		BaseURL: "http://127.0.0.1"}, pipeline.DefaultOptions(), false, log)
+	if err != nil {
+		e.t.Fatalf("pipeline.New: %v", err)
+	}
+	e.serve(p.Office())
+	return p
 }
 
 // account creates an account of role with a password hash nobody can log

@@ -246,7 +246,7 @@ func (o *Office) Cancel(ctx context.Context, by admin.Actor, id string, c admin.
 		return nil
 	}
 	if c.Refund > 0 && reg.Amount == 0 {
-		return invalid("amount", "This registration was free: there is nothing to refund.")
+		return invalid("amount", msgFree)
 	}
 	if c.Refund > reg.Amount-reg.Refunded {
 		return invalid("amount", o.exceeds(reg))
@@ -296,19 +296,10 @@ func (o *Office) Cancel(ctx context.Context, by admin.Actor, id string, c admin.
 			}
 			return o.insert(ctx, tx, jobs...)
 		})
-	switch {
-	case errors.Is(err, registration.ErrAlreadyCancelled), errors.Is(err, registration.ErrDuplicate):
-		return nil // cancelled meanwhile (or by this same submission): nothing more to do
-	case errors.Is(err, registration.ErrNotFound):
-		return notFound()
-	case errors.Is(err, registration.ErrRefundExceedsCharge):
-		return invalid("amount", o.exceeds(reg))
-	case errors.Is(err, registration.ErrNothingToRefund):
-		return invalid("amount", "This registration was free: there is nothing to refund.")
-	case err != nil:
-		return fmt.Errorf("cancel %s: %w", id, err)
+	if errors.Is(err, registration.ErrAlreadyCancelled) {
+		return nil // cancelled meanwhile: nothing more to do
 	}
-	return nil
+	return o.refundOutcome(err, reg, "cancel")
 }
 
 // Refund gives amount (minor units) back without cancelling. Refunds never
@@ -323,7 +314,7 @@ func (o *Office) Refund(ctx context.Context, by admin.Actor, id string, amount i
 		return err
 	}
 	if reg.Amount == 0 {
-		return invalid("amount", "This registration was free: there is nothing to refund.")
+		return invalid("amount", msgFree)
 	}
 	if amount > reg.Amount-reg.Refunded {
 		return invalid("amount", o.exceeds(reg))
@@ -343,20 +334,29 @@ func (o *Office) Refund(ctx context.Context, by admin.Actor, id string, amount i
 	err = o.p.deps.Office.RequestRefund(ctx, r, o.audit(by, ActionRefund, id, detail), func(ctx context.Context, tx *sql.Tx) error {
 		return o.insert(ctx, tx, river.InsertManyParams{Args: RefundArgs{RefundID: r.ID}})
 	})
+	return o.refundOutcome(err, reg, "refund")
+}
+
+// refundOutcome maps the store's answer to an action that records a refund
+// (a refund, a cancellation) to what the organiser is told.
+func (o *Office) refundOutcome(err error, reg registration.Registration, action string) error {
 	switch {
 	case errors.Is(err, registration.ErrDuplicate):
-		return nil // the same submission again
+		return nil // the same submission again: done already
 	case errors.Is(err, registration.ErrNotFound):
 		return notFound()
 	case errors.Is(err, registration.ErrRefundExceedsCharge):
 		return invalid("amount", o.exceeds(reg))
 	case errors.Is(err, registration.ErrNothingToRefund):
-		return invalid("amount", "This registration was free: there is nothing to refund.")
+		return invalid("amount", msgFree)
 	case err != nil:
-		return fmt.Errorf("refund %s: %w", id, err)
+		return fmt.Errorf("%s %s: %w", action, reg.ID, err)
 	}
 	return nil
 }
+
+// msgFree answers a refund of a registration that took no money.
+const msgFree = "This registration was free: there is nothing to refund."
 
 func (o *Office) exceeds(reg registration.Registration) string {
 	return fmt.Sprintf("Refunds would add up to more than the %s %s charged (refunds requested or done count too).",
