@@ -2,16 +2,13 @@ package admin_test
 
 import (
 	"context"
-	"crypto/rand"
 	"database/sql"
-	"encoding/hex"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -27,6 +24,7 @@ import (
 	"github.com/registrar/registrar/internal/payment"
 	"github.com/registrar/registrar/internal/pipeline"
 	"github.com/registrar/registrar/internal/postgres"
+	"github.com/registrar/registrar/internal/postgres/pgtest"
 	"github.com/registrar/registrar/internal/registration"
 	"github.com/registrar/registrar/internal/sqlite/sqlitetest"
 )
@@ -75,69 +73,9 @@ func openSQLite(t *testing.T, ev *event.Event) (store, riverdriver.Driver[*sql.T
 	return s, riversqlite.New(db.Write)
 }
 
-// testURL is the PostgreSQL the tests use; without TEST_DATABASE_URL they
-// skip.
-func testURL(t *testing.T) string {
-	t.Helper()
-	u := os.Getenv("TEST_DATABASE_URL")
-	if u == "" {
-		t.Skip("TEST_DATABASE_URL is not set: skipping the PostgreSQL tests (set it to a postgres:// URL to run them)")
-	}
-	return u
-}
-
-// inSchema returns conn with its search_path set to schema, in either form
-// of connection string.
-func inSchema(t *testing.T, conn, schema string) string {
-	t.Helper()
-	if !strings.HasPrefix(conn, "postgres://") && !strings.HasPrefix(conn, "postgresql://") {
-		return conn + " search_path=" + schema
-	}
-	u, err := url.Parse(conn)
-	if err != nil {
-		t.Fatalf("TEST_DATABASE_URL: %v", err)
-	}
-	q := u.Query()
-	q.Set("search_path", schema)
-	u.RawQuery = q.Encode()
-	return u.String()
-}
-
-// newSchema creates an empty schema of its own for one test, dropped when
-// the test ends, and returns a URL whose connections use it.
-func newSchema(t *testing.T) string {
-	t.Helper()
-	base := testURL(t)
-	var b [6]byte
-	rand.Read(b[:])
-	schema := "admin_test_" + hex.EncodeToString(b[:])
-	db, err := sql.Open("pgx", base)
-	if err != nil {
-		t.Fatalf("open TEST_DATABASE_URL: %v", err)
-	}
-	defer db.Close()
-	if _, err := db.ExecContext(t.Context(), `CREATE SCHEMA `+schema); err != nil {
-		t.Fatalf("create schema %s: %v", schema, err)
-	}
-	t.Cleanup(func() {
-		db, err := sql.Open("pgx", base)
-		if err != nil {
-			t.Errorf("drop schema %s: %v", schema, err)
-			return
-		}
-		defer db.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		if _, err := db.ExecContext(ctx, `DROP SCHEMA `+schema+` CASCADE`); err != nil {
-			t.Errorf("drop schema %s: %v", schema, err)
-		}
-	})
-	return inSchema(t, base, schema)
-}
-
 func openPostgres(t *testing.T, ev *event.Event) (store, riverdriver.Driver[*sql.Tx]) {
 	t.Helper()
-	conn := newSchema(t)
+	conn := pgtest.NewSchema(t, "admin_test_")
 	ctx := context.Background()
 	db, err := postgres.Open(ctx, conn)
 	if err != nil {

@@ -2,13 +2,10 @@ package postgres
 
 import (
 	"context"
-	"crypto/rand"
 	"database/sql"
-	"encoding/hex"
 	"fmt"
+	"github.com/registrar/registrar/internal/postgres/pgtest"
 	"log/slog"
-	"net/url"
-	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -23,65 +20,13 @@ import (
 
 func discardLog() *slog.Logger { return slog.New(slog.DiscardHandler) }
 
-// testURL is the PostgreSQL the tests use; without TEST_DATABASE_URL they
-// skip.
-func testURL(t testing.TB) string {
-	t.Helper()
-	u := os.Getenv("TEST_DATABASE_URL")
-	if u == "" {
-		t.Skip("TEST_DATABASE_URL is not set: skipping the PostgreSQL tests (set it to a postgres:// URL to run them)")
-	}
-	return u
-}
+// testURL, inSchema and newSchema are pgtest's, under the names this
+// package's tests use.
+func testURL(t testing.TB) string { return pgtest.URL(t) }
 
-// inSchema returns conn with its search_path set to schema, in either form
-// of connection string.
-func inSchema(t testing.TB, conn, schema string) string {
-	t.Helper()
-	if !strings.HasPrefix(conn, "postgres://") && !strings.HasPrefix(conn, "postgresql://") {
-		return conn + " search_path=" + schema
-	}
-	u, err := url.Parse(conn)
-	if err != nil {
-		t.Fatalf("TEST_DATABASE_URL: %v", err)
-	}
-	q := u.Query()
-	q.Set("search_path", schema)
-	u.RawQuery = q.Encode()
-	return u.String()
-}
+func inSchema(t testing.TB, conn, schema string) string { return pgtest.InSchema(t, conn, schema) }
 
-// newSchema creates an empty schema of its own for one test, dropped when
-// the test ends, and returns a URL whose connections use it.
-func newSchema(t testing.TB) string {
-	t.Helper()
-	base := testURL(t)
-	var b [6]byte
-	rand.Read(b[:])
-	schema := "registrar_test_" + hex.EncodeToString(b[:])
-	admin, err := sql.Open("pgx", base)
-	if err != nil {
-		t.Fatalf("open TEST_DATABASE_URL: %v", err)
-	}
-	defer admin.Close()
-	if _, err := admin.ExecContext(t.Context(), `CREATE SCHEMA `+schema); err != nil {
-		t.Fatalf("create schema %s: %v", schema, err)
-	}
-	t.Cleanup(func() {
-		admin, err := sql.Open("pgx", base)
-		if err != nil {
-			t.Errorf("drop schema %s: %v", schema, err)
-			return
-		}
-		defer admin.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		if _, err := admin.ExecContext(ctx, `DROP SCHEMA `+schema+` CASCADE`); err != nil {
-			t.Errorf("drop schema %s: %v", schema, err)
-		}
-	})
-	return inSchema(t, base, schema)
-}
+func newSchema(t testing.TB) string { return pgtest.NewSchema(t, "registrar_test_") }
 
 // open opens url and closes the database when the test ends.
 func open(t testing.TB, url string) *DB {
