@@ -10,12 +10,15 @@ import (
 	"errors"
 	"fmt"
 	"net/mail"
+	"net/netip"
+	neturl "net/url"
 	"os"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 	"unicode"
+	"unicode/utf8"
 )
 
 // maxCapacity is the largest capacity a ticket may have.
@@ -36,17 +39,73 @@ type Ticket struct {
 	Name     string
 	Price    int64 // in minor units of the event's currency
 	Capacity int
+	// MaxPerEmail is how many registrations one email address may hold for
+	// this ticket; 0 means no limit. The event file's max_per_email, which
+	// defaults to 1 for a free ticket and to no limit for a paid one.
+	MaxPerEmail int
+}
+
+// Free reports whether the ticket costs nothing.
+func (t Ticket) Free() bool { return t.Price == 0 }
+
+// Organiser is who sells the tickets: shown on the form and in the
+// confirmation email (its Reply-To).
+type Organiser struct {
+	Name  string
+	Email string
+	URL   string
 }
 
 // Event is the event being sold.
 type Event struct {
-	ID        string
-	Name      string
-	StartsAt  time.Time
-	Venue     string
-	Currency  string // ISO 4217 code
-	EmailFrom Address
-	Tickets   []Ticket
+	ID          string
+	Name        string
+	Description string // optional, plain text
+	StartsAt    time.Time
+	EndsAt      time.Time // optional; zero when the file has none
+	Venue       string
+	Currency    string // ISO 4217 code
+	EmailFrom   Address
+	Organiser   Organiser // optional; zero when the file has none
+	TermsURL    string    // optional https URL
+	PrivacyURL  string    // optional https URL
+	// RefundPolicy is optional plain text shown beside the payment.
+	RefundPolicy string
+	// SalesStart and SalesEnd bound when tickets are sold; zero for none.
+	// Sales also close once the event has started.
+	SalesStart, SalesEnd time.Time
+	Tickets              []Ticket
+}
+
+// Sales says whether tickets are on sale at a moment.
+type Sales int
+
+// Sales states.
+const (
+	SalesOpen    Sales = iota
+	SalesNotOpen       // before SalesStart
+	SalesClosed        // after SalesEnd, or once the event has started
+)
+
+// SalesAt reports whether tickets are on sale at now.
+func (e *Event) SalesAt(now time.Time) Sales {
+	switch {
+	case !e.SalesStart.IsZero() && now.Before(e.SalesStart):
+		return SalesNotOpen
+	case !e.SalesEnd.IsZero() && !now.Before(e.SalesEnd):
+		return SalesClosed
+	case !e.StartsAt.IsZero() && !now.Before(e.StartsAt):
+		return SalesClosed
+	}
+	return SalesOpen
+}
+
+// End is when the event ends: EndsAt, or StartsAt when the file has none.
+func (e *Event) End() time.Time {
+	if !e.EndsAt.IsZero() {
+		return e.EndsAt
+	}
+	return e.StartsAt
 }
 
 // Demo returns the built-in demo event, a fresh copy on every call.
@@ -109,7 +168,8 @@ func parse(data []byte, source string) (*Event, error) {
 		return nil, fmt.Errorf("%s: invalid JSON: %v", source, err)
 	}
 
-	obj, ok := d.object(raw, "", "id", "name", "starts_at", "venue", "currency", "email_from", "tickets")
+	obj, ok := d.object(raw, "", "id", "name", "description", "starts_at", "ends_at", "venue", "currency",
+		"email_from", "organiser", "terms_url", "privacy_url", "refund_policy", "sales_start", "sales_end", "tickets")
 	if !ok {
 		return nil, d.err()
 	}
@@ -122,12 +182,53 @@ func parse(data []byte, source string) (*Event, error) {
 		e.Name = s
 		d.text("name", s)
 	}
-	if s, ok := d.str(obj, "", "starts_at", true); ok {
-		t, err := time.Parse(time.RFC3339, s)
-		if err != nil {
-			d.fail("starts_at", "%q is not an RFC 3339 time; use a time like \"2027-06-10T09:00:00+02:00\"", s)
+	if s, ok := d.str(obj, "", "description", false); ok {
+		e.Description = s
+		d.longText("description", s, 2000)
+	}
+	e.StartsAt = d.time(obj, "starts_at", true)
+	e.EndsAt = d.time(obj, "ends_at", false)
+	if !e.EndsAt.IsZero() && !e.StartsAt.IsZero() && !e.EndsAt.After(e.StartsAt) {
+		d.fail("ends_at", "must be after starts_at")
+	}
+	e.SalesStart = d.time(obj, "sales_start", false)
+	e.SalesEnd = d.time(obj, "sales_end", false)
+	if !e.SalesStart.IsZero() && !e.SalesEnd.IsZero() && !e.SalesEnd.After(e.SalesStart) {
+		d.fail("sales_end", "must be after sales_start")
+	}
+	if !e.SalesStart.IsZero() && !e.StartsAt.IsZero() && !e.SalesStart.Before(e.StartsAt) {
+		d.fail("sales_start", "must be before starts_at: sales close once the event has started")
+	}
+	if s, ok := d.str(obj, "", "terms_url", false); ok {
+		e.TermsURL = s
+		d.url("terms_url", s)
+	}
+	if s, ok := d.str(obj, "", "privacy_url", false); ok {
+		e.PrivacyURL = s
+		d.url("privacy_url", s)
+	}
+	if s, ok := d.str(obj, "", "refund_policy", false); ok {
+		e.RefundPolicy = s
+		d.longText("refund_policy", s, 2000)
+	}
+	if raw, ok := obj["organiser"]; ok && !isNull(raw) {
+		if org, ok := d.object(raw, "organiser", "name", "email", "url"); ok {
+			if s, ok := d.str(org, "organiser", "name", true); ok {
+				e.Organiser.Name = s
+				d.text("organiser.name", s)
+				d.line("organiser.name", s)
+			}
+			if s, ok := d.str(org, "organiser", "email", false); ok {
+				e.Organiser.Email = s
+				if a, err := mail.ParseAddress(s); err != nil || a.Name != "" || a.Address != s {
+					d.fail("organiser.email", "%q is not a valid email address; use a plain address like \"hello@example.org\"", s)
+				}
+			}
+			if s, ok := d.str(org, "organiser", "url", false); ok {
+				e.Organiser.URL = s
+				d.url("organiser.url", s)
+			}
 		}
-		e.StartsAt = t
 	}
 	if s, ok := d.str(obj, "", "venue", true); ok {
 		e.Venue = s
@@ -185,7 +286,7 @@ func (d *decoder) tickets(obj fields, currencyOK bool, currency string) []Ticket
 	seen := make(map[string]int, len(items))
 	for i, item := range items {
 		path := "tickets[" + strconv.Itoa(i) + "]"
-		obj, ok := d.object(item, path, "id", "name", "price", "capacity")
+		obj, ok := d.object(item, path, "id", "name", "price", "capacity", "max_per_email")
 		if !ok {
 			continue
 		}
@@ -213,6 +314,13 @@ func (d *decoder) tickets(obj fields, currencyOK bool, currency string) []Ticket
 		}
 		if c, ok := d.capacity(obj, path); ok {
 			t.Capacity = c
+		}
+		if raw, ok := obj["max_per_email"]; ok && !isNull(raw) {
+			if n, ok := d.count(raw, path+".max_per_email", 0, 1000); ok {
+				t.MaxPerEmail = n
+			}
+		} else if t.Price == 0 && currencyOK {
+			t.MaxPerEmail = 1
 		}
 		tickets = append(tickets, t)
 	}
@@ -329,6 +437,76 @@ func (d *decoder) capacity(obj fields, parent string) (int, bool) {
 		return 0, false
 	}
 	return int(n), true
+}
+
+// time returns the RFC 3339 time member key of obj; zero when it is absent
+// (an error if required) or invalid.
+func (d *decoder) time(obj fields, key string, required bool) time.Time {
+	s, ok := d.str(obj, "", key, required)
+	if !ok {
+		return time.Time{}
+	}
+	t, err := time.Parse(time.RFC3339, s)
+	if err != nil {
+		d.fail(key, "%q is not an RFC 3339 time; use a time like \"2027-06-10T09:00:00+02:00\"", s)
+		return time.Time{}
+	}
+	return t
+}
+
+// count returns raw as a whole number in [min, max].
+func (d *decoder) count(raw json.RawMessage, path string, min, max int) (int, bool) {
+	text := string(bytes.TrimSpace(raw))
+	n, err := strconv.Atoi(text)
+	switch {
+	case err != nil:
+		d.fail(path, "must be a whole number from %d to %d, not %s", min, max, text)
+		return 0, false
+	case n < min || n > max:
+		d.fail(path, "must be from %d to %d (0 means no limit)", min, max)
+		return 0, false
+	}
+	return n, true
+}
+
+// url checks that s is an absolute https URL (http only for loopback hosts,
+// as on a laptop).
+func (d *decoder) url(path, s string) {
+	u, err := neturl.Parse(s)
+	switch {
+	case err != nil || u.Host == "" || u.User != nil:
+		d.fail(path, "%q is not an absolute URL; use one like \"https://example.org/terms\"", s)
+	case u.Scheme == "https":
+	case u.Scheme == "http" && isLoopback(u.Hostname()):
+	default:
+		d.fail(path, "%q must start with https://", s)
+	}
+}
+
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
+}
+
+// line checks that s holds no control characters (it goes into headers).
+func (d *decoder) line(path, s string) {
+	if strings.ContainsFunc(s, unicode.IsControl) {
+		d.fail(path, "must not contain line breaks or other control characters")
+	}
+}
+
+// longText checks free text shown to attendees: at most max characters,
+// line breaks allowed, no other control characters.
+func (d *decoder) longText(path, s string, max int) {
+	if utf8.RuneCountInString(s) > max {
+		d.fail(path, "is longer than %d characters", max)
+	}
+	if strings.ContainsFunc(s, func(r rune) bool { return unicode.IsControl(r) && r != '\n' }) {
+		d.fail(path, "must not contain control characters other than line breaks")
+	}
 }
 
 // slug checks that s is a non-empty run of [a-z0-9-].

@@ -63,8 +63,10 @@ func (e *DeclinedError) Error() string { return "payment declined: " + e.Reason 
 // ErrUnavailable reports a provider failure or timeout: nothing was charged.
 var ErrUnavailable = errors.New("payment provider unavailable")
 
-// ErrNotCharged reports that an attempt whose outcome was unknown took no
-// money.
+// ErrNotCharged reports that an attempt certainly took no money: from
+// Resolve, an attempt whose outcome was unknown; from Charge (wrapped), a
+// failure before any charge could happen (the order was never sent, or the
+// provider refused it before charging), so the seat can go back at once.
 var ErrNotCharged = errors.New("no charge was taken")
 
 // Processor charges cards and refunds charges.

@@ -1,5 +1,7 @@
 package registration
 
+import "time"
+
 // Error codes of the HTTP API (DESIGN.md §5).
 const (
 	CodeInvalidRequest        = "invalid_request"
@@ -8,6 +10,8 @@ const (
 	CodeValidationFailed      = "validation_failed"
 	CodePaymentDeclined       = "payment_declined"
 	CodeSoldOut               = "sold_out"
+	CodeSalesNotOpen          = "sales_not_open"
+	CodeSalesClosed           = "sales_closed"
 	CodeIdempotencyInProgress = "idempotency_in_progress"
 	CodeIdempotencyKeyReused  = "idempotency_key_reused"
 	CodeRateLimited           = "rate_limited"
@@ -22,7 +26,12 @@ type Error struct {
 	Code    string
 	Message string
 	Fields  map[string]string
-	Err     error // the cause, for logs; never shown
+	// Retryable marks an answer that may change soon (seats only held by
+	// attempts in progress): it is never stored under an idempotency key,
+	// and RetryAfter says when to try again.
+	Retryable  bool
+	RetryAfter time.Duration
+	Err        error // the cause, for logs; never shown
 }
 
 func (e *Error) Error() string {

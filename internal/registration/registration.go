@@ -108,7 +108,14 @@ type Attempt struct {
 	TicketID       string
 	IdempotencyKey string // "" when the client sent none
 	RequestHash    string
-	CreatedAt      time.Time
+	// Email is the attendee's address as compared for MaxPerEmail: the
+	// normalised address, lower-cased.
+	Email string
+	// MaxPerEmail is how many registrations (and attempts holding a seat)
+	// one email address may hold for the ticket; 0 for no limit. StartAttempt
+	// refuses with ErrEmailLimit beyond it.
+	MaxPerEmail int
+	CreatedAt   time.Time
 	// ResolveAfter is when an attempt still holding its seat counts as
 	// abandoned (its process died, or its charge's outcome is unknown) and
 	// is resolved by asking the payment provider.
@@ -117,6 +124,20 @@ type Attempt struct {
 	// but the payment. It never holds card data.
 	Draft Registration
 }
+
+// Availability is one ticket's seats at a moment.
+type Availability struct {
+	Capacity int
+	Taken    int // paid registrations and seats held by attempts in progress
+	Held     int // seats held by attempts in progress (or left by a dead process)
+}
+
+// Left is how many seats are free now.
+func (a Availability) Left() int { return max(a.Capacity-a.Taken, 0) }
+
+// SoldOut reports whether every seat is paid: a final answer. With no seat
+// free but some only held, the ticket may come back on sale.
+func (a Availability) SoldOut() bool { return a.Left() == 0 && a.Held == 0 }
 
 // IncidentKind names a payment event an operator must be able to see.
 type IncidentKind string
@@ -153,8 +174,15 @@ type Outcome struct {
 
 // Errors the store reports.
 var (
-	ErrNotFound           = errors.New("not found")
-	ErrSoldOut            = errors.New("sold out")
+	ErrNotFound = errors.New("not found")
+	// ErrSoldOut: every seat of the ticket is paid; final.
+	ErrSoldOut = errors.New("sold out")
+	// ErrSeatsHeld: no seat is free, but some are only held by attempts in
+	// progress; nothing is stored under the key.
+	ErrSeatsHeld = errors.New("no seat free; some are held by attempts in progress")
+	// ErrEmailLimit: the email address already holds the ticket's
+	// MaxPerEmail registrations; nothing is stored under the key.
+	ErrEmailLimit         = errors.New("email address holds the most registrations allowed for this ticket")
 	ErrKeyInProgress      = errors.New("idempotency key in progress")
 	ErrKeyReused          = errors.New("idempotency key reused with another request")
 	ErrAttemptUnavailable = errors.New("attempt no longer holds a seat")

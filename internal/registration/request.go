@@ -79,7 +79,7 @@ func (r *Request) Normalize() {
 		// Trim again: removing dashes can uncover space (e.g. "-\u00a04111..."),
 		// and normalising twice must change nothing.
 		b.Card.Number = t(payment.NormalizeNumber(t(b.Card.Number)))
-		b.Card.Expiry = t(b.Card.Expiry)
+		b.Card.Expiry = NormalizeExpiry(t(b.Card.Expiry))
 		b.Card.CVC = t(b.Card.CVC)
 		b.Card.Name = t(b.Card.Name)
 		b.Address.Line1 = t(b.Address.Line1)
@@ -176,10 +176,44 @@ func checkEmail(v string) string {
 	return ""
 }
 
+// expiryTyped matches an expiry as people type it: MM/YY, MM / YY, MMYY,
+// MM/YYYY or M/YY (a slash, dash, dot or spaces between), and YYYY-MM.
+var (
+	expiryMonthFirst = regexp.MustCompile(`^(\d{1,2})\s*[/.\-]?\s*(\d{2}|\d{4})$`)
+	expiryYearFirst  = regexp.MustCompile(`^(\d{4})\s*[/.\-]\s*(\d{1,2})$`)
+)
+
+// NormalizeExpiry turns an expiry typed as 12/30, 12 / 30, 1230, 12/2030 or
+// 2030-12 into YYYY-MM. Anything else is returned unchanged (validation
+// then names the problem).
+func NormalizeExpiry(v string) string {
+	var month, year string
+	if m := expiryYearFirst.FindStringSubmatch(v); m != nil {
+		year, month = m[1], m[2]
+	} else if m := expiryMonthFirst.FindStringSubmatch(v); m != nil {
+		month, year = m[1], m[2]
+		if len(m[1])+len(m[2]) == 3 && !strings.ContainsAny(v, "/.- ") {
+			return v // "123": no telling 1/23 from 12/3
+		}
+	} else {
+		return v
+	}
+	if len(year) == 2 {
+		year = "20" + year
+	}
+	if len(month) == 1 {
+		month = "0" + month
+	}
+	return year + "-" + month
+}
+
 func checkExpiry(v string, now time.Time) string {
 	m := expiryPattern.FindStringSubmatch(v)
 	if m == nil {
-		return "Enter the expiry as YYYY-MM, e.g. 2030-12."
+		if v == "" {
+			return "Enter the card's expiry date as MM / YY, e.g. 12 / 30."
+		}
+		return "Enter the expiry as MM / YY, e.g. 12 / 30."
 	}
 	year, _ := strconv.Atoi(m[1])
 	month, _ := strconv.Atoi(m[2])

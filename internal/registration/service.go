@@ -48,6 +48,12 @@ type Store interface {
 	RecordIncident(ctx context.Context, in Incident) error
 	// Registration returns one registration with its steps, or ErrNotFound.
 	Registration(ctx context.Context, id string) (Registration, error)
+	// Availability reports the seats of every ticket of the event, by id.
+	Availability(ctx context.Context, eventID string) (map[string]Availability, error)
+	// RecentRegistrations lists the ticket's registrations (without steps)
+	// by one email address, compared lower-cased, created at or after since
+	// and not cancelled, newest first (at most 10).
+	RecentRegistrations(ctx context.Context, eventID, ticketID, email string, since time.Time) ([]Registration, error)
 }
 
 // Service takes registrations: the PaymentAPI of the original design.
@@ -216,6 +222,14 @@ func (s *Service) chargeFailed(ctx context.Context, a Attempt, req payment.Charg
 		}
 		return payment.Charge{}, &Error{Code: o.Code, Message: o.Message, Err: err}
 	}
+	if errors.Is(err, payment.ErrNotCharged) {
+		// The provider certainly took nothing (the order was never sent, or
+		// was refused before any charge): the seat and key go back at once.
+		if ferr := s.store.FailAttempt(ctx, a, nil); ferr != nil {
+			s.log.Error("releasing seat after payment failure", "attempt", a.ID, "err", ferr)
+		}
+		return payment.Charge{}, &Error{Code: CodePaymentUnavailable, Message: msgNotCharged, Err: err}
+	}
 	req.Card = payment.Card{}
 	rctx, cancel := context.WithTimeout(ctx, s.chargeTimeout)
 	charge, rerr := s.processor.Resolve(rctx, req)
@@ -229,7 +243,7 @@ func (s *Service) chargeFailed(ctx context.Context, a Attempt, req payment.Charg
 		if ferr := s.store.FailAttempt(ctx, a, nil); ferr != nil {
 			s.log.Error("releasing seat after payment failure", "attempt", a.ID, "err", ferr)
 		}
-		return payment.Charge{}, &Error{Code: CodePaymentUnavailable, Message: "The payment service is not answering right now. Nothing was charged; please try again in a minute.", Err: err}
+		return payment.Charge{}, &Error{Code: CodePaymentUnavailable, Message: msgNotCharged, Err: err}
 	default:
 		s.log.Warn("payment outcome unknown; left to the resolver", "attempt", a.ID, "err", err, "resolve_err", rerr)
 		return payment.Charge{}, &Error{Code: CodePaymentUnavailable, Message: "We could not confirm your payment with the payment service. If it went through, your registration completes by itself and you receive a confirmation email; you will not be charged twice.", Err: errors.Join(err, rerr)}
@@ -288,6 +302,10 @@ func (s *Service) complete(ctx context.Context, a Attempt, reg Registration) err
 	}
 	return &Error{Code: CodePaymentUnavailable, Message: "We could not complete your registration and your payment was reversed. Please try again.", Err: err}
 }
+
+// msgNotCharged is what an attendee reads when the payment service failed
+// and certainly took nothing.
+const msgNotCharged = "The payment service is not answering right now. Nothing was charged; please try again in a minute."
 
 // msgPaymentSafe is what an attendee reads when their registration's fate
 // is left to the resolver.
@@ -445,6 +463,26 @@ func replayOutcome(o Outcome) (string, error) {
 		return o.RegistrationID, nil
 	}
 	return "", &Error{Code: o.Code, Message: o.Message}
+}
+
+// Availability reports the seats of every ticket, by ticket id.
+func (s *Service) Availability(ctx context.Context) (map[string]Availability, error) {
+	return s.store.Availability(ctx, s.event.ID)
+}
+
+// DuplicateWindow is how far back a second paid registration with the same
+// email for the same ticket counts as a likely accident (a Back button, a
+// second tab): the form asks before charging again.
+const DuplicateWindow = 24 * time.Hour
+
+// RecentDuplicate returns the newest registration of the ticket by the same
+// email address within DuplicateWindow, if any.
+func (s *Service) RecentDuplicate(ctx context.Context, ticketID, email string) (Registration, bool, error) {
+	regs, err := s.store.RecentRegistrations(ctx, s.event.ID, ticketID, strings.TrimSpace(email), s.now().Add(-DuplicateWindow))
+	if err != nil || len(regs) == 0 {
+		return Registration{}, false, err
+	}
+	return regs[0], true, nil
 }
 
 // Registration returns a registration by id.

@@ -826,3 +826,11 @@ func TestRegisterCommitOutcomeUnknown(t *testing.T) {
 		})
 	}
 }
+
+func (s *fakeStore) Availability(ctx context.Context, eventID string) (map[string]Availability, error) {
+	return nil, errors.New("fakeStore: Availability is not used by these tests")
+}
+
+func (s *fakeStore) RecentRegistrations(ctx context.Context, eventID, ticketID, email string, since time.Time) ([]Registration, error) {
+	return nil, errors.New("fakeStore: RecentRegistrations is not used by these tests")
+}

@@ -193,7 +193,8 @@ func status(code string) int {
 		return http.StatusUnprocessableEntity
 	case registration.CodePaymentDeclined:
 		return http.StatusPaymentRequired
-	case registration.CodeSoldOut, registration.CodeIdempotencyInProgress:
+	case registration.CodeSoldOut, registration.CodeSalesNotOpen, registration.CodeSalesClosed,
+		registration.CodeIdempotencyInProgress:
 		return http.StatusConflict
 	case registration.CodeRateLimited:
 		return http.StatusTooManyRequests
@@ -228,6 +229,9 @@ type errorBody struct {
 		Code    string            `json:"code"`
 		Message string            `json:"message"`
 		Fields  map[string]string `json:"fields,omitempty"`
+		// Retryable marks an answer that may change soon; Retry-After says
+		// when to ask again.
+		Retryable bool `json:"retryable,omitempty"`
 	} `json:"error"`
 }
 
@@ -241,6 +245,10 @@ func (s *server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	e := s.asError(r, err)
 	b := errorEnvelope(e.Code, e.Message)
 	b.Error.Fields = e.Fields
+	b.Error.Retryable = e.Retryable
+	if e.Retryable && e.RetryAfter > 0 && w.Header().Get("Retry-After") == "" {
+		w.Header().Set("Retry-After", strconv.Itoa(int((e.RetryAfter+time.Second-1)/time.Second)))
+	}
 	writeJSON(w, status(e.Code), b)
 }
 
