@@ -381,6 +381,7 @@ func (a *app) start(ctx context.Context, stdout io.Writer) error {
 		if err := a.db.recover(ctx, log); err != nil {
 			return err
 		}
+		a.settleHolds(ctx)
 	}
 	if cfg.Roles.Worker && a.db.watchWorkers != nil {
 		stop, err := a.db.watchWorkers(ctx, a.pipe.ID(), log)
@@ -438,6 +439,30 @@ func (a *app) start(ctx context.Context, stdout io.Writer) error {
 	a.served = make(chan error, 1)
 	go func() { a.served <- a.srv.Serve(a.ln) }()
 	return nil
+}
+
+// settleWithin bounds how long a single process settles, before it
+// serves, the payment attempts a dead process left holding seats.
+const settleWithin = 30 * time.Second
+
+// settleHolds settles, on a single-process engine and before the listener
+// opens, the attempts a dead process left holding seats: the provider is
+// asked about each; charged ones become registrations, the others give
+// their seat and key back. Otherwise the first attendees would be told the
+// ticket is sold out for seats nobody holds, and retries "in progress".
+// What the provider cannot tell stays, postponed; what is not reached
+// within settleWithin is left to the resolver, which runs next.
+func (a *app) settleHolds(ctx context.Context) {
+	n, complete, err := a.svc.SettleAll(ctx, settleWithin)
+	switch {
+	case err != nil:
+		a.log.Error("settling payment attempts left by a stopped process", "settled", n, "err", err)
+	case !complete:
+		a.log.Warn("not every payment attempt left by a stopped process was settled in time; the resolver settles the rest",
+			"settled", n, "within", settleWithin)
+	case n > 0:
+		a.log.Warn("settled payment attempts left by a stopped process before serving", "count", n)
+	}
 }
 
 // shutdown takes down whatever build and start got running, in reverse

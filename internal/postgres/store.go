@@ -139,32 +139,45 @@ func (s *Store) SyncTickets(ctx context.Context, ev *event.Event) error {
 // transaction (group commit).
 func (s *Store) StartAttempt(ctx context.Context, a registration.Attempt, soldOut registration.Outcome) (*registration.Outcome, error) {
 	var replay *registration.Outcome
-	var sold bool
+	var refused error
 	err := s.batch.Do(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		replay, sold = nil, false
-		return startAttempt(ctx, tx, a, soldOut, &replay, &sold)
+		replay, refused = nil, nil
+		return beginAttempt(ctx, tx, a, soldOut, &replay, &refused)
 	})
 	switch {
 	case err != nil:
 		return nil, err
 	case replay != nil:
 		return replay, nil
-	case sold:
-		return nil, registration.ErrSoldOut
 	}
-	return nil, nil
+	return nil, refused
 }
 
-// startAttempt is StartAttempt's write. Conflicts return errors (nothing was
-// written); a replay or a sell-out are results, kept via replay and sold.
+// startAttempt is beginAttempt reporting any refusal as sold.
+func startAttempt(ctx context.Context, tx *sql.Tx, a registration.Attempt, soldOut registration.Outcome,
+	replay **registration.Outcome, sold *bool) error {
+	var refused error
+	err := beginAttempt(ctx, tx, a, soldOut, replay, &refused)
+	*sold = refused != nil
+	return err
+}
+
+// beginAttempt is StartAttempt's write. Conflicts return errors (nothing was
+// written); a replay or a refusal (ErrSoldOut, ErrSeatsHeld, ErrEmailLimit)
+// are results, kept via replay and refused: a refusal undoes what the write
+// did, but for a sell-out stored under the key, without failing the batch.
 //
 // The key is reserved with an insert that does nothing on conflict (waiting
 // for a concurrent reservation of the same key to commit or roll back) and
 // only then read; the seat is taken by one conditional UPDATE, which
 // PostgreSQL re-checks against the latest row after waiting for a
-// concurrent taker, so no interleaving of attempts oversells.
-func startAttempt(ctx context.Context, tx *sql.Tx, a registration.Attempt, soldOut registration.Outcome,
-	replay **registration.Outcome, sold *bool) error {
+// concurrent taker, so no interleaving of attempts oversells. That UPDATE
+// also locks the ticket's stock row until commit, so the email address is
+// counted after it: any other attempt for the ticket either committed
+// before (and at READ COMMITTED the next statement sees its rows) or waits
+// for this one.
+func beginAttempt(ctx context.Context, tx *sql.Tx, a registration.Attempt, soldOut registration.Outcome,
+	replay **registration.Outcome, refused *error) error {
 	now := a.CreatedAt.UTC()
 	if a.IdempotencyKey != "" {
 		o, err := reserveKey(ctx, tx, a, now)
@@ -173,25 +186,94 @@ func startAttempt(ctx context.Context, tx *sql.Tx, a registration.Attempt, soldO
 			return err
 		}
 	}
-	res, err := tx.ExecContext(ctx, `UPDATE ticket_stock SET taken = taken + 1
-		WHERE event_id = $1 AND ticket_id = $2 AND taken < capacity`, a.EventID, a.TicketID)
+	took, held, err := takeSeat(ctx, tx, a)
 	if err != nil {
-		return fmt.Errorf("hold seat: %w", err)
+		return err
 	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		*sold = true
+	if !took {
+		// No seat free. Final only when none is held by an attempt that may
+		// still fail and give its seat back: then the sell-out is stored
+		// under the key; otherwise the key is forgotten, so that the same
+		// request may succeed once a seat comes back.
+		if held > 0 {
+			*refused = registration.ErrSeatsHeld
+			return forgetReservedKey(ctx, tx, a)
+		}
+		*refused = registration.ErrSoldOut
 		if a.IdempotencyKey != "" {
 			return settleKey(ctx, tx, a, soldOut, now)
 		}
 		return nil
 	}
+	if a.MaxPerEmail > 0 && a.Email != "" {
+		var n int
+		if err := tx.QueryRowContext(ctx, `SELECT
+			(SELECT count(*) FROM registrations WHERE event_id = $1 AND ticket_id = $2 AND lower(email) = $3 AND status <> 'cancelled')
+			+ (SELECT count(*) FROM seat_holds WHERE event_id = $1 AND ticket_id = $2 AND email = $3)`,
+			a.EventID, a.TicketID, a.Email).Scan(&n); err != nil {
+			return fmt.Errorf("count registrations by email: %w", err)
+		}
+		if n >= a.MaxPerEmail {
+			*refused = registration.ErrEmailLimit
+			if _, err := tx.ExecContext(ctx, `UPDATE ticket_stock SET taken = taken - 1 WHERE event_id = $1 AND ticket_id = $2`,
+				a.EventID, a.TicketID); err != nil {
+				return fmt.Errorf("give the seat back: %w", err)
+			}
+			return forgetReservedKey(ctx, tx, a)
+		}
+	}
 	draft, err := json.Marshal(a.Draft)
 	if err != nil {
 		return fmt.Errorf("encode attempt draft: %w", err)
 	}
-	if _, err := tx.ExecContext(ctx, `INSERT INTO seat_holds (id, event_id, ticket_id, idempotency_key, created_at, expires_at, draft)
-		VALUES ($1, $2, $3, $4, $5, $6, $7)`, a.ID, a.EventID, a.TicketID, nullable(a.IdempotencyKey), now, a.ResolveAfter.UTC(), string(draft)); err != nil {
+	if _, err := tx.ExecContext(ctx, `INSERT INTO seat_holds (id, event_id, ticket_id, idempotency_key, email, created_at, expires_at, draft)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`, a.ID, a.EventID, a.TicketID, nullable(a.IdempotencyKey), a.Email, now,
+		a.ResolveAfter.UTC(), string(draft)); err != nil {
 		return fmt.Errorf("hold seat: %w", err)
+	}
+	return nil
+}
+
+// takeSeat takes a seat of a's ticket if one is free. When none is, it
+// reports how many are held by attempts in progress, read in one snapshot
+// with the stock row; should that snapshot show a seat free after all (one
+// came back between the two statements), it tries again.
+func takeSeat(ctx context.Context, tx *sql.Tx, a registration.Attempt) (took bool, held int, err error) {
+	for range 3 {
+		res, err := tx.ExecContext(ctx, `UPDATE ticket_stock SET taken = taken + 1
+			WHERE event_id = $1 AND ticket_id = $2 AND taken < capacity`, a.EventID, a.TicketID)
+		if err != nil {
+			return false, 0, fmt.Errorf("hold seat: %w", err)
+		}
+		if n, _ := res.RowsAffected(); n == 1 {
+			return true, 0, nil
+		}
+		var free bool
+		err = tx.QueryRowContext(ctx, `SELECT t.taken < t.capacity,
+			(SELECT count(*) FROM seat_holds h WHERE h.event_id = t.event_id AND h.ticket_id = t.ticket_id)
+			FROM ticket_stock t WHERE t.event_id = $1 AND t.ticket_id = $2`, a.EventID, a.TicketID).Scan(&free, &held)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+			return false, 0, nil // no such ticket: sold out
+		case err != nil:
+			return false, 0, fmt.Errorf("count held seats: %w", err)
+		case !free:
+			return false, held, nil
+		}
+	}
+	// Seats keep coming and going: say so without storing a final answer.
+	return false, 1, nil
+}
+
+// forgetReservedKey deletes the key that a's write has just reserved, as if
+// the attempt had never come: the client may send it again.
+func forgetReservedKey(ctx context.Context, tx *sql.Tx, a registration.Attempt) error {
+	if a.IdempotencyKey == "" {
+		return nil
+	}
+	if _, err := tx.ExecContext(ctx, `DELETE FROM idempotency_keys WHERE key = $1 AND attempt_id = $2`,
+		a.IdempotencyKey, a.ID); err != nil {
+		return fmt.Errorf("forget idempotency key: %w", err)
 	}
 	return nil
 }
@@ -244,6 +326,26 @@ func settleKey(ctx context.Context, tx *sql.Tx, a registration.Attempt, o regist
 		return fmt.Errorf("settle idempotency key: %w", err)
 	}
 	return nil
+}
+
+// KeyOutcome implements registration.Store: the outcome stored under a
+// settled key, read without reserving anything.
+func (s *Store) KeyOutcome(ctx context.Context, key, requestHash string) (*registration.Outcome, error) {
+	var hash, state string
+	var regID, code, msg sql.NullString
+	err := s.db.SQL.QueryRowContext(ctx, `SELECT request_hash, state, registration_id, error_code, error_message
+		FROM idempotency_keys WHERE key = $1`, key).Scan(&hash, &state, &regID, &code, &msg)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return nil, nil
+	case err != nil:
+		return nil, fmt.Errorf("read idempotency key: %w", err)
+	case hash != requestHash:
+		return nil, registration.ErrKeyReused
+	case state == "in_progress":
+		return nil, registration.ErrKeyInProgress
+	}
+	return &registration.Outcome{RegistrationID: regID.String, Code: code.String, Message: msg.String}, nil
 }
 
 // releaseHold deletes a hold and gives its seat back. It reports whether
@@ -366,7 +468,7 @@ func completeAttempt(ctx context.Context, tx *sql.Tx, a registration.Attempt, r 
 // against a racing settle of the same attempt.
 func (s *Store) AbandonedAttempts(ctx context.Context, now time.Time, limit int) ([]registration.Attempt, error) {
 	rows, err := s.db.SQL.QueryContext(ctx, `SELECT h.id, h.event_id, h.ticket_id, coalesce(h.idempotency_key, ''),
-		coalesce(k.request_hash, ''), h.created_at, h.expires_at, h.draft
+		coalesce(k.request_hash, ''), h.email, h.created_at, h.expires_at, h.draft
 		FROM seat_holds h LEFT JOIN idempotency_keys k ON k.key = h.idempotency_key AND k.attempt_id = h.id
 		WHERE h.expires_at < $1 ORDER BY h.expires_at LIMIT $2
 		FOR UPDATE OF h SKIP LOCKED`, now.UTC(), limit)
@@ -378,7 +480,7 @@ func (s *Store) AbandonedAttempts(ctx context.Context, now time.Time, limit int)
 	for rows.Next() {
 		var a registration.Attempt
 		var draft []byte
-		if err := rows.Scan(&a.ID, &a.EventID, &a.TicketID, &a.IdempotencyKey, &a.RequestHash, &a.CreatedAt, &a.ResolveAfter, &draft); err != nil {
+		if err := rows.Scan(&a.ID, &a.EventID, &a.TicketID, &a.IdempotencyKey, &a.RequestHash, &a.Email, &a.CreatedAt, &a.ResolveAfter, &draft); err != nil {
 			return nil, fmt.Errorf("scan attempt: %w", err)
 		}
 		a.CreatedAt, a.ResolveAfter = a.CreatedAt.UTC(), a.ResolveAfter.UTC()

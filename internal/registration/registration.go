@@ -4,6 +4,7 @@ package registration
 
 import (
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/registrar/registrar/internal/payment"
@@ -178,8 +179,10 @@ var (
 	// ErrSoldOut: every seat of the ticket is paid; final.
 	ErrSoldOut = errors.New("sold out")
 	// ErrSeatsHeld: no seat is free, but some are only held by attempts in
-	// progress; nothing is stored under the key.
-	ErrSeatsHeld = errors.New("no seat free; some are held by attempts in progress")
+	// progress; nothing is stored under the key. The attendee is told
+	// sold_out either way, so it matches ErrSoldOut too (errors.Is): test for
+	// ErrSeatsHeld first to tell an answer that may change soon.
+	ErrSeatsHeld = fmt.Errorf("no seat free; some are held by attempts in progress: %w", ErrSoldOut)
 	// ErrEmailLimit: the email address already holds the ticket's
 	// MaxPerEmail registrations; nothing is stored under the key.
 	ErrEmailLimit         = errors.New("email address holds the most registrations allowed for this ticket")

@@ -50,6 +50,11 @@ type flakyProcessor struct {
 	resolveGate chan struct{}
 	// resolving counts Resolve calls in progress; maxResolving the most.
 	resolving, maxResolving int
+	// slowDeclines, when set, holds every charge of the declined test card
+	// until it is closed, as a slow provider would; slowCharging counts the
+	// charges it holds.
+	slowDeclines chan struct{}
+	slowCharging int
 }
 
 func (p *flakyProcessor) set(f func(p *flakyProcessor)) {
@@ -61,8 +66,16 @@ func (p *flakyProcessor) set(f func(p *flakyProcessor)) {
 func (p *flakyProcessor) Charge(ctx context.Context, req payment.ChargeRequest) (payment.Charge, error) {
 	p.mu.Lock()
 	p.chargeCalls++
-	lost, fails := p.chargeLost, p.chargeFails
+	lost, fails, slow := p.chargeLost, p.chargeFails, p.slowDeclines
+	if slow != nil && req.Card.Number == payment.TestCardDeclined {
+		p.slowCharging++
+	} else {
+		slow = nil
+	}
 	p.mu.Unlock()
+	if slow != nil {
+		<-slow
+	}
 	switch {
 	case fails:
 		return payment.Charge{}, fmt.Errorf("paypal: %w: 503 service unavailable", payment.ErrUnavailable)
@@ -164,10 +177,15 @@ func (f resolverFunc) ResolveAbandoned(ctx context.Context, now time.Time) (int,
 // decide when ResolveAbandoned runs.
 func newEnv(t *testing.T) *env {
 	t.Helper()
+	return newEnvFor(t, event.Demo())
+}
+
+// newEnvFor is newEnv for the event ev.
+func newEnvFor(t *testing.T, ev *event.Event) *env {
+	t.Helper()
 	ctx := t.Context()
 	log := slog.New(slog.DiscardHandler)
 	dir := t.TempDir()
-	ev := event.Demo()
 	db, store := template.Open(t, ev)
 	outbox, err := email.NewOutbox(filepath.Join(dir, "outbox"))
 	if err != nil {
@@ -718,3 +736,184 @@ func TestResolveAbandonedSettlesEveryAttempt(t *testing.T) {
 		e.waitCompleted(t, id)
 	}
 }
+
+// TestSlowPaymentsDoNotSellOut is a slow provider at a launch: of three
+// seats one is paid and two are held by attempts whose charges hang and
+// are then declined. A buyer meanwhile is told sold out, but that it may
+// change, and nothing is kept under their key; once the declines give the
+// seats back, the same request with the same key succeeds (invariant 10).
+func TestSlowPaymentsDoNotSellOut(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	ev, err := event.Parse([]byte(`{
+	  "id": "slowconf-2036", "name": "SlowConf 2036", "starts_at": "2036-06-10T09:00:00+02:00",
+	  "venue": "Hall 1", "currency": "EUR",
+	  "email_from": {"address": "tickets@slowconf.example", "name": "SlowConf"},
+	  "tickets": [{"id": "standard", "name": "Standard", "price": "149.00", "capacity": 3}]
+	}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newEnvFor(t, ev)
+	gate := make(chan struct{})
+	e.proc.set(func(p *flakyProcessor) { p.slowDeclines = gate })
+	if _, err := e.svc.Register(ctx, request(1), "api:first"); err != nil {
+		t.Fatalf("the first buyer: %v", err)
+	}
+	declined := make(chan error, 2)
+	for n := 2; n <= 3; n++ {
+		req := request(n)
+		req.Billing.Card.Number = payment.TestCardDeclined
+		go func() {
+			_, err := e.svc.Register(context.WithoutCancel(ctx), req, fmt.Sprintf("api:slow%d", n))
+			declined <- err
+		}()
+	}
+	deadline := time.Now().Add(waitFor)
+	for {
+		e.proc.mu.Lock()
+		hanging := e.proc.slowCharging
+		e.proc.mu.Unlock()
+		if hanging == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			close(gate)
+			t.Fatalf("%d slow charges started; want 2", hanging)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if got := e.taken(t); got != 3 {
+		t.Fatalf("taken = %d with one paid and two held; want 3", got)
+	}
+
+	good := request(4)
+	for try := range 2 {
+		_, err = e.svc.Register(ctx, good, "api:good")
+		var apiErr *registration.Error
+		if !errors.As(err, &apiErr) || apiErr.Code != registration.CodeSoldOut || !apiErr.Retryable || apiErr.RetryAfter != 5*time.Second {
+			close(gate)
+			t.Fatalf("try %d while seats are held: %v (%+v); want a retryable sold_out after 5 s", try, err, apiErr)
+		}
+		if state, _ := e.keyState(t, "api:good"); state != "" {
+			t.Errorf("try %d: key is %q; want nothing stored", try, state)
+		}
+	}
+	if charges, _ := e.proc.calls(); charges != 3 {
+		t.Errorf("%d charges; want 3 (the buyer told sold out was not charged)", charges)
+	}
+
+	close(gate)
+	for range 2 {
+		if err := <-declined; apiCode(err) != registration.CodePaymentDeclined {
+			t.Errorf("slow attempt: %v; want payment_declined", err)
+		}
+	}
+	id, err := e.svc.Register(ctx, good, "api:good")
+	if err != nil {
+		t.Fatalf("the same request once the seats came back: %v", err)
+	}
+	if state, regID := e.keyState(t, "api:good"); state != "done" || regID != id {
+		t.Errorf("key = %s, %s; want done with %s", state, regID, id)
+	}
+	e.waitCompleted(t, id)
+
+	// One seat is left: the next buyer takes it; then every seat is paid
+	// and a sold out is final, stored and replayed.
+	if _, err := e.svc.Register(ctx, request(5), "api:fifth"); err != nil {
+		t.Fatalf("the last seat: %v", err)
+	}
+	for range 2 {
+		_, err = e.svc.Register(ctx, request(6), "api:late")
+		var apiErr *registration.Error
+		if !errors.As(err, &apiErr) || apiErr.Code != registration.CodeSoldOut || apiErr.Retryable {
+			t.Fatalf("every seat paid: %v; want a final sold_out", err)
+		}
+		if state, _ := e.keyState(t, "api:late"); state != "done" {
+			t.Errorf("key is %q; want the sold out stored", state)
+		}
+	}
+	if got := e.taken(t); got != 3 {
+		t.Errorf("taken = %d; want 3", got)
+	}
+}
+
+// TestSettleAllOnSQLite: at start, a single process settles what a dead
+// one left, within a bound; what the provider cannot tell in time stays,
+// postponed, however old it is.
+func TestSettleAllOnSQLite(t *testing.T) {
+	t.Parallel()
+
+	t.Run("settles every attempt", func(t *testing.T) {
+		t.Parallel()
+		ctx := t.Context()
+		e := newEnv(t)
+		created := time.Now().Add(-10 * time.Minute)
+		charged, _ := e.abandon(t, 1, "api:k1", created)
+		if _, err := e.proc.TestProcessor.Charge(ctx, payment.ChargeRequest{RequestID: charged.ID, Amount: 14900, Currency: "EUR",
+			Card: payment.Card{Number: payment.TestCardVisa, ExpiryYear: 2030, ExpiryMonth: 12, SecurityCode: "123"}}); err != nil {
+			t.Fatal(err)
+		}
+		notCharged, _ := e.abandon(t, 2, "api:k2", created)
+		n, complete, err := e.svc.SettleAll(ctx, 10*time.Second)
+		if err != nil || n != 2 || !complete {
+			t.Fatalf("SettleAll = %d, %v, %v; want 2, true, nil", n, complete, err)
+		}
+		if got := e.count(t, `SELECT count(*) FROM seat_holds`); got != 0 {
+			t.Errorf("%d seat holds; want 0", got)
+		}
+		if got := e.taken(t); got != 1 {
+			t.Errorf("taken = %d; want 1, the charged attempt's registration", got)
+		}
+		e.waitCompleted(t, charged.ID)
+		if state, _ := e.keyState(t, "api:k2"); state != "" {
+			t.Errorf("key of the attempt not charged is %q; want it forgotten", state)
+		}
+		if got := e.incidents(t, notCharged.ID); fmt.Sprint(got) != "[resolved_not_charged]" {
+			t.Errorf("incidents %v; want [resolved_not_charged]", got)
+		}
+	})
+
+	t.Run("bounded", func(t *testing.T) {
+		t.Parallel()
+		ctx := t.Context()
+		e := newEnv(t)
+		gate := make(chan struct{})
+		defer close(gate)
+		e.proc.set(func(p *flakyProcessor) { p.resolveGate = gate })
+		// More than are asked about at once, all older than the resolver's
+		// give-up age: a lookup cut short by the bound must not release one.
+		const n = 20
+		created := time.Now().Add(-6 * time.Hour)
+		for i := range n {
+			e.abandon(t, i, fmt.Sprintf("api:k%d", i), created)
+		}
+		began := time.Now()
+		settled, complete, err := e.svc.SettleAll(ctx, 300*time.Millisecond)
+		if err != nil || settled != 0 || complete {
+			t.Fatalf("SettleAll = %d, %v, %v; want 0, false, nil", settled, complete, err)
+		}
+		if d := time.Since(began); d > 10*time.Second {
+			t.Errorf("SettleAll took %s; want about its bound", d)
+		}
+		now := formatted(time.Now())
+		asked := e.count(t, `SELECT count(*) FROM seat_holds WHERE expires_at > ?`, now)
+		due := e.count(t, `SELECT count(*) FROM seat_holds WHERE expires_at < ?`, now)
+		if _, resolves := e.proc.calls(); asked != resolves || asked == 0 || due == 0 || asked+due != n {
+			t.Errorf("%d attempts postponed after %d lookups, %d still due; want every one asked postponed, the rest due, %d in all",
+				asked, resolves, due, n)
+		}
+		if got := e.taken(t); got != n {
+			t.Errorf("taken = %d; want %d: nothing released", got, n)
+		}
+		if got := e.count(t, `SELECT count(*) FROM idempotency_keys WHERE state = 'in_progress'`); got != n {
+			t.Errorf("%d keys in progress; want %d", got, n)
+		}
+		if got := e.count(t, `SELECT count(*) FROM payment_incidents`); got != 0 {
+			t.Errorf("%d incidents; want none: the provider never answered", got)
+		}
+	})
+}
+
+// formatted is t as the SQLite store writes times.
+func formatted(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05.000000Z") }

@@ -26,11 +26,20 @@ type EnqueueFunc func(ctx context.Context, tx *sql.Tx, registrationID string) er
 // Store keeps registrations, held seats and idempotency keys.
 type Store interface {
 	// StartAttempt reserves the attempt's idempotency key (if any) and holds a
-	// seat, recording the attempt (with its draft) before any charge. It
-	// returns the stored outcome when the key was already settled;
-	// ErrKeyInProgress or ErrKeyReused for a conflicting key; ErrSoldOut
-	// (with soldOut stored under the key) when no seat is left.
+	// seat, recording the attempt (with its draft and email) before any
+	// charge. It returns the stored outcome when the key was already
+	// settled; ErrKeyInProgress or ErrKeyReused for a conflicting key;
+	// ErrSoldOut (with soldOut stored under the key) when every seat is
+	// paid; ErrSeatsHeld when no seat is free but some are only held by
+	// attempts in progress, and ErrEmailLimit when a.Email already holds
+	// a.MaxPerEmail registrations and seats of the ticket: then nothing is
+	// written, the key is not kept.
 	StartAttempt(ctx context.Context, a Attempt, soldOut Outcome) (*Outcome, error)
+	// KeyOutcome returns the outcome stored under a settled idempotency key
+	// for the request with requestHash; ErrKeyInProgress while an attempt
+	// holds the key, ErrKeyReused when it was used with another request;
+	// nil, nil when the key is unknown. It writes nothing.
+	KeyOutcome(ctx context.Context, key, requestHash string) (*Outcome, error)
 	// FailAttempt releases the held seat. A non-nil outcome is stored under
 	// the key for replay; nil forgets the key so the client may retry.
 	FailAttempt(ctx context.Context, a Attempt, o *Outcome) error
@@ -103,6 +112,14 @@ const msgInternal = "Something went wrong on our side. Please try again."
 func (s *Service) Register(ctx context.Context, req Request, key string) (string, error) {
 	req.Normalize()
 	now := s.now().UTC()
+	if serr := s.salesError(now); serr != nil {
+		// A retry of a request answered before sales closed gets its answer
+		// again (invariant 3); nothing new is started.
+		if id, answered, err := s.replayKey(ctx, req, key); answered {
+			return id, err
+		}
+		return "", serr
+	}
 	if fields := req.Validate(s.event, now); len(fields) > 0 {
 		return "", &Error{Code: CodeValidationFailed, Message: "Some fields need attention.", Fields: fields}
 	}
@@ -117,6 +134,8 @@ func (s *Service) Register(ctx context.Context, req Request, key string) (string
 		TicketID:       ticket.ID,
 		IdempotencyKey: key,
 		RequestHash:    req.Hash(),
+		Email:          strings.ToLower(req.Attendee.Email),
+		MaxPerEmail:    ticket.MaxPerEmail,
 		CreatedAt:      now,
 		ResolveAfter:   now.Add(s.resolveAfter),
 		Draft:          s.draft(id, ticket, req, now),
@@ -129,8 +148,13 @@ func (s *Service) Register(ctx context.Context, req Request, key string) (string
 	switch {
 	case replay != nil:
 		return replayOutcome(*replay)
+	case errors.Is(err, ErrSeatsHeld):
+		return "", s.seatsHeld(ticket, "")
 	case errors.Is(err, ErrSoldOut):
 		return "", &Error{Code: soldOut.Code, Message: soldOut.Message}
+	case errors.Is(err, ErrEmailLimit):
+		return "", &Error{Code: CodeValidationFailed, Message: "Some fields need attention.",
+			Fields: map[string]string{"attendee.email": emailLimitMessage(ticket)}}
 	case errors.Is(err, ErrKeyInProgress):
 		return "", &Error{Code: CodeIdempotencyInProgress, Message: "A request with this Idempotency-Key is being processed; retry shortly."}
 	case errors.Is(err, ErrKeyReused):
@@ -198,6 +222,90 @@ func (s *Service) draft(id string, ticket event.Ticket, req Request, now time.Ti
 		reg.Steps = append(reg.Steps, Step{Name: name, Status: st})
 	}
 	return reg
+}
+
+// SeatsHeldRetryAfter is when an attendee told that every seat is taken,
+// some only by payments in progress, is asked to try again.
+const SeatsHeldRetryAfter = 5 * time.Second
+
+// seatsHeld is the answer when no seat is free but some are only held by
+// attempts in progress: sold out for now, retryable, never stored under a
+// key. note, when not empty, is added to the message.
+func (s *Service) seatsHeld(ticket event.Ticket, note string) *Error {
+	msg := fmt.Sprintf("Every %s ticket is taken right now, but some are held by payments still in progress and may come back in a few seconds. Please try again shortly.", ticket.Name)
+	if note != "" {
+		msg += " " + note
+	}
+	return &Error{Code: CodeSoldOut, Message: msg, Retryable: true, RetryAfter: SeatsHeldRetryAfter}
+}
+
+// emailLimitMessage tells an attendee that their email address holds the
+// most registrations the ticket allows.
+func emailLimitMessage(t event.Ticket) string {
+	if t.MaxPerEmail == 1 {
+		return fmt.Sprintf("This email address already has a %s ticket (one per person).", t.Name)
+	}
+	return fmt.Sprintf("This email address already has %d %s tickets, the most allowed per person.", t.MaxPerEmail, t.Name)
+}
+
+// replayKey answers from the outcome stored under key for req, without
+// starting anything; answered is false when there is none to give.
+func (s *Service) replayKey(ctx context.Context, req Request, key string) (id string, answered bool, err error) {
+	if key == "" {
+		return "", false, nil
+	}
+	o, kerr := s.store.KeyOutcome(ctx, key, req.Hash())
+	switch {
+	case o != nil:
+		id, err = replayOutcome(*o)
+		return id, true, err
+	case errors.Is(kerr, ErrKeyInProgress):
+		return "", true, &Error{Code: CodeIdempotencyInProgress, Message: "A request with this Idempotency-Key is being processed; retry shortly."}
+	case errors.Is(kerr, ErrKeyReused):
+		return "", true, &Error{Code: CodeIdempotencyKeyReused, Message: "This Idempotency-Key was used with a different request."}
+	case kerr != nil:
+		s.log.Warn("reading an idempotency key outside the sales window", "err", kerr)
+	}
+	return "", false, nil
+}
+
+// salesError is the answer when tickets are not on sale at now, or nil.
+func (s *Service) salesError(now time.Time) *Error {
+	switch s.event.SalesAt(now) {
+	case event.SalesNotOpen:
+		return &Error{Code: CodeSalesNotOpen, Message: SalesOpenMessage(s.event)}
+	case event.SalesClosed:
+		return &Error{Code: CodeSalesClosed, Message: fmt.Sprintf("Ticket sales for %s have closed.", s.event.Name)}
+	}
+	return nil
+}
+
+// SalesOpenMessage says when ticket sales open, in the time zone of the
+// event's start, e.g. "Ticket sales open on 1 March 2027 at 10:00 UTC+01:00."
+func SalesOpenMessage(ev *event.Event) string {
+	at := ev.SalesStart
+	if !ev.StartsAt.IsZero() {
+		at = at.In(ev.StartsAt.Location())
+	}
+	return fmt.Sprintf("Ticket sales open on %s at %s %s.", at.Format("2 January 2006"), at.Format("15:04"), zoneName(at))
+}
+
+// zoneName names t's time zone: its abbreviation when it has one (CET),
+// else its offset from UTC (UTC+01:00), as for a time read with a numeric
+// offset.
+func zoneName(t time.Time) string {
+	name, offset := t.Zone()
+	if name != "" && name[0] != '+' && name[0] != '-' {
+		return name
+	}
+	if offset == 0 {
+		return "UTC"
+	}
+	sign := '+'
+	if offset < 0 {
+		sign, offset = '-', -offset
+	}
+	return fmt.Sprintf("UTC%c%02d:%02d", sign, offset/3600, offset%3600/60)
 }
 
 func (s *Service) soldOut(ticketID string) Outcome {
@@ -291,16 +399,48 @@ func (s *Service) complete(ctx context.Context, a Attempt, reg Registration) err
 		s.incident(ctx, a, reg, IncidentRefunded, err.Error())
 	}
 	if errors.Is(err, ErrAttemptUnavailable) {
-		soldOut := s.soldOut(a.TicketID)
-		if ferr := s.store.FailAttempt(ctx, a, &soldOut); ferr != nil {
-			s.log.Error("settling key after lost hold", "attempt", a.ID, "err", ferr)
+		// The hold was lost (released by the resolver) and no seat is free.
+		// A sell-out is stored under the key only once every seat is paid;
+		// while some are only held, the key is forgotten, so that the same
+		// request may succeed once a seat comes back.
+		note := ""
+		if reg.Amount > 0 {
+			note = "Your payment was refunded."
 		}
-		return &Error{Code: soldOut.Code, Message: soldOut.Message + " Your payment was refunded.", Err: err}
+		if s.finalSoldOut(ctx, a.TicketID) {
+			soldOut := s.soldOut(a.TicketID)
+			if ferr := s.store.FailAttempt(ctx, a, &soldOut); ferr != nil {
+				s.log.Error("settling key after lost hold", "attempt", a.ID, "err", ferr)
+			}
+			return &Error{Code: soldOut.Code, Message: strings.TrimSpace(soldOut.Message + " " + note), Err: err}
+		}
+		if ferr := s.store.FailAttempt(ctx, a, nil); ferr != nil {
+			s.log.Error("forgetting key after lost hold", "attempt", a.ID, "err", ferr)
+		}
+		ticket, ok := s.event.Ticket(a.TicketID)
+		if !ok {
+			ticket = event.Ticket{ID: a.TicketID, Name: a.TicketID}
+		}
+		e := s.seatsHeld(ticket, note)
+		e.Err = err
+		return e
 	}
 	if ferr := s.store.FailAttempt(ctx, a, nil); ferr != nil {
 		s.log.Error("releasing seat after failed commit", "attempt", a.ID, "err", ferr)
 	}
 	return &Error{Code: CodePaymentUnavailable, Message: "We could not complete your registration and your payment was reversed. Please try again.", Err: err}
+}
+
+// finalSoldOut reports whether every seat of the ticket is paid, so that a
+// sell-out may be stored as final. When it cannot tell, it says no: an
+// answer not stored can be asked again, a stored one cannot be taken back.
+func (s *Service) finalSoldOut(ctx context.Context, ticketID string) bool {
+	av, err := s.store.Availability(ctx, s.event.ID)
+	if err != nil {
+		s.log.Warn("reading seats to settle a lost hold", "ticket", ticketID, "err", err)
+		return false
+	}
+	return av[ticketID].SoldOut()
 }
 
 // msgNotCharged is what an attendee reads when the payment service failed
@@ -360,12 +500,40 @@ func (s *Service) ResolveAbandoned(ctx context.Context, now time.Time) (int, err
 		return 0, nil
 	}
 	defer s.resolving.Unlock()
-	settled := 0
+	n, _, err := s.resolveAbandoned(ctx, ctx, now)
+	return n, err
+}
+
+// SettleAll settles, as ResolveAbandoned does, the attempts holding a seat
+// that are due, spending at most about within: a single process calls it
+// before it serves, once it has made every attempt left by a dead process
+// due, so that their seats are back on sale (or their charges registered)
+// before the first attendee asks. An attempt whose outcome the provider
+// cannot tell in time stays, postponed as the resolver postpones it.
+// Attempts not reached in time, or once ctx is done, stay due for
+// ResolveAbandoned; complete is false then. An attempt already asked about
+// is settled to its end whatever happens to ctx: a charge found must become
+// a registration. It waits for a ResolveAbandoned running meanwhile.
+func (s *Service) SettleAll(ctx context.Context, within time.Duration) (settled int, complete bool, err error) {
+	s.resolving.Lock()
+	defer s.resolving.Unlock()
+	ask, cancel := context.WithTimeout(ctx, within)
+	defer cancel()
+	return s.resolveAbandoned(context.WithoutCancel(ctx), ask, s.now())
+}
+
+// resolveAbandoned is ResolveAbandoned's work: attempts are settled with
+// ctx, and the provider is asked with ask; once ask is done no further
+// attempt is started (complete is false if some were left).
+func (s *Service) resolveAbandoned(ctx, ask context.Context, now time.Time) (settled int, complete bool, err error) {
 	tried := make(map[string]bool)
 	for {
+		if ask.Err() != nil {
+			return settled, false, nil
+		}
 		attempts, err := s.store.AbandonedAttempts(ctx, now, resolveBatch)
 		if err != nil {
-			return settled, err
+			return settled, false, err
 		}
 		var todo []Attempt
 		for _, a := range attempts {
@@ -377,31 +545,40 @@ func (s *Service) ResolveAbandoned(ctx context.Context, now time.Time) (int, err
 		// Attempts tried in this run and still due (their completion failed)
 		// wait for the next run.
 		if len(todo) == 0 {
-			return settled, nil
+			return settled, true, nil
 		}
-		n, err := s.resolveAll(ctx, todo, now)
+		n, all, err := s.resolveAll(ctx, ask, todo, now)
 		settled += n
-		if err != nil || len(attempts) < resolveBatch {
-			return settled, err
+		if err != nil || !all {
+			return settled, false, err
+		}
+		if len(attempts) < resolveBatch {
+			return settled, true, nil
 		}
 	}
 }
 
 // resolveAll resolves attempts, resolveParallel at a time. An error of one
-// does not stop the others: each is settled or left for the next run.
-func (s *Service) resolveAll(ctx context.Context, attempts []Attempt, now time.Time) (int, error) {
+// does not stop the others: each is settled or left for the next run. Once
+// ask is done it starts no more (all is false if some were left).
+func (s *Service) resolveAll(ctx, ask context.Context, attempts []Attempt, now time.Time) (settled int, all bool, err error) {
 	var (
-		wg      sync.WaitGroup
-		mu      sync.Mutex
-		settled int
-		errs    []error
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		errs []error
 	)
+	all = true
 	sem := make(chan struct{}, resolveParallel)
 	for _, a := range attempts {
 		sem <- struct{}{}
+		if ask.Err() != nil {
+			<-sem
+			all = false
+			break
+		}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			ok, err := s.resolve(ctx, a, now)
+			ok, err := s.resolve(ctx, ask, a, now)
 			mu.Lock()
 			defer mu.Unlock()
 			if ok {
@@ -413,17 +590,19 @@ func (s *Service) resolveAll(ctx context.Context, attempts []Attempt, now time.T
 		})
 	}
 	wg.Wait()
-	return settled, errors.Join(errs...)
+	return settled, all, errors.Join(errs...)
 }
 
-func (s *Service) resolve(ctx context.Context, a Attempt, now time.Time) (bool, error) {
+// resolve settles one attempt, asking the provider with ask and writing
+// with ctx.
+func (s *Service) resolve(ctx, ask context.Context, a Attempt, now time.Time) (bool, error) {
 	reg := a.Draft
 	if reg.ID != a.ID || reg.Amount == 0 {
 		// A free ticket (or a draft from before drafts were kept) took no
 		// money: its attendee never got an answer and may retry.
 		return true, s.store.FailAttempt(ctx, a, nil)
 	}
-	rctx, cancel := context.WithTimeout(ctx, s.chargeTimeout)
+	rctx, cancel := context.WithTimeout(ask, s.chargeTimeout)
 	charge, err := s.processor.Resolve(rctx, payment.ChargeRequest{
 		RequestID: a.ID, Amount: reg.Amount, Currency: reg.Currency, Email: reg.Email,
 		Description: s.event.Name,
@@ -437,6 +616,11 @@ func (s *Service) resolve(ctx context.Context, a Attempt, now time.Time) (bool, 
 		}
 		s.incident(ctx, a, reg, IncidentResolvedNotCharged, "no charge found at the provider; seat released")
 		return true, nil
+	case err != nil && ask.Err() != nil:
+		// Out of time to ask (SettleAll's bound, or a shutdown): not an
+		// answer from the provider, so never a reason to give up.
+		s.log.Warn("payment outcome not asked in time; will ask again", "attempt", a.ID, "err", err)
+		return false, s.store.PostponeAttempt(ctx, a.ID, now.Add(time.Minute))
 	case err != nil:
 		if now.Sub(a.CreatedAt) > s.giveUpAfter {
 			s.log.Error("PAYMENT UNRESOLVED: outcome still unknown; seat released, check the provider",

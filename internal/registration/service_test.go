@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/registrar/registrar/internal/event"
 	"github.com/registrar/registrar/internal/payment"
 )
 
@@ -29,6 +30,13 @@ type fakeStore struct {
 	abandonedErr error
 	// lookup, when set, answers Registration; by default nothing is stored.
 	lookup func(id string) (Registration, error)
+	// keyOutcome and keyErr answer KeyOutcome; keyLookups records its keys.
+	keyOutcome *Outcome
+	keyErr     error
+	keyLookups []string
+	// availability answers Availability; with availabilityErr it fails.
+	availability    map[string]Availability
+	availabilityErr error
 
 	started   []Attempt
 	failed    []failCall
@@ -56,6 +64,13 @@ func (s *fakeStore) StartAttempt(ctx context.Context, a Attempt, soldOut Outcome
 		return nil, fmt.Errorf("bad sold-out outcome %+v", soldOut)
 	}
 	return s.startReplay, s.startErr
+}
+
+func (s *fakeStore) KeyOutcome(ctx context.Context, key, requestHash string) (*Outcome, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.keyLookups = append(s.keyLookups, key)
+	return s.keyOutcome, s.keyErr
 }
 
 func (s *fakeStore) FailAttempt(ctx context.Context, a Attempt, o *Outcome) error {
@@ -499,11 +514,24 @@ func TestRegisterCommitFails(t *testing.T) {
 		released    bool     // FailAttempt called
 		incident    IncidentKind
 		logged      string
+		// availability is the ticket's seats (or availabilityErr the
+		// failure reading them) when the hold turns out lost.
+		availability    Availability
+		availabilityErr error
+		retryable       bool // the answer says so, with a RetryAfter
 	}{
 		{name: "commit fails", completeErr: errors.New("disk full"), code: CodePaymentUnavailable,
 			released: true, incident: IncidentRefunded, logged: "charge refunded"},
-		{name: "hold lost and no seat left", completeErr: fmt.Errorf("complete: %w", ErrAttemptUnavailable), code: CodeSoldOut,
-			outcome: &Outcome{Code: CodeSoldOut, Message: "The Standard ticket is sold out."}, released: true,
+		{name: "hold lost and every seat paid", completeErr: fmt.Errorf("complete: %w", ErrAttemptUnavailable), code: CodeSoldOut,
+			availability: Availability{Capacity: 3, Taken: 3},
+			outcome:      &Outcome{Code: CodeSoldOut, Message: "The Standard ticket is sold out."}, released: true,
+			incident: IncidentRefunded, logged: "charge refunded"},
+		// Invariant 10: a sell-out is stored only once every seat is paid.
+		{name: "hold lost and seats only held", completeErr: fmt.Errorf("complete: %w", ErrAttemptUnavailable), code: CodeSoldOut,
+			availability: Availability{Capacity: 3, Taken: 3, Held: 1}, retryable: true, released: true,
+			incident: IncidentRefunded, logged: "charge refunded"},
+		{name: "hold lost and seats unknown", completeErr: fmt.Errorf("complete: %w", ErrAttemptUnavailable), code: CodeSoldOut,
+			availabilityErr: errors.New("database is locked"), retryable: true, released: true,
 			incident: IncidentRefunded, logged: "charge refunded"},
 		{name: "refund fails too", completeErr: errors.New("disk full"), refundErr: errors.New("provider down"),
 			code: CodeInternal, incident: IncidentRefundFailed, logged: "REFUND NEEDED"},
@@ -513,10 +541,18 @@ func TestRegisterCommitFails(t *testing.T) {
 			t.Parallel()
 			f := newServiceFixture(t)
 			f.store.completeErrs, f.proc.refundErr = []error{tt.completeErr}, tt.refundErr
+			f.store.availability = map[string]Availability{"standard": tt.availability}
+			f.store.availabilityErr = tt.availabilityErr
 			_, err := f.svc.Register(context.Background(), validReq(), "api:k")
 			e := apiErr(t, err, tt.code)
-			if strings.Contains(e.Message, "disk") || strings.Contains(e.Message, "provider down") {
+			if strings.Contains(e.Message, "disk") || strings.Contains(e.Message, "provider down") || strings.Contains(e.Message, "locked") {
 				t.Errorf("message reveals internals: %q", e.Message)
+			}
+			if e.Retryable != tt.retryable || (e.RetryAfter > 0) != tt.retryable {
+				t.Errorf("retryable %v after %s; want retryable = %v", e.Retryable, e.RetryAfter, tt.retryable)
+			}
+			if tt.code == CodeSoldOut && !strings.Contains(e.Message, "Your payment was refunded.") {
+				t.Errorf("message %q does not say the payment was refunded", e.Message)
 			}
 			if len(f.proc.charges) != 1 || len(f.proc.refunds) != 1 {
 				t.Fatalf("charges %d, refunds %d; want 1, 1", len(f.proc.charges), len(f.proc.refunds))
@@ -828,9 +864,251 @@ func TestRegisterCommitOutcomeUnknown(t *testing.T) {
 }
 
 func (s *fakeStore) Availability(ctx context.Context, eventID string) (map[string]Availability, error) {
-	return nil, errors.New("fakeStore: Availability is not used by these tests")
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.availabilityErr != nil {
+		return nil, s.availabilityErr
+	}
+	if s.availability == nil {
+		return nil, errors.New("fakeStore: no availability set")
+	}
+	return s.availability, nil
 }
 
 func (s *fakeStore) RecentRegistrations(ctx context.Context, eventID, ticketID, email string, since time.Time) ([]Registration, error) {
 	return nil, errors.New("fakeStore: RecentRegistrations is not used by these tests")
+}
+
+// TestRegisterAttemptEmail: the attempt carries the attendee's address
+// lower-cased and the ticket's limit per address.
+func TestRegisterAttemptEmail(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		ticket string
+		max    int
+	}{{"standard", 0}, {"community", 1}} {
+		f := newServiceFixture(t)
+		req := validReq()
+		req.Ticket = tt.ticket
+		if tt.ticket == "community" {
+			req.Billing = nil
+		}
+		req.Attendee.Email = "  Ada.Lovelace@Example.ORG "
+		if _, err := f.svc.Register(context.Background(), req, ""); err != nil {
+			t.Fatalf("%s: %v", tt.ticket, err)
+		}
+		a := f.store.started[0]
+		if a.Email != "ada.lovelace@example.org" || a.MaxPerEmail != tt.max {
+			t.Errorf("%s: attempt email %q, limit %d; want ada.lovelace@example.org, %d", tt.ticket, a.Email, a.MaxPerEmail, tt.max)
+		}
+		if r := f.store.completed[0]; r.Email != "Ada.Lovelace@Example.ORG" {
+			t.Errorf("%s: registration email %q; want the address as typed, trimmed", tt.ticket, r.Email)
+		}
+	}
+}
+
+// TestRegisterRefusedAtStart: seats only held answer a retryable sold out;
+// an email address at its limit answers a field error. Neither charges.
+func TestRegisterRefusedAtStart(t *testing.T) {
+	t.Parallel()
+	limited := testEvent(t)
+	limited.Tickets[0].MaxPerEmail = 3
+	tests := []struct {
+		name      string
+		ev        *event.Event
+		ticket    string
+		err       error
+		code      string
+		retryable bool
+		field     string // the attendee.email message
+	}{
+		{name: "seats held", err: ErrSeatsHeld, code: CodeSoldOut, retryable: true},
+		{name: "wrapped seats held", err: fmt.Errorf("hold: %w", ErrSeatsHeld), code: CodeSoldOut, retryable: true},
+		{name: "every seat paid", err: ErrSoldOut, code: CodeSoldOut},
+		{name: "one per person", ticket: "community", err: ErrEmailLimit, code: CodeValidationFailed,
+			field: "This email address already has a Community ticket (one per person)."},
+		{name: "three per person", ev: limited, err: ErrEmailLimit, code: CodeValidationFailed,
+			field: "This email address already has 3 Standard tickets, the most allowed per person."},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			f := newServiceFixture(t)
+			if tt.ev != nil {
+				f.svc.event = tt.ev
+			}
+			req := validReq()
+			if tt.ticket != "" {
+				req.Ticket, req.Billing = tt.ticket, nil
+			}
+			f.store.startErr = tt.err
+			_, err := f.svc.Register(context.Background(), req, "api:k")
+			e := apiErr(t, err, tt.code)
+			if e.Retryable != tt.retryable {
+				t.Errorf("retryable = %v; want %v", e.Retryable, tt.retryable)
+			}
+			if tt.retryable && e.RetryAfter != 5*time.Second {
+				t.Errorf("retry after %s; want 5s", e.RetryAfter)
+			}
+			if tt.retryable && !strings.Contains(e.Message, "Standard") {
+				t.Errorf("message %q does not name the ticket", e.Message)
+			}
+			if got := e.Fields["attendee.email"]; got != tt.field || (tt.field != "" && len(e.Fields) != 1) {
+				t.Errorf("fields %v; want attendee.email = %q", e.Fields, tt.field)
+			}
+			if len(f.proc.charges) != 0 || len(f.store.completed) != 0 || len(f.store.failed) != 0 {
+				t.Errorf("charged %d, completed %d, failed %d; want nothing", len(f.proc.charges), len(f.store.completed), len(f.store.failed))
+			}
+		})
+	}
+}
+
+// TestRegisterSalesWindow: outside the sales window nothing reaches the
+// store: no seat is held, nothing is stored under the key.
+func TestRegisterSalesWindow(t *testing.T) {
+	t.Parallel()
+	ev := func(t *testing.T, extra string) *event.Event {
+		t.Helper()
+		e, err := event.Parse([]byte(`{
+		  "id": "testconf-2027", "name": "TestConf 2027", "starts_at": "2027-06-10T09:00:00+02:00",
+		  "venue": "Hall 1", "currency": "EUR", ` + extra + `
+		  "email_from": {"address": "tickets@testconf.example", "name": "TestConf"},
+		  "tickets": [{"id": "standard", "name": "Standard", "price": "149.00", "capacity": 100}]
+		}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return e
+	}
+	window := `"sales_start": "2027-03-01T09:00:00Z", "sales_end": "2027-06-01T00:00:00+02:00",`
+	tests := []struct {
+		name    string
+		extra   string
+		now     time.Time
+		code    string // "" when on sale
+		message string
+	}{
+		{"before sales open", window, time.Date(2027, 2, 28, 12, 0, 0, 0, time.UTC), CodeSalesNotOpen,
+			"Ticket sales open on 1 March 2027 at 11:00 UTC+02:00."},
+		{"the moment sales open", window, time.Date(2027, 3, 1, 9, 0, 0, 0, time.UTC), "", ""},
+		{"just before sales end", window, time.Date(2027, 5, 31, 21, 59, 59, 0, time.UTC), "", ""},
+		{"once sales ended", window, time.Date(2027, 5, 31, 22, 0, 0, 0, time.UTC), CodeSalesClosed,
+			"Ticket sales for TestConf 2027 have closed."},
+		{"once the event started", "", time.Date(2027, 6, 10, 7, 0, 0, 0, time.UTC), CodeSalesClosed,
+			"Ticket sales for TestConf 2027 have closed."},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			f := newServiceFixture(t)
+			f.svc.event = ev(t, tt.extra)
+			f.svc.now = func() time.Time { return tt.now }
+			_, err := f.svc.Register(context.Background(), validReq(), "api:k")
+			if tt.code == "" {
+				if err != nil {
+					t.Fatalf("Register on sale: %v", err)
+				}
+				return
+			}
+			e := apiErr(t, err, tt.code)
+			if e.Message != tt.message {
+				t.Errorf("message %q; want %q", e.Message, tt.message)
+			}
+			if e.Retryable {
+				t.Error("a sales answer is marked retryable")
+			}
+			if len(f.store.started) != 0 || len(f.proc.charges) != 0 {
+				t.Errorf("started %d, charged %d; want nothing outside the sales window", len(f.store.started), len(f.proc.charges))
+			}
+		})
+	}
+}
+
+func TestZoneName(t *testing.T) {
+	t.Parallel()
+	berlin := time.FixedZone("CET", 3600)
+	tests := []struct {
+		t    time.Time
+		want string
+	}{
+		{time.Date(2027, 3, 1, 10, 0, 0, 0, berlin), "CET"},
+		{time.Date(2027, 3, 1, 10, 0, 0, 0, time.FixedZone("", 3600)), "UTC+01:00"},
+		{time.Date(2027, 3, 1, 10, 0, 0, 0, time.FixedZone("", -(9*3600+1800))), "UTC-09:30"},
+		{time.Date(2027, 3, 1, 10, 0, 0, 0, time.FixedZone("", 0)), "UTC"},
+		{time.Date(2027, 3, 1, 10, 0, 0, 0, time.UTC), "UTC"},
+	}
+	for _, tt := range tests {
+		if got := zoneName(tt.t); got != tt.want {
+			t.Errorf("zoneName(%s) = %q; want %q", tt.t, got, tt.want)
+		}
+	}
+}
+
+// TestRegisterChargeNotCharged: a provider that certainly took nothing
+// (PayPal refused the order before any charge) gives the seat and the key
+// back at once, without asking whether the charge went through.
+func TestRegisterChargeNotCharged(t *testing.T) {
+	t.Parallel()
+	f := newServiceFixture(t)
+	f.proc.chargeErr = fmt.Errorf("paypal: create order: 422 UNPROCESSABLE_ENTITY: %w", payment.ErrNotCharged)
+	f.proc.resolveCharge = &payment.Charge{Provider: "fake", Reference: "must-not-be-asked"}
+	_, err := f.svc.Register(context.Background(), validReq(), "api:k")
+	e := apiErr(t, err, CodePaymentUnavailable)
+	if !strings.Contains(e.Message, "Nothing was charged") || strings.Contains(e.Message, "422") {
+		t.Errorf("message %q; want it to say nothing was charged, without internals", e.Message)
+	}
+	if len(f.proc.resolves) != 0 {
+		t.Errorf("Resolve called %d times; want none: the provider already said nothing was taken", len(f.proc.resolves))
+	}
+	if len(f.store.failed) != 1 || f.store.failed[0].outcome != nil || f.store.failed[0].attempt.ID != f.store.started[0].ID {
+		t.Fatalf("FailAttempt calls %+v; want one releasing the seat and forgetting the key", f.store.failed)
+	}
+	if len(f.store.completed) != 0 || len(f.proc.refunds) != 0 || len(f.store.incidents) != 0 {
+		t.Errorf("completed %d, refunds %d, incidents %d; want none", len(f.store.completed), len(f.proc.refunds), len(f.store.incidents))
+	}
+}
+
+// TestRegisterReplayOutsideSales: a retry of a request answered before
+// sales closed gets its answer again; a new request is told sales closed.
+func TestRegisterReplayOutsideSales(t *testing.T) {
+	t.Parallel()
+	closed := testNow.AddDate(2, 0, 0) // after the event started
+	tests := []struct {
+		name   string
+		key    string
+		replay *Outcome
+		err    error
+		wantID string
+		code   string
+	}{
+		{name: "registered before", key: "api:k", replay: &Outcome{RegistrationID: "abc"}, wantID: "abc"},
+		{name: "declined before", key: "api:k", replay: &Outcome{Code: CodePaymentDeclined, Message: "Declined."}, code: CodePaymentDeclined},
+		{name: "in progress", key: "api:k", err: ErrKeyInProgress, code: CodeIdempotencyInProgress},
+		{name: "reused", key: "api:k", err: ErrKeyReused, code: CodeIdempotencyKeyReused},
+		{name: "unknown key", key: "api:k", code: CodeSalesClosed},
+		{name: "cannot read the key", key: "api:k", err: errors.New("database is locked"), code: CodeSalesClosed},
+		{name: "no key", code: CodeSalesClosed},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			f := newServiceFixture(t)
+			f.svc.now = func() time.Time { return closed }
+			f.store.keyOutcome, f.store.keyErr = tt.replay, tt.err
+			id, err := f.svc.Register(context.Background(), validReq(), tt.key)
+			if tt.code == "" {
+				if err != nil || id != tt.wantID {
+					t.Fatalf("Register = %q, %v; want %q replayed", id, err, tt.wantID)
+				}
+			} else {
+				apiErr(t, err, tt.code)
+			}
+			if want := tt.key != ""; (len(f.store.keyLookups) == 1) != want || (want && f.store.keyLookups[0] != tt.key) {
+				t.Errorf("key lookups %v; want %v", f.store.keyLookups, want)
+			}
+			if len(f.store.started) != 0 || len(f.proc.charges) != 0 {
+				t.Errorf("started %d, charged %d; want nothing outside the sales window", len(f.store.started), len(f.proc.charges))
+			}
+		})
+	}
 }

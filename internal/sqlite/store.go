@@ -62,26 +62,26 @@ func (s *Store) SyncTickets(ctx context.Context, ev *event.Event) error {
 // It runs in a shared transaction (group commit).
 func (s *Store) StartAttempt(ctx context.Context, a registration.Attempt, soldOut registration.Outcome) (*registration.Outcome, error) {
 	var replay *registration.Outcome
-	var sold bool
+	var refused error
 	err := s.batch.Do(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		replay, sold = nil, false
-		return startAttempt(ctx, tx, a, soldOut, &replay, &sold)
+		replay, refused = nil, nil
+		return startAttempt(ctx, tx, a, soldOut, &replay, &refused)
 	})
 	switch {
 	case err != nil:
 		return nil, err
 	case replay != nil:
 		return replay, nil
-	case sold:
-		return nil, registration.ErrSoldOut
 	}
-	return nil, nil
+	return nil, refused
 }
 
 // startAttempt is StartAttempt's write. Conflicts return errors (nothing was
-// written); a replay or a sell-out are results, kept via replay and sold.
+// written); a replay or a refusal (ErrSoldOut, ErrSeatsHeld, ErrEmailLimit)
+// are results, kept via replay and refused: a refusal undoes what the write
+// did, but for a sell-out stored under the key, without failing the batch.
 func startAttempt(ctx context.Context, tx *sql.Tx, a registration.Attempt, soldOut registration.Outcome,
-	replay **registration.Outcome, sold *bool) error {
+	replay **registration.Outcome, refused *error) error {
 	now := formatTime(a.CreatedAt)
 	if a.IdempotencyKey != "" {
 		var hash, state string
@@ -112,19 +112,78 @@ func startAttempt(ctx context.Context, tx *sql.Tx, a registration.Attempt, soldO
 		return fmt.Errorf("hold seat: %w", err)
 	}
 	if n, _ := res.RowsAffected(); n == 0 {
-		*sold = true
+		// No seat free. Final only when none is held by an attempt that may
+		// still fail and give its seat back: then the sell-out is stored
+		// under the key; otherwise the key is forgotten, so that the same
+		// request may succeed once a seat comes back.
+		var held int
+		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM seat_holds WHERE event_id = ? AND ticket_id = ?`,
+			a.EventID, a.TicketID).Scan(&held); err != nil {
+			return fmt.Errorf("count held seats: %w", err)
+		}
+		if held > 0 {
+			*refused = registration.ErrSeatsHeld
+			return forgetReservedKey(ctx, tx, a)
+		}
+		*refused = registration.ErrSoldOut
 		if a.IdempotencyKey != "" {
 			return settleKey(ctx, tx, a, soldOut, now)
 		}
 		return nil
 	}
+	if a.MaxPerEmail > 0 && a.Email != "" {
+		// The seat taken first, then the email counted: on SQLite one
+		// writer at a time, so no other attempt for the address can be
+		// counted in between.
+		n, err := emailHolds(ctx, tx, a)
+		if err != nil {
+			return err
+		}
+		if n >= a.MaxPerEmail {
+			*refused = registration.ErrEmailLimit
+			if _, err := tx.ExecContext(ctx, `UPDATE ticket_stock SET taken = taken - 1 WHERE event_id = ? AND ticket_id = ?`,
+				a.EventID, a.TicketID); err != nil {
+				return fmt.Errorf("give the seat back: %w", err)
+			}
+			return forgetReservedKey(ctx, tx, a)
+		}
+	}
 	draft, err := json.Marshal(a.Draft)
 	if err != nil {
 		return fmt.Errorf("encode attempt draft: %w", err)
 	}
-	if _, err := tx.ExecContext(ctx, `INSERT INTO seat_holds (id, event_id, ticket_id, idempotency_key, created_at, expires_at, draft)
-		VALUES (?, ?, ?, ?, ?, ?, ?)`, a.ID, a.EventID, a.TicketID, nullable(a.IdempotencyKey), now, formatTime(a.ResolveAfter), string(draft)); err != nil {
+	if _, err := tx.ExecContext(ctx, `INSERT INTO seat_holds (id, event_id, ticket_id, idempotency_key, email, created_at, expires_at, draft)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?)`, a.ID, a.EventID, a.TicketID, nullable(a.IdempotencyKey), a.Email, now,
+		formatTime(a.ResolveAfter), string(draft)); err != nil {
 		return fmt.Errorf("hold seat: %w", err)
+	}
+	return nil
+}
+
+// emailHolds counts what a's email address already holds of its ticket:
+// registrations not cancelled and seats held by attempts in progress.
+// Registrations are compared lower-cased (SQLite folds ASCII letters only;
+// a.Email is lower-cased already).
+func emailHolds(ctx context.Context, tx *sql.Tx, a registration.Attempt) (int, error) {
+	var n int
+	if err := tx.QueryRowContext(ctx, `SELECT
+		(SELECT count(*) FROM registrations WHERE event_id = ? AND ticket_id = ? AND lower(email) = ? AND status <> 'cancelled')
+		+ (SELECT count(*) FROM seat_holds WHERE event_id = ? AND ticket_id = ? AND email = ?)`,
+		a.EventID, a.TicketID, a.Email, a.EventID, a.TicketID, a.Email).Scan(&n); err != nil {
+		return 0, fmt.Errorf("count registrations by email: %w", err)
+	}
+	return n, nil
+}
+
+// forgetReservedKey deletes the key that a's write has just reserved, as if
+// the attempt had never come: the client may send it again.
+func forgetReservedKey(ctx context.Context, tx *sql.Tx, a registration.Attempt) error {
+	if a.IdempotencyKey == "" {
+		return nil
+	}
+	if _, err := tx.ExecContext(ctx, `DELETE FROM idempotency_keys WHERE key = ? AND attempt_id = ?`,
+		a.IdempotencyKey, a.ID); err != nil {
+		return fmt.Errorf("forget idempotency key: %w", err)
 	}
 	return nil
 }
@@ -143,6 +202,26 @@ func settleKey(ctx context.Context, tx *sql.Tx, a registration.Attempt, o regist
 		return fmt.Errorf("settle idempotency key: %w", err)
 	}
 	return nil
+}
+
+// KeyOutcome implements registration.Store: the outcome stored under a
+// settled key, read without reserving anything.
+func (s *Store) KeyOutcome(ctx context.Context, key, requestHash string) (*registration.Outcome, error) {
+	var hash, state string
+	var regID, code, msg sql.NullString
+	err := s.db.Read.QueryRowContext(ctx, `SELECT request_hash, state, registration_id, error_code, error_message
+		FROM idempotency_keys WHERE key = ?`, key).Scan(&hash, &state, &regID, &code, &msg)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return nil, nil
+	case err != nil:
+		return nil, fmt.Errorf("read idempotency key: %w", err)
+	case hash != requestHash:
+		return nil, registration.ErrKeyReused
+	case state == "in_progress":
+		return nil, registration.ErrKeyInProgress
+	}
+	return &registration.Outcome{RegistrationID: regID.String, Code: code.String, Message: msg.String}, nil
 }
 
 // releaseHold deletes a hold and gives its seat back. It reports whether
@@ -263,7 +342,7 @@ func deleteHold(ctx context.Context, tx *sql.Tx, id string) (bool, error) {
 // charge's outcome is unknown.
 func (s *Store) AbandonedAttempts(ctx context.Context, now time.Time, limit int) ([]registration.Attempt, error) {
 	rows, err := s.db.Write.QueryContext(ctx, `SELECT h.id, h.event_id, h.ticket_id, coalesce(h.idempotency_key, ''),
-		coalesce(k.request_hash, ''), h.created_at, h.expires_at, h.draft
+		coalesce(k.request_hash, ''), h.email, h.created_at, h.expires_at, h.draft
 		FROM seat_holds h LEFT JOIN idempotency_keys k ON k.key = h.idempotency_key AND k.attempt_id = h.id
 		WHERE h.expires_at < ? ORDER BY h.expires_at LIMIT ?`, formatTime(now), limit)
 	if err != nil {
@@ -275,7 +354,7 @@ func (s *Store) AbandonedAttempts(ctx context.Context, now time.Time, limit int)
 		var a registration.Attempt
 		var created, resolveAfter string
 		var draft []byte
-		if err := rows.Scan(&a.ID, &a.EventID, &a.TicketID, &a.IdempotencyKey, &a.RequestHash, &created, &resolveAfter, &draft); err != nil {
+		if err := rows.Scan(&a.ID, &a.EventID, &a.TicketID, &a.IdempotencyKey, &a.RequestHash, &a.Email, &created, &resolveAfter, &draft); err != nil {
 			return nil, fmt.Errorf("scan attempt: %w", err)
 		}
 		if a.CreatedAt, err = parseTime(created); err != nil {

@@ -135,6 +135,26 @@ func testStartAndFailAttempt(t *testing.T, h Harness) {
 		if _, err := s.StartAttempt(ctx, newAttempt(t, "key-1", "hash-other"), soldOut); !errors.Is(err, registration.ErrKeyReused) {
 			t.Errorf("same key, other hash: err = %v; want ErrKeyReused", err)
 		}
+		// KeyOutcome reads the same without starting anything.
+		if o, err := s.KeyOutcome(ctx, "key-1", "hash-1"); err != nil || o == nil || *o != declined {
+			t.Errorf("KeyOutcome = %+v, %v; want %+v", o, err, declined)
+		}
+		if _, err := s.KeyOutcome(ctx, "key-1", "hash-other"); !errors.Is(err, registration.ErrKeyReused) {
+			t.Errorf("KeyOutcome with another hash: err = %v; want ErrKeyReused", err)
+		}
+		if o, err := s.KeyOutcome(ctx, "key-unknown", "hash-1"); o != nil || err != nil {
+			t.Errorf("KeyOutcome of an unknown key = %+v, %v; want nil, nil", o, err)
+		}
+		held := newAttempt(t, "key-held", "hash-held")
+		if _, err := s.StartAttempt(ctx, held, soldOut); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.KeyOutcome(ctx, "key-held", "hash-held"); !errors.Is(err, registration.ErrKeyInProgress) {
+			t.Errorf("KeyOutcome while in progress: err = %v; want ErrKeyInProgress", err)
+		}
+		if got := db.taken(t, "standard"); got != 1 {
+			t.Errorf("taken = %d; want 1 (KeyOutcome takes nothing)", got)
+		}
 	})
 
 	t.Run("conflicting keys", func(t *testing.T) {
@@ -165,23 +185,23 @@ func testStartAndFailAttempt(t *testing.T, h Harness) {
 		}
 	})
 
-	t.Run("sold out stores the sold-out outcome", func(t *testing.T) {
+	// Invariant 10: a sold out stored under a key is final, so only once
+	// every seat is paid.
+	t.Run("every seat paid stores the sold-out outcome", func(t *testing.T) {
 		t.Parallel()
 		ctx := t.Context()
 		s, db := newStore(t, h, 1)
-		if _, err := s.StartAttempt(ctx, newAttempt(t, "", "h"), soldOut); err != nil {
-			t.Fatal(err)
-		}
+		register(t, s, false)
 		a := newAttempt(t, "key-late", "hash-late")
 		replay, err := s.StartAttempt(ctx, a, soldOut)
-		if !errors.Is(err, registration.ErrSoldOut) || replay != nil {
-			t.Fatalf("StartAttempt on a full ticket = %v, %v; want nil, ErrSoldOut", replay, err)
+		if !errors.Is(err, registration.ErrSoldOut) || errors.Is(err, registration.ErrSeatsHeld) || replay != nil {
+			t.Fatalf("StartAttempt on a full ticket = %v, %v; want nil, ErrSoldOut (final)", replay, err)
 		}
 		if got := db.taken(t, "standard"); got != 1 {
 			t.Errorf("taken = %d; want 1", got)
 		}
-		if got := db.holdCount(t); got != 1 {
-			t.Errorf("%d seat holds; want 1", got)
+		if got := db.holdCount(t); got != 0 {
+			t.Errorf("%d seat holds; want 0", got)
 		}
 		if k := db.readKey(t, "key-late"); k.state != "done" || k.code != soldOut.Code || k.message != soldOut.Message || k.regID != "" {
 			t.Errorf("key = %+v; want done with the sold-out outcome", k)
@@ -196,6 +216,85 @@ func testStartAndFailAttempt(t *testing.T, h Harness) {
 		}
 		if got := db.queryInt(t, `SELECT count(*) FROM idempotency_keys`); got != 1 {
 			t.Errorf("%d idempotency keys; want 1", got)
+		}
+	})
+
+	// While seats are only held by attempts that may still fail, no seat is
+	// free but the answer is not final: nothing is stored under the key,
+	// and the same request proceeds once a seat comes back.
+	t.Run("seats held is not stored under the key", func(t *testing.T) {
+		t.Parallel()
+		ctx := t.Context()
+		s, db := newStore(t, h, 2)
+		register(t, s, false)
+		holder := newAttempt(t, "key-holder", "hash-holder")
+		if _, err := s.StartAttempt(ctx, holder, soldOut); err != nil {
+			t.Fatal(err)
+		}
+		for i, key := range []string{"key-late", "key-late", ""} {
+			replay, err := s.StartAttempt(ctx, newAttempt(t, key, "hash-late"), soldOut)
+			if !errors.Is(err, registration.ErrSeatsHeld) || replay != nil {
+				t.Fatalf("try %d: StartAttempt while the last seat is held = %v, %v; want nil, ErrSeatsHeld", i, replay, err)
+			}
+		}
+		if k := db.readKey(t, "key-late"); k.exists {
+			t.Errorf("key = %+v; want nothing stored while seats are only held", k)
+		}
+		if got, holds := db.taken(t, "standard"), db.holdCount(t); got != 2 || holds != 1 {
+			t.Errorf("taken = %d, holds = %d; want 2, 1 (a refusal takes nothing)", got, holds)
+		}
+		// The holder is declined: its seat is on sale again, and the same
+		// key and request now take it.
+		declined := registration.Outcome{Code: registration.CodePaymentDeclined, Message: "Declined."}
+		if err := s.FailAttempt(ctx, holder, &declined); err != nil {
+			t.Fatal(err)
+		}
+		late := newAttempt(t, "key-late", "hash-late")
+		if replay, err := s.StartAttempt(ctx, late, soldOut); err != nil || replay != nil {
+			t.Fatalf("StartAttempt once the seat came back = %v, %v; want nil, nil", replay, err)
+		}
+		if k := db.readKey(t, "key-late"); k.state != "in_progress" || k.attemptID != late.ID {
+			t.Errorf("key = %+v; want in progress for the new attempt", k)
+		}
+		if err := s.CompleteAttempt(ctx, late, newRegistration(late, false), noEnqueue); err != nil {
+			t.Fatal(err)
+		}
+		// Now every seat is paid: final, and stored.
+		replay, err := s.StartAttempt(ctx, newAttempt(t, "key-final", "hash-final"), soldOut)
+		if !errors.Is(err, registration.ErrSoldOut) || errors.Is(err, registration.ErrSeatsHeld) || replay != nil {
+			t.Fatalf("StartAttempt once every seat is paid = %v, %v; want ErrSoldOut", replay, err)
+		}
+		if k := db.readKey(t, "key-final"); k.state != "done" || k.code != soldOut.Code {
+			t.Errorf("key = %+v; want the sold-out outcome stored", k)
+		}
+	})
+
+	t.Run("a cancelled registration's seat is on sale again", func(t *testing.T) {
+		t.Parallel()
+		ctx := t.Context()
+		s, db := newStore(t, h, 1)
+		r := register(t, s, false)
+		if _, err := s.StartAttempt(ctx, newAttempt(t, "key-1", "hash-1"), soldOut); !errors.Is(err, registration.ErrSoldOut) {
+			t.Fatalf("StartAttempt on a full ticket: %v; want ErrSoldOut", err)
+		}
+		if err := s.CancelRegistration(ctx, r.ID, nil, auditEntry("cancel", r.ID), nil); err != nil {
+			t.Fatalf("CancelRegistration: %v", err)
+		}
+		av, err := s.Availability(ctx, testEventID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := av["standard"]; got != (registration.Availability{Capacity: 1}) || got.Left() != 1 || got.SoldOut() {
+			t.Errorf("availability after the cancellation = %+v; want the seat free", got)
+		}
+		// A new key takes the seat; the key told sold out before keeps its
+		// answer (it was final when given).
+		a := newAttempt(t, "key-2", "hash-2")
+		if replay, err := s.StartAttempt(ctx, a, soldOut); err != nil || replay != nil {
+			t.Fatalf("StartAttempt after the cancellation = %v, %v; want nil, nil", replay, err)
+		}
+		if got := db.taken(t, "standard"); got != 1 {
+			t.Errorf("taken = %d; want 1", got)
 		}
 	})
 
@@ -759,7 +858,7 @@ func testNoOversell(t *testing.T, h Harness) {
 		}
 	}()
 
-	var ok, soldOut atomic.Int64
+	var ok, keyed, held atomic.Int64
 	var wg sync.WaitGroup
 	start := make(chan struct{})
 	errs := make(chan error, attempts)
@@ -775,8 +874,12 @@ func testNoOversell(t *testing.T, h Harness) {
 			switch {
 			case err == nil && replay == nil:
 				ok.Add(1)
-			case errors.Is(err, registration.ErrSoldOut):
-				soldOut.Add(1)
+				if a.IdempotencyKey != "" {
+					keyed.Add(1)
+				}
+			case errors.Is(err, registration.ErrSeatsHeld):
+				// Every seat is held, none paid: sold out for now only.
+				held.Add(1)
 			default:
 				errs <- fmt.Errorf("StartAttempt = %v, %v", replay, err)
 			}
@@ -790,8 +893,11 @@ func testNoOversell(t *testing.T, h Harness) {
 	for err := range errs {
 		t.Error(err)
 	}
-	if ok.Load() != capacity || soldOut.Load() != attempts-capacity {
-		t.Errorf("%d attempts held a seat and %d were sold out; want %d and %d", ok.Load(), soldOut.Load(), capacity, attempts-capacity)
+	if ok.Load() != capacity || held.Load() != attempts-capacity {
+		t.Errorf("%d attempts held a seat and %d were told the seats are held; want %d and %d", ok.Load(), held.Load(), capacity, attempts-capacity)
+	}
+	if got := db.queryInt(t, `SELECT count(*) FROM idempotency_keys`); got != int(keyed.Load()) {
+		t.Errorf("%d idempotency keys stored; want %d, those of the attempts holding a seat", got, keyed.Load())
 	}
 	if got := db.taken(t, "standard"); got != capacity {
 		t.Errorf("taken = %d; want %d", got, capacity)

@@ -68,6 +68,10 @@ func Run(t *testing.T, h Harness) {
 		{"SaveOrder", testSaveOrder},
 		{"EmailDelivery", testEmailDelivery},
 		{"Subscribe", testSubscribe},
+		{"EmailLimit", testEmailLimit},
+		{"EmailLimitRace", testEmailLimitRace},
+		{"Availability", testAvailability},
+		{"RecentRegistrations", testRecentRegistrations},
 	}
 	tests = append(tests, officeTests...)
 	for _, tt := range tests {
