@@ -12,16 +12,22 @@ import (
 
 func wantDemo() *Event {
 	return &Event{
-		ID:        "gopherfest-2027",
-		Name:      "GopherFest 2027",
-		StartsAt:  time.Date(2027, 6, 10, 9, 0, 0, 0, time.FixedZone("", 2*60*60)),
-		Venue:     "Kulturbrauerei, Berlin",
-		Currency:  "EUR",
-		EmailFrom: Address{Address: "tickets@gopherfest.example", Name: "GopherFest"},
+		ID:           "gopherfest-2027",
+		Name:         "GopherFest 2027",
+		Description:  "Two days of talks and workshops about Go, for people who build with it every day and people who are just starting.",
+		StartsAt:     time.Date(2027, 6, 10, 9, 0, 0, 0, time.FixedZone("", 2*60*60)),
+		EndsAt:       time.Date(2027, 6, 11, 18, 0, 0, 0, time.FixedZone("", 2*60*60)),
+		Venue:        "Kulturbrauerei, Berlin",
+		Currency:     "EUR",
+		EmailFrom:    Address{Address: "tickets@gopherfest.example", Name: "GopherFest"},
+		Organiser:    Organiser{Name: "GopherFest e.V.", Email: "hello@gopherfest.example", URL: "https://gopherfest.example"},
+		TermsURL:     "https://gopherfest.example/terms",
+		PrivacyURL:   "https://gopherfest.example/privacy",
+		RefundPolicy: "Full refund until 10 May 2027; after that, tickets can be transferred to a colleague free of charge.",
 		Tickets: []Ticket{
 			{ID: "standard", Name: "Standard", Price: 14900, Capacity: 400},
 			{ID: "student", Name: "Student", Price: 4900, Capacity: 100},
-			{ID: "community", Name: "Community", Price: 0, Capacity: 50},
+			{ID: "community", Name: "Community", Price: 0, Capacity: 50, MaxPerEmail: 1},
 		},
 	}
 }
@@ -36,8 +42,17 @@ func equalEvent(t *testing.T, got, want *Event) {
 	if gotOff != wantOff {
 		t.Errorf("StartsAt offset = %d, want %d", gotOff, wantOff)
 	}
+	for _, tm := range []struct {
+		name      string
+		got, want time.Time
+	}{{"EndsAt", got.EndsAt, want.EndsAt}, {"SalesStart", got.SalesStart, want.SalesStart}, {"SalesEnd", got.SalesEnd, want.SalesEnd}} {
+		if !tm.got.Equal(tm.want) {
+			t.Errorf("%s = %v, want %v", tm.name, tm.got, tm.want)
+		}
+	}
 	g, w := *got, *want
 	g.StartsAt, w.StartsAt = time.Time{}, time.Time{}
+	g.EndsAt, w.EndsAt, g.SalesStart, w.SalesStart, g.SalesEnd, w.SalesEnd = time.Time{}, time.Time{}, time.Time{}, time.Time{}, time.Time{}, time.Time{}
 	if !reflect.DeepEqual(g, w) {
 		t.Errorf("event = %+v\nwant    %+v", g, w)
 	}
@@ -65,7 +80,7 @@ func TestEventTicket(t *testing.T) {
 		wantOK bool
 	}{
 		{"standard", Ticket{ID: "standard", Name: "Standard", Price: 14900, Capacity: 400}, true},
-		{"community", Ticket{ID: "community", Name: "Community", Price: 0, Capacity: 50}, true},
+		{"community", Ticket{ID: "community", Name: "Community", Price: 0, Capacity: 50, MaxPerEmail: 1}, true},
 		{"vip", Ticket{}, false},
 		{"", Ticket{}, false},
 		{"Standard", Ticket{}, false},
@@ -220,13 +235,13 @@ func TestParseInvalid(t *testing.T) {
 			"event file: tickets: is required; list at least one ticket",
 		}},
 		{name: "unknown top-level field", change: func(m map[string]any) { m["colour"] = "blue" }, want: []string{
-			"event file: colour: unknown field; the fields are id, name, starts_at, venue, currency, email_from, tickets"}},
+			"event file: colour: unknown field; the fields are id, name, description, starts_at, ends_at, venue, currency, email_from, organiser, terms_url, privacy_url, refund_policy, sales_start, sales_end, tickets"}},
 		{name: "unknown ticket field", change: func(m map[string]any) { ticket(m, 1)["vat"] = "19" }, want: []string{
-			"event file: tickets[1].vat: unknown field; the fields are id, name, price, capacity"}},
+			"event file: tickets[1].vat: unknown field; the fields are id, name, price, capacity, max_per_email"}},
 		{name: "unknown sender field", change: func(m map[string]any) { m["email_from"].(map[string]any)["reply_to"] = "x" }, want: []string{
 			"event file: email_from.reply_to: unknown field; the fields are address, name"}},
 		{name: "field in other case", change: func(m map[string]any) { m["ID"] = m["id"]; delete(m, "id") }, want: []string{
-			"event file: ID: unknown field; the fields are id, name, starts_at, venue, currency, email_from, tickets",
+			"event file: ID: unknown field; the fields are id, name, description, starts_at, ends_at, venue, currency, email_from, organiser, terms_url, privacy_url, refund_policy, sales_start, sales_end, tickets",
 			"event file: id: is required"}},
 		{name: "duplicate field", data: []byte(strings.Replace(string(demoJSON), `"venue"`, `"name": "Again", "venue"`, 1)), want: []string{
 			"event file: name: appears more than once"}},
@@ -319,7 +334,7 @@ func TestParseInvalid(t *testing.T) {
 			ticket(m, 2)["name"] = ""
 			m["extra"] = true
 		}, want: []string{
-			`event file: extra: unknown field; the fields are id, name, starts_at, venue, currency, email_from, tickets`,
+			`event file: extra: unknown field; the fields are id, name, description, starts_at, ends_at, venue, currency, email_from, organiser, terms_url, privacy_url, refund_policy, sales_start, sales_end, tickets`,
 			`event file: id: "Bad Id" is not a slug; use only lower-case letters a-z, digits and '-'`,
 			`event file: currency: "XYZ" is not a supported ISO 4217 currency code; use one of AUD, BRL, CAD, CHF, CZK, DKK, EUR, GBP, HKD, HUF, INR, ISK, JPY, KRW, MXN, NOK, NZD, PLN, SEK, SGD, USD, ZAR`,
 			`event file: email_from.address: "nope" is not a valid email address; use a plain address like "tickets@example.org"`,
