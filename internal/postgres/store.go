@@ -186,16 +186,17 @@ func beginAttempt(ctx context.Context, tx *sql.Tx, a registration.Attempt, soldO
 			return err
 		}
 	}
-	took, held, err := takeSeat(ctx, tx, a)
+	took, final, err := takeSeat(ctx, tx, a)
 	if err != nil {
 		return err
 	}
 	if !took {
-		// No seat free. Final only when none is held by an attempt that may
-		// still fail and give its seat back: then the sell-out is stored
-		// under the key; otherwise the key is forgotten, so that the same
-		// request may succeed once a seat comes back.
-		if held > 0 {
+		// No seat free. Final only when every seat is paid: then the
+		// sell-out is stored under the key. While some are only held by
+		// attempts that may still fail and give theirs back, the key is
+		// forgotten, so that the same request may succeed once one comes
+		// back.
+		if !final {
 			*refused = registration.ErrSeatsHeld
 			return forgetReservedKey(ctx, tx, a)
 		}
@@ -206,12 +207,9 @@ func beginAttempt(ctx context.Context, tx *sql.Tx, a registration.Attempt, soldO
 		return nil
 	}
 	if a.MaxPerEmail > 0 && a.Email != "" {
-		var n int
-		if err := tx.QueryRowContext(ctx, `SELECT
-			(SELECT count(*) FROM registrations WHERE event_id = $1 AND ticket_id = $2 AND lower(email) = $3 AND status <> 'cancelled')
-			+ (SELECT count(*) FROM seat_holds WHERE event_id = $1 AND ticket_id = $2 AND email = $3)`,
-			a.EventID, a.TicketID, a.Email).Scan(&n); err != nil {
-			return fmt.Errorf("count registrations by email: %w", err)
+		n, err := emailHolds(ctx, tx, a)
+		if err != nil {
+			return err
 		}
 		if n >= a.MaxPerEmail {
 			*refused = registration.ErrEmailLimit
@@ -234,35 +232,82 @@ func beginAttempt(ctx context.Context, tx *sql.Tx, a registration.Attempt, soldO
 	return nil
 }
 
-// takeSeat takes a seat of a's ticket if one is free. When none is, it
-// reports how many are held by attempts in progress, read in one snapshot
-// with the stock row; should that snapshot show a seat free after all (one
-// came back between the two statements), it tries again.
-func takeSeat(ctx context.Context, tx *sql.Tx, a registration.Attempt) (took bool, held int, err error) {
+// takeSeat takes a seat of a's ticket if one is free. When none is, final
+// reports whether every seat is paid: the seats taken less those held by
+// attempts in progress fill the capacity (which may have been lowered below
+// them), read in one snapshot with the stock row. Should that snapshot show
+// a seat free after all (one came back between the two statements), it
+// tries again. A ticket without stock has no seat.
+func takeSeat(ctx context.Context, tx *sql.Tx, a registration.Attempt) (took, final bool, err error) {
 	for range 3 {
 		res, err := tx.ExecContext(ctx, `UPDATE ticket_stock SET taken = taken + 1
 			WHERE event_id = $1 AND ticket_id = $2 AND taken < capacity`, a.EventID, a.TicketID)
 		if err != nil {
-			return false, 0, fmt.Errorf("hold seat: %w", err)
+			return false, false, fmt.Errorf("hold seat: %w", err)
 		}
 		if n, _ := res.RowsAffected(); n == 1 {
-			return true, 0, nil
+			return true, false, nil
 		}
 		var free bool
 		err = tx.QueryRowContext(ctx, `SELECT t.taken < t.capacity,
-			(SELECT count(*) FROM seat_holds h WHERE h.event_id = t.event_id AND h.ticket_id = t.ticket_id)
-			FROM ticket_stock t WHERE t.event_id = $1 AND t.ticket_id = $2`, a.EventID, a.TicketID).Scan(&free, &held)
+			t.taken - (SELECT count(*) FROM seat_holds h WHERE h.event_id = t.event_id AND h.ticket_id = t.ticket_id) >= t.capacity
+			FROM ticket_stock t WHERE t.event_id = $1 AND t.ticket_id = $2`, a.EventID, a.TicketID).Scan(&free, &final)
 		switch {
 		case errors.Is(err, sql.ErrNoRows):
-			return false, 0, nil // no such ticket: sold out
+			return false, true, nil
 		case err != nil:
-			return false, 0, fmt.Errorf("count held seats: %w", err)
+			return false, false, fmt.Errorf("count paid seats: %w", err)
 		case !free:
-			return false, held, nil
+			return false, final, nil
 		}
 	}
 	// Seats keep coming and going: say so without storing a final answer.
-	return false, 1, nil
+	return false, false, nil
+}
+
+// emailHolds counts what a's email address already holds of its ticket:
+// registrations not cancelled (see emailMatch) and seats held by attempts
+// in progress (a.Email and the holds' are lower-cased already), in one
+// statement, so one snapshot: a registration completing meanwhile is
+// counted as a hold or as a registration, never neither. It runs after the
+// seat was taken: that UPDATE holds the ticket's stock row until commit,
+// so any other attempt for the ticket either committed before (and at READ
+// COMMITTED this statement sees its rows) or waits for this one.
+func emailHolds(ctx context.Context, tx *sql.Tx, a registration.Attempt) (int, error) {
+	cond, arg, inGo := emailMatch(a.Email, 4)
+	if !inGo {
+		var n int
+		if err := tx.QueryRowContext(ctx, `SELECT
+			(SELECT count(*) FROM registrations WHERE event_id = $1 AND ticket_id = $2 AND `+cond+` AND status <> 'cancelled')
+			+ (SELECT count(*) FROM seat_holds WHERE event_id = $1 AND ticket_id = $2 AND email = $3)`,
+			a.EventID, a.TicketID, a.Email, arg).Scan(&n); err != nil {
+			return 0, fmt.Errorf("count registrations by email: %w", err)
+		}
+		return n, nil
+	}
+	rows, err := tx.QueryContext(ctx, `SELECT email, false FROM registrations
+			WHERE event_id = $1 AND ticket_id = $2 AND `+cond+` AND status <> 'cancelled'
+		UNION ALL SELECT email, true FROM seat_holds WHERE event_id = $1 AND ticket_id = $2 AND email = $3`,
+		a.EventID, a.TicketID, a.Email, arg)
+	if err != nil {
+		return 0, fmt.Errorf("count registrations by email: %w", err)
+	}
+	defer rows.Close()
+	n := 0
+	for rows.Next() {
+		var email string
+		var held bool
+		if err := rows.Scan(&email, &held); err != nil {
+			return 0, fmt.Errorf("count registrations by email: %w", err)
+		}
+		if held || strings.ToLower(email) == a.Email {
+			n++
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return 0, fmt.Errorf("count registrations by email: %w", err)
+	}
+	return n, nil
 }
 
 // forgetReservedKey deletes the key that a's write has just reserved, as if

@@ -136,9 +136,10 @@ type Availability struct {
 // Left is how many seats are free now.
 func (a Availability) Left() int { return max(a.Capacity-a.Taken, 0) }
 
-// SoldOut reports whether every seat is paid: a final answer. With no seat
-// free but some only held, the ticket may come back on sale.
-func (a Availability) SoldOut() bool { return a.Left() == 0 && a.Held == 0 }
+// SoldOut reports whether every seat is paid (the paid ones fill the
+// capacity, which may have been lowered below them): a final answer. With
+// no seat free but some only held, the ticket may come back on sale.
+func (a Availability) SoldOut() bool { return a.Taken-a.Held >= a.Capacity }
 
 // IncidentKind names a payment event an operator must be able to see.
 type IncidentKind string

@@ -530,6 +530,10 @@ func TestRegisterCommitFails(t *testing.T) {
 		{name: "hold lost and seats only held", completeErr: fmt.Errorf("complete: %w", ErrAttemptUnavailable), code: CodeSoldOut,
 			availability: Availability{Capacity: 3, Taken: 3, Held: 1}, retryable: true, released: true,
 			incident: IncidentRefunded, logged: "charge refunded"},
+		{name: "hold lost and a lowered capacity filled by paid seats", completeErr: fmt.Errorf("complete: %w", ErrAttemptUnavailable), code: CodeSoldOut,
+			availability: Availability{Capacity: 2, Taken: 3, Held: 1},
+			outcome:      &Outcome{Code: CodeSoldOut, Message: "The Standard ticket is sold out."}, released: true,
+			incident: IncidentRefunded, logged: "charge refunded"},
 		{name: "hold lost and seats unknown", completeErr: fmt.Errorf("complete: %w", ErrAttemptUnavailable), code: CodeSoldOut,
 			availabilityErr: errors.New("database is locked"), retryable: true, released: true,
 			incident: IncidentRefunded, logged: "charge refunded"},
@@ -1110,5 +1114,27 @@ func TestRegisterReplayOutsideSales(t *testing.T) {
 				t.Errorf("started %d, charged %d; want nothing outside the sales window", len(f.store.started), len(f.proc.charges))
 			}
 		})
+	}
+}
+
+func TestAvailability(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		a       Availability
+		left    int
+		soldOut bool
+	}{
+		{Availability{Capacity: 3}, 3, false},
+		{Availability{Capacity: 3, Taken: 2, Held: 1}, 1, false},
+		{Availability{Capacity: 3, Taken: 3, Held: 2}, 0, false},
+		{Availability{Capacity: 3, Taken: 3}, 0, true},
+		// A capacity lowered below the seats taken.
+		{Availability{Capacity: 2, Taken: 3, Held: 1}, 0, true},
+		{Availability{Capacity: 2, Taken: 3, Held: 2}, 0, false},
+	}
+	for _, tt := range tests {
+		if left, sold := tt.a.Left(), tt.a.SoldOut(); left != tt.left || sold != tt.soldOut {
+			t.Errorf("%+v: left %d, sold out %v; want %d, %v", tt.a, left, sold, tt.left, tt.soldOut)
+		}
 	}
 }

@@ -112,16 +112,16 @@ func startAttempt(ctx context.Context, tx *sql.Tx, a registration.Attempt, soldO
 		return fmt.Errorf("hold seat: %w", err)
 	}
 	if n, _ := res.RowsAffected(); n == 0 {
-		// No seat free. Final only when none is held by an attempt that may
-		// still fail and give its seat back: then the sell-out is stored
-		// under the key; otherwise the key is forgotten, so that the same
-		// request may succeed once a seat comes back.
-		var held int
-		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM seat_holds WHERE event_id = ? AND ticket_id = ?`,
-			a.EventID, a.TicketID).Scan(&held); err != nil {
-			return fmt.Errorf("count held seats: %w", err)
+		// No seat free. Final only when every seat is paid: then the
+		// sell-out is stored under the key. While some are only held by
+		// attempts that may still fail and give theirs back, the key is
+		// forgotten, so that the same request may succeed once one comes
+		// back.
+		final, err := paidOut(ctx, tx, a)
+		if err != nil {
+			return err
 		}
-		if held > 0 {
+		if !final {
 			*refused = registration.ErrSeatsHeld
 			return forgetReservedKey(ctx, tx, a)
 		}
@@ -160,19 +160,36 @@ func startAttempt(ctx context.Context, tx *sql.Tx, a registration.Attempt, soldO
 	return nil
 }
 
-// emailHolds counts what a's email address already holds of its ticket:
-// registrations not cancelled and seats held by attempts in progress.
-// Registrations are compared lower-cased (SQLite folds ASCII letters only;
-// a.Email is lower-cased already).
-func emailHolds(ctx context.Context, tx *sql.Tx, a registration.Attempt) (int, error) {
-	var n int
-	if err := tx.QueryRowContext(ctx, `SELECT
-		(SELECT count(*) FROM registrations WHERE event_id = ? AND ticket_id = ? AND lower(email) = ? AND status <> 'cancelled')
-		+ (SELECT count(*) FROM seat_holds WHERE event_id = ? AND ticket_id = ? AND email = ?)`,
-		a.EventID, a.TicketID, a.Email, a.EventID, a.TicketID, a.Email).Scan(&n); err != nil {
-		return 0, fmt.Errorf("count registrations by email: %w", err)
+// paidOut reports whether every seat of a's ticket is paid: the seats
+// taken less those held by attempts in progress fill its capacity (which
+// may have been lowered below them). A ticket without stock has no seat.
+func paidOut(ctx context.Context, tx *sql.Tx, a registration.Attempt) (bool, error) {
+	var paid, capacity int
+	err := tx.QueryRowContext(ctx, `SELECT t.taken - (SELECT count(*) FROM seat_holds h WHERE h.event_id = t.event_id AND h.ticket_id = t.ticket_id),
+		t.capacity FROM ticket_stock t WHERE t.event_id = ? AND t.ticket_id = ?`, a.EventID, a.TicketID).Scan(&paid, &capacity)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return true, nil
+	case err != nil:
+		return false, fmt.Errorf("count paid seats: %w", err)
 	}
-	return n, nil
+	return paid >= capacity, nil
+}
+
+// emailHolds counts what a's email address already holds of its ticket:
+// registrations not cancelled and seats held by attempts in progress
+// (a.Email and the holds' are lower-cased already).
+func emailHolds(ctx context.Context, tx *sql.Tx, a registration.Attempt) (int, error) {
+	regs, err := countEmailRegistrations(ctx, tx, a)
+	if err != nil {
+		return 0, err
+	}
+	var held int
+	if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM seat_holds WHERE event_id = ? AND ticket_id = ? AND email = ?`,
+		a.EventID, a.TicketID, a.Email).Scan(&held); err != nil {
+		return 0, fmt.Errorf("count seats held by email: %w", err)
+	}
+	return regs + held, nil
 }
 
 // forgetReservedKey deletes the key that a's write has just reserved, as if

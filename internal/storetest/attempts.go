@@ -269,6 +269,48 @@ func testStartAndFailAttempt(t *testing.T, h Harness) {
 		}
 	})
 
+	// A capacity lowered below the seats already paid: no held seat coming
+	// back can make room, so the sell-out is final though some are held.
+	t.Run("paid seats filling a lowered capacity are final", func(t *testing.T) {
+		t.Parallel()
+		ctx := t.Context()
+		s, db := newStore(t, h, 3)
+		register(t, s, false)
+		paid := register(t, s, false)
+		if _, err := s.StartAttempt(ctx, newAttempt(t, "key-holder", "hash-holder"), soldOut); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.SyncTickets(ctx, testEvent(2)); err != nil {
+			t.Fatal(err)
+		}
+		replay, err := s.StartAttempt(ctx, newAttempt(t, "key-late", "hash-late"), soldOut)
+		if !errors.Is(err, registration.ErrSoldOut) || errors.Is(err, registration.ErrSeatsHeld) || replay != nil {
+			t.Fatalf("StartAttempt with 2 paid of 2 and one held = %v, %v; want ErrSoldOut (final)", replay, err)
+		}
+		if k := db.readKey(t, "key-late"); k.state != "done" || k.code != soldOut.Code {
+			t.Errorf("key = %+v; want the sold-out outcome stored", k)
+		}
+		av, err := s.Availability(ctx, testEventID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := av["standard"]; got != (registration.Availability{Capacity: 2, Taken: 3, Held: 1}) || !got.SoldOut() || got.Left() != 0 {
+			t.Errorf("availability = %+v (sold out %v); want 2 seats, 3 taken, 1 held, sold out", got, got.SoldOut())
+		}
+		// One of them cancelled: one seat paid of 2, one held, none free, and
+		// the answer is no longer final.
+		if err := s.CancelRegistration(ctx, paid.ID, nil, auditEntry("cancel", paid.ID), nil); err != nil {
+			t.Fatal(err)
+		}
+		replay, err = s.StartAttempt(ctx, newAttempt(t, "key-later", "hash-later"), soldOut)
+		if !errors.Is(err, registration.ErrSeatsHeld) || replay != nil {
+			t.Fatalf("StartAttempt with 1 paid of 2 and one held = %v, %v; want ErrSeatsHeld", replay, err)
+		}
+		if k := db.readKey(t, "key-later"); k.exists {
+			t.Errorf("key = %+v; want nothing stored", k)
+		}
+	})
+
 	t.Run("a cancelled registration's seat is on sale again", func(t *testing.T) {
 		t.Parallel()
 		ctx := t.Context()

@@ -120,6 +120,30 @@ func testEmailLimit(t *testing.T, h Harness) {
 		}
 	})
 
+	// Addresses are compared lower-cased as Go lower-cases them, letters
+	// beyond ASCII too, whatever the database's own lower() does with them.
+	t.Run("letters beyond ASCII", func(t *testing.T) {
+		t.Parallel()
+		ctx := t.Context()
+		s, e := newStore(t, h, 10)
+		registerEmail(t, s, "MÜLLER@Example.org", 1)
+		registerEmail(t, s, "JÜRGEN.ÖZ@Example.ORG", 1)
+		for _, email := range []string{"JÜRGEN.ÖZ@Example.ORG", "jürgen.öz@example.org", "Jürgen.Öz@EXAMPLE.org"} {
+			refused(t, s, e, email, 1)
+		}
+		// A held seat's address is compared so too.
+		held := limitAttempt(t, "", "ÉLODIE@example.org", 1)
+		if _, err := s.StartAttempt(ctx, held, soldOut); err != nil {
+			t.Fatal(err)
+		}
+		refused(t, s, e, "élodie@EXAMPLE.org", 1)
+		for _, email := range []string{"jurgen.oz@example.org", "jürgen.ö@example.org", "müller2@example.org"} {
+			if _, err := s.StartAttempt(ctx, limitAttempt(t, "", email, 1), soldOut); err != nil {
+				t.Errorf("%s, another address: %v", email, err)
+			}
+		}
+	})
+
 	t.Run("limit 3 allows 3", func(t *testing.T) {
 		t.Parallel()
 		ctx := t.Context()
@@ -239,7 +263,7 @@ func testAvailability(t *testing.T, h Harness) {
 // a moment, compared lower-cased, cancelled ones left out, newest first.
 func testRecentRegistrations(t *testing.T, h Harness) {
 	ctx := t.Context()
-	s, _ := newStore(t, h, 20)
+	s, _ := newStore(t, h, 40)
 	now := time.Now().UTC().Truncate(time.Microsecond)
 	at := func(email, ticket string, age time.Duration) registration.Registration {
 		t.Helper()
@@ -281,6 +305,30 @@ func testRecentRegistrations(t *testing.T, h Harness) {
 	all, err := s.RecentRegistrations(ctx, testEventID, "standard", "ada@example.org", now.Add(-48*time.Hour))
 	if err != nil || len(all) != 3 || all[2].ID != old.ID {
 		t.Errorf("RecentRegistrations over 48 h = %d, %v; want 3, the oldest last", len(all), err)
+	}
+	// Letters beyond ASCII are compared lower-cased too, and other such
+	// addresses are left out.
+	umlaut := at("JÜRGEN@Example.org", "standard", 3*time.Minute)
+	at("MÜLLER@example.org", "standard", 2*time.Minute)
+	got, err = s.RecentRegistrations(ctx, testEventID, "standard", "jürgen@EXAMPLE.org", now.Add(-24*time.Hour))
+	if err != nil || len(got) != 1 || got[0].ID != umlaut.ID {
+		t.Errorf("RecentRegistrations of jürgen@EXAMPLE.org = %d, %v; want the one of JÜRGEN@Example.org", len(got), err)
+	}
+	// At most 10, the newest, found in the database or compared in Go.
+	for _, email := range []string{"Many@example.org", "MÄNY@example.org"} {
+		var want []string
+		for i := range 11 {
+			r := at(email, "standard", time.Duration(11-i)*time.Second)
+			want = append([]string{r.ID}, want...)
+		}
+		got, err := s.RecentRegistrations(ctx, testEventID, "standard", strings.ToLower(email), now.Add(-24*time.Hour))
+		var ids []string
+		for _, r := range got {
+			ids = append(ids, r.ID)
+		}
+		if err != nil || fmt.Sprint(ids) != fmt.Sprint(want[:10]) {
+			t.Errorf("RecentRegistrations of %s = %v, %v; want the 10 newest of 11", email, ids, err)
+		}
 	}
 	if none, err := s.RecentRegistrations(ctx, testEventID, "standard", "nobody@example.org", now.Add(-48*time.Hour)); err != nil || len(none) != 0 {
 		t.Errorf("RecentRegistrations of an unknown address = %v, %v; want none", none, err)
