@@ -85,9 +85,9 @@ func TestOpenBatchBlocksNoOtherTransaction(t *testing.T) {
 				return err
 			}
 			var replay *registration.Outcome
-			var sold bool
-			if err := startAttempt(ctx, tx, fresh, registration.Outcome{}, &replay, &sold); err != nil || replay != nil || sold {
-				return fmt.Errorf("startAttempt = %v, %v, %v", replay, sold, err)
+			var refused error
+			if err := beginAttempt(ctx, tx, fresh, registration.Outcome{}, &replay, &refused); err != nil || replay != nil || refused != nil {
+				return fmt.Errorf("beginAttempt = %v, %v, %v", replay, refused, err)
 			}
 			reg := r
 			reg.ID = paid.ID

@@ -50,8 +50,8 @@ func (s *Store) EditAttendee(ctx context.Context, id string, e registration.Atte
 			return err
 		}
 		if _, err := tx.ExecContext(ctx, `UPDATE registrations SET first_name = $1, last_name = $2, email = $3, company = $4,
-			search = $5, updated_at = $6 WHERE id = $7`, e.FirstName, e.LastName, e.Email, e.Company,
-			searchText(e.FirstName, e.LastName, e.Email, e.Company), s.now().UTC(), id); err != nil {
+			search = $5, email_key = $6, updated_at = $7 WHERE id = $8`, e.FirstName, e.LastName, e.Email, e.Company,
+			searchText(e.FirstName, e.LastName, e.Email, e.Company), registration.EmailKey(e.Email), s.now().UTC(), id); err != nil {
 			return fmt.Errorf("edit attendee: %w", err)
 		}
 		return s.auditTx(ctx, tx, audit)

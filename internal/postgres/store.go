@@ -153,15 +153,6 @@ func (s *Store) StartAttempt(ctx context.Context, a registration.Attempt, soldOu
 	return nil, refused
 }
 
-// startAttempt is beginAttempt reporting any refusal as sold.
-func startAttempt(ctx context.Context, tx *sql.Tx, a registration.Attempt, soldOut registration.Outcome,
-	replay **registration.Outcome, sold *bool) error {
-	var refused error
-	err := beginAttempt(ctx, tx, a, soldOut, replay, &refused)
-	*sold = refused != nil
-	return err
-}
-
 // beginAttempt is StartAttempt's write. Conflicts return errors (nothing was
 // written); a replay or a refusal (ErrSoldOut, ErrSeatsHeld, ErrEmailLimit)
 // are results, kept via replay and refused: a refusal undoes what the write
@@ -266,45 +257,19 @@ func takeSeat(ctx context.Context, tx *sql.Tx, a registration.Attempt) (took, fi
 }
 
 // emailHolds counts what a's email address already holds of its ticket:
-// registrations not cancelled (see emailMatch) and seats held by attempts
-// in progress (a.Email and the holds' are lower-cased already), in one
-// statement, so one snapshot: a registration completing meanwhile is
-// counted as a hold or as a registration, never neither. It runs after the
-// seat was taken: that UPDATE holds the ticket's stock row until commit,
-// so any other attempt for the ticket either committed before (and at READ
-// COMMITTED this statement sees its rows) or waits for this one.
+// registrations not cancelled and seats held by attempts in progress (both
+// compared by EmailKey), in one statement, so one snapshot: a registration
+// completing meanwhile is counted as a hold or as a registration, never
+// neither. It runs after the seat was taken: that UPDATE holds the ticket's
+// stock row until commit, so any other attempt for the ticket either
+// committed before (and at READ COMMITTED this statement sees its rows) or
+// waits for this one.
 func emailHolds(ctx context.Context, tx *sql.Tx, a registration.Attempt) (int, error) {
-	cond, arg, inGo := emailMatch(a.Email, 4)
-	if !inGo {
-		var n int
-		if err := tx.QueryRowContext(ctx, `SELECT
-			(SELECT count(*) FROM registrations WHERE event_id = $1 AND ticket_id = $2 AND `+cond+` AND status <> 'cancelled')
-			+ (SELECT count(*) FROM seat_holds WHERE event_id = $1 AND ticket_id = $2 AND email = $3)`,
-			a.EventID, a.TicketID, a.Email, arg).Scan(&n); err != nil {
-			return 0, fmt.Errorf("count registrations by email: %w", err)
-		}
-		return n, nil
-	}
-	rows, err := tx.QueryContext(ctx, `SELECT email, false FROM registrations
-			WHERE event_id = $1 AND ticket_id = $2 AND `+cond+` AND status <> 'cancelled'
-		UNION ALL SELECT email, true FROM seat_holds WHERE event_id = $1 AND ticket_id = $2 AND email = $3`,
-		a.EventID, a.TicketID, a.Email, arg)
-	if err != nil {
-		return 0, fmt.Errorf("count registrations by email: %w", err)
-	}
-	defer rows.Close()
-	n := 0
-	for rows.Next() {
-		var email string
-		var held bool
-		if err := rows.Scan(&email, &held); err != nil {
-			return 0, fmt.Errorf("count registrations by email: %w", err)
-		}
-		if held || strings.ToLower(email) == a.Email {
-			n++
-		}
-	}
-	if err := rows.Err(); err != nil {
+	var n int
+	if err := tx.QueryRowContext(ctx, `SELECT
+		(SELECT count(*) FROM registrations WHERE event_id = $1 AND ticket_id = $2 AND email_key = $3 AND status <> 'cancelled')
+		+ (SELECT count(*) FROM seat_holds WHERE event_id = $1 AND ticket_id = $2 AND email = $3)`,
+		a.EventID, a.TicketID, a.Email).Scan(&n); err != nil {
 		return 0, fmt.Errorf("count registrations by email: %w", err)
 	}
 	return n, nil
@@ -459,13 +424,13 @@ func completeAttempt(ctx context.Context, tx *sql.Tx, a registration.Attempt, r 
 	res, err := tx.ExecContext(ctx, `INSERT INTO registrations (id, event_id, ticket_id, status, amount, currency,
 		first_name, last_name, email, company, newsletter, newsletter_consented_at, payment_provider, payment_reference,
 		card_brand, card_last4, billing_line1, billing_line2, billing_city, billing_postal_code, billing_region,
-		billing_country, search, created_at, updated_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $24)
+		billing_country, search, email_key, created_at, updated_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $25)
 		ON CONFLICT (id) DO NOTHING`,
 		r.ID, r.EventID, r.TicketID, r.Status, r.Amount, r.Currency, r.FirstName, r.LastName, r.Email, r.Company,
 		r.Newsletter, nullTime(r.NewsletterConsentedAt), r.Payment.Provider, r.Payment.Reference, r.Payment.Brand,
 		r.Payment.Last4, b.Line1, b.Line2, b.City, b.PostalCode, b.Region, b.Country,
-		searchText(r.FirstName, r.LastName, r.Email, r.Company), created)
+		searchText(r.FirstName, r.LastName, r.Email, r.Company), registration.EmailKey(r.Email), created)
 	if err != nil {
 		return fmt.Errorf("insert registration: %w", err)
 	}

@@ -4,6 +4,7 @@ package registration
 
 import (
 	"errors"
+	"strings"
 	"fmt"
 	"time"
 
@@ -109,8 +110,8 @@ type Attempt struct {
 	TicketID       string
 	IdempotencyKey string // "" when the client sent none
 	RequestHash    string
-	// Email is the attendee's address as compared for MaxPerEmail: the
-	// normalised address, lower-cased.
+	// Email is the attendee's address as compared for MaxPerEmail: its
+	// EmailKey.
 	Email string
 	// MaxPerEmail is how many registrations (and attempts holding a seat)
 	// one email address may hold for the ticket; 0 for no limit. StartAttempt
@@ -125,6 +126,11 @@ type Attempt struct {
 	// but the payment. It never holds card data.
 	Draft Registration
 }
+
+// EmailKey is an email address as limits per address compare it: trimmed
+// and lower-cased (in every script, not only ASCII). Stores keep it beside
+// the address and look registrations up by it.
+func EmailKey(email string) string { return strings.ToLower(strings.TrimSpace(email)) }
 
 // Availability is one ticket's seats at a moment.
 type Availability struct {

@@ -134,7 +134,7 @@ func (s *Service) Register(ctx context.Context, req Request, key string) (string
 		TicketID:       ticket.ID,
 		IdempotencyKey: key,
 		RequestHash:    req.Hash(),
-		Email:          strings.ToLower(req.Attendee.Email),
+		Email:          EmailKey(req.Attendee.Email),
 		MaxPerEmail:    ticket.MaxPerEmail,
 		CreatedAt:      now,
 		ResolveAfter:   now.Add(s.resolveAfter),
@@ -662,7 +662,7 @@ const DuplicateWindow = 24 * time.Hour
 // RecentDuplicate returns the newest registration of the ticket by the same
 // email address within DuplicateWindow, if any.
 func (s *Service) RecentDuplicate(ctx context.Context, ticketID, email string) (Registration, bool, error) {
-	regs, err := s.store.RecentRegistrations(ctx, s.event.ID, ticketID, strings.TrimSpace(email), s.now().Add(-DuplicateWindow))
+	regs, err := s.store.RecentRegistrations(ctx, s.event.ID, ticketID, email, s.now().Add(-DuplicateWindow))
 	if err != nil || len(regs) == 0 {
 		return Registration{}, false, err
 	}

@@ -2,11 +2,8 @@ package sqlite
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
-	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/registrar/registrar/internal/registration"
 )
@@ -36,99 +33,27 @@ func (s *Store) Availability(ctx context.Context, eventID string) (map[string]re
 	return out, nil
 }
 
-// recentLimit is how many registrations RecentRegistrations returns at most.
-const recentLimit = 10
-
 // RecentRegistrations implements registration.Store: the ticket's
-// registrations by one email address (compared lower-cased, see
-// emailMatch) since a moment, not cancelled, newest first, without steps.
+// registrations by one email address (compared by EmailKey) since a moment,
+// not cancelled, newest first, at most 10, without steps.
 func (s *Store) RecentRegistrations(ctx context.Context, eventID, ticketID, email string, since time.Time) ([]registration.Registration, error) {
-	email = strings.ToLower(email)
-	cond, arg, inGo := emailMatch(email)
-	query := `SELECT ` + registrationColumns + ` FROM registrations
-		WHERE event_id = ? AND ticket_id = ? AND ` + cond + ` AND created_at >= ? AND status <> 'cancelled'
-		ORDER BY created_at DESC`
-	if !inGo {
-		query += fmt.Sprintf(` LIMIT %d`, recentLimit)
-	}
-	rows, err := s.db.Read.QueryContext(ctx, query, eventID, ticketID, arg, formatTime(since))
+	rows, err := s.db.Read.QueryContext(ctx, `SELECT `+registrationColumns+` FROM registrations
+		WHERE event_id = ? AND ticket_id = ? AND email_key = ? AND created_at >= ? AND status <> 'cancelled'
+		ORDER BY created_at DESC LIMIT 10`, eventID, ticketID, registration.EmailKey(email), formatTime(since))
 	if err != nil {
 		return nil, fmt.Errorf("read recent registrations: %w", err)
 	}
 	defer rows.Close()
 	var out []registration.Registration
-	for rows.Next() && len(out) < recentLimit {
+	for rows.Next() {
 		r, err := scanRegistration(rows)
 		if err != nil {
 			return nil, fmt.Errorf("scan registration: %w", err)
 		}
-		if !inGo || strings.ToLower(r.Email) == email {
-			out = append(out, r)
-		}
+		out = append(out, r)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("read recent registrations: %w", err)
 	}
 	return out, nil
-}
-
-// emailMatch is the condition (with its one argument) on registrations.email
-// that finds the addresses equal to email, lower-cased, once lower-cased as
-// the service lower-cases them (Go's strings.ToLower); inGo reports that the
-// rows it finds must still be compared so. SQLite's lower() folds ASCII
-// letters only: an ASCII address is found through the index on
-// lower(email), while one with other letters can only be the lower case of
-// an address having some too, and those of the ticket are compared in Go.
-// (Two letters lower-case to ASCII ones, the Kelvin sign and the capital I
-// with a dot; an address spelled with them is not found from its ASCII
-// spelling.)
-func emailMatch(email string) (cond string, arg any, inGo bool) {
-	if isASCII(email) {
-		return "lower(email) = ?", email, false
-	}
-	return "email GLOB ?", "*[^ -~]*", true
-}
-
-// countEmailRegistrations counts the registrations of a's ticket, not
-// cancelled, whose address is a.Email (lower-cased) once lower-cased.
-func countEmailRegistrations(ctx context.Context, tx *sql.Tx, a registration.Attempt) (int, error) {
-	cond, arg, inGo := emailMatch(a.Email)
-	if !inGo {
-		var n int
-		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM registrations
-			WHERE event_id = ? AND ticket_id = ? AND `+cond+` AND status <> 'cancelled'`,
-			a.EventID, a.TicketID, arg).Scan(&n); err != nil {
-			return 0, fmt.Errorf("count registrations by email: %w", err)
-		}
-		return n, nil
-	}
-	rows, err := tx.QueryContext(ctx, `SELECT email FROM registrations
-		WHERE event_id = ? AND ticket_id = ? AND `+cond+` AND status <> 'cancelled'`, a.EventID, a.TicketID, arg)
-	if err != nil {
-		return 0, fmt.Errorf("count registrations by email: %w", err)
-	}
-	defer rows.Close()
-	n := 0
-	for rows.Next() {
-		var email string
-		if err := rows.Scan(&email); err != nil {
-			return 0, fmt.Errorf("count registrations by email: %w", err)
-		}
-		if strings.ToLower(email) == a.Email {
-			n++
-		}
-	}
-	if err := rows.Err(); err != nil {
-		return 0, fmt.Errorf("count registrations by email: %w", err)
-	}
-	return n, nil
-}
-
-func isASCII(s string) bool {
-	for i := range len(s) {
-		if s[i] >= utf8.RuneSelf {
-			return false
-		}
-	}
-	return true
 }

@@ -60,8 +60,8 @@ func (s *Store) EditAttendee(ctx context.Context, id string, e registration.Atte
 			return err
 		}
 		if _, err := tx.ExecContext(ctx, `UPDATE registrations SET first_name = ?, last_name = ?, email = ?, company = ?,
-			search = ?, updated_at = ? WHERE id = ?`, e.FirstName, e.LastName, e.Email, e.Company,
-			searchText(e.FirstName, e.LastName, e.Email, e.Company), formatTime(s.now()), id); err != nil {
+			search = ?, email_key = ?, updated_at = ? WHERE id = ?`, e.FirstName, e.LastName, e.Email, e.Company,
+			searchText(e.FirstName, e.LastName, e.Email, e.Company), registration.EmailKey(e.Email), formatTime(s.now()), id); err != nil {
 			return fmt.Errorf("edit attendee: %w", err)
 		}
 		return s.auditTx(ctx, tx, audit)

@@ -177,19 +177,17 @@ func paidOut(ctx context.Context, tx *sql.Tx, a registration.Attempt) (bool, err
 }
 
 // emailHolds counts what a's email address already holds of its ticket:
-// registrations not cancelled and seats held by attempts in progress
-// (a.Email and the holds' are lower-cased already).
+// registrations not cancelled and seats held by attempts in progress, both
+// compared by EmailKey.
 func emailHolds(ctx context.Context, tx *sql.Tx, a registration.Attempt) (int, error) {
-	regs, err := countEmailRegistrations(ctx, tx, a)
-	if err != nil {
-		return 0, err
+	var n int
+	if err := tx.QueryRowContext(ctx, `SELECT
+		(SELECT count(*) FROM registrations WHERE event_id = ?1 AND ticket_id = ?2 AND email_key = ?3 AND status <> 'cancelled')
+		+ (SELECT count(*) FROM seat_holds WHERE event_id = ?1 AND ticket_id = ?2 AND email = ?3)`,
+		a.EventID, a.TicketID, a.Email).Scan(&n); err != nil {
+		return 0, fmt.Errorf("count registrations by email: %w", err)
 	}
-	var held int
-	if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM seat_holds WHERE event_id = ? AND ticket_id = ? AND email = ?`,
-		a.EventID, a.TicketID, a.Email).Scan(&held); err != nil {
-		return 0, fmt.Errorf("count seats held by email: %w", err)
-	}
-	return regs + held, nil
+	return n, nil
 }
 
 // forgetReservedKey deletes the key that a's write has just reserved, as if
@@ -323,12 +321,12 @@ func completeAttempt(ctx context.Context, tx *sql.Tx, a registration.Attempt, r 
 	if _, err := tx.ExecContext(ctx, `INSERT INTO registrations (id, event_id, ticket_id, status, amount, currency,
 		first_name, last_name, email, company, newsletter, newsletter_consented_at, payment_provider, payment_reference,
 		card_brand, card_last4, billing_line1, billing_line2, billing_city, billing_postal_code, billing_region,
-		billing_country, search, created_at, updated_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		billing_country, search, email_key, created_at, updated_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		r.ID, r.EventID, r.TicketID, r.Status, r.Amount, r.Currency, r.FirstName, r.LastName, r.Email, r.Company,
 		r.Newsletter, nullTime(r.NewsletterConsentedAt), r.Payment.Provider, r.Payment.Reference, r.Payment.Brand,
 		r.Payment.Last4, b.Line1, b.Line2, b.City, b.PostalCode, b.Region, b.Country,
-		searchText(r.FirstName, r.LastName, r.Email, r.Company), created, created); err != nil {
+		searchText(r.FirstName, r.LastName, r.Email, r.Company), registration.EmailKey(r.Email), created, created); err != nil {
 		return fmt.Errorf("insert registration: %w", err)
 	}
 	if err := insertSteps(ctx, tx, r.ID, r.Steps, created); err != nil {

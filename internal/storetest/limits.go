@@ -18,7 +18,7 @@ import (
 func limitAttempt(t *testing.T, key, email string, max int) registration.Attempt {
 	t.Helper()
 	a := newAttempt(t, key, "hash-"+key)
-	a.Email, a.MaxPerEmail = strings.ToLower(email), max
+	a.Email, a.MaxPerEmail = registration.EmailKey(email), max
 	return a
 }
 

@@ -588,6 +588,12 @@ func testEditAttendee(t *testing.T, h Harness) {
 			t.Errorf("search %q after the edit: %d rows, %v; want %d", q, len(page), err, want)
 		}
 	}
+	// Limits per address follow the corrected address, not the old one.
+	for email, want := range map[string]int{"AUGUSTA@example.org": 1, "ada@example.org": 0} {
+		if regs, err := s.RecentRegistrations(ctx, r.EventID, r.TicketID, email, r.CreatedAt); err != nil || len(regs) != want {
+			t.Errorf("RecentRegistrations(%s) after the edit: %d, %v; want %d", email, len(regs), err, want)
+		}
+	}
 	if _, err := s.EditAttendee(ctx, "nope", edit, auditEntry("edit", "nope")); !errors.Is(err, registration.ErrNotFound) {
 		t.Errorf("EditAttendee(nope) = %v; want ErrNotFound", err)
 	}
