@@ -206,7 +206,10 @@ func (o *order) assess() (outcome, *capture) {
 // order APPROVED instead of COMPLETED, captures it. It returns the charge
 // only for a COMPLETED capture; a decline is a *payment.DeclinedError, and
 // anything else (failure, timeout, a pending capture) wraps
-// payment.ErrUnavailable.
+// payment.ErrUnavailable. A failure that certainly took no money (the order
+// never reached PayPal, or PayPal refused it before charging) also wraps
+// payment.ErrNotCharged; a timeout or a 5xx after the order was sent does
+// not: its outcome is unknown until Resolve.
 func (c *Client) Charge(ctx context.Context, req payment.ChargeRequest) (payment.Charge, error) {
 	body, err := c.orderBody(ctx, req)
 	if err != nil {
@@ -235,10 +238,20 @@ func (c *Client) Charge(ctx context.Context, req payment.ChargeRequest) (payment
 	const op = "create order"
 	resp, err := c.call(ctx, op, http.MethodPost, "/v2/checkout/orders", req.RequestID, body)
 	if err != nil {
+		var ns *notSentError
+		if errors.As(err, &ns) {
+			// The order never reached PayPal: certainly nothing was charged.
+			err = fmt.Errorf("%w: %w", payment.ErrNotCharged, err)
+		}
 		return payment.Charge{}, err
 	}
 	if resp.status != http.StatusOK && resp.status != http.StatusCreated {
-		return payment.Charge{}, c.chargeFailure(ctx, op, req.RequestID, resp)
+		err := c.chargeFailure(ctx, op, req.RequestID, resp)
+		var declined *payment.DeclinedError
+		if !errors.As(err, &declined) && refusedBeforeCharging(resp) {
+			err = fmt.Errorf("%w: %w", payment.ErrNotCharged, err)
+		}
+		return payment.Charge{}, err
 	}
 	o, err := c.decodeOrder(ctx, op, req.RequestID, resp)
 	if err != nil {
@@ -334,6 +347,19 @@ func (c *Client) chargeFailure(ctx context.Context, op, requestID string, resp *
 		c.log.LogAttrs(ctx, slog.LevelError, "paypal refused the request", attrs...)
 	}
 	return fmt.Errorf("%w: paypal %s: %w", payment.ErrUnavailable, op, e)
+}
+
+// refusedBeforeCharging reports whether an error answer to a create-order
+// request certainly took no money: PayPal refuses a request it cannot accept
+// (400, 401 after a fresh token, 403, 404, 415, 422, 429) before processing
+// it. A 409 or ORDER_COMPLETION_IN_PROGRESS means an earlier request with the
+// same id is still being processed, and a 5xx may have come after the
+// charge: those stay unknown, for Resolve to settle.
+func refusedBeforeCharging(resp *response) bool {
+	if resp.status < 400 || resp.status >= 500 || resp.status == http.StatusConflict {
+		return false
+	}
+	return resp.apiError().Issue != "ORDER_COMPLETION_IN_PROGRESS"
 }
 
 // decodeOrder reads an order from a 200/201 answer.

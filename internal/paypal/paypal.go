@@ -17,10 +17,12 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/http/httptrace"
 	"net/url"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/registrar/registrar/internal/payment"
@@ -209,30 +211,47 @@ type response struct {
 	header  http.Header
 }
 
+// notSentError is a failure before a request reached PayPal whole: no
+// access token, a refused connection, a DNS or TLS failure, a request not
+// fully written. PayPal cannot have acted on it.
+type notSentError struct{ err error }
+
+func (e *notSentError) Error() string { return e.err.Error() }
+func (e *notSentError) Unwrap() error { return e.err }
+
 // call sends one API request with a Bearer token. A 401 invalidates the token
 // and the request is sent once more with a fresh one (same body, same
-// PayPal-Request-Id). Transport failures wrap payment.ErrUnavailable; any
-// HTTP status is returned as a response for the caller to interpret.
+// PayPal-Request-Id). Transport failures wrap payment.ErrUnavailable, and
+// also *notSentError when the request never reached PayPal whole; any HTTP
+// status is returned as a response for the caller to interpret.
 func (c *Client) call(ctx context.Context, op, method, path, requestID string, body any) (*response, error) {
 	var payload []byte
 	if body != nil {
 		var err error
 		if payload, err = json.Marshal(body); err != nil {
-			return nil, fmt.Errorf("%w: paypal %s: encode request: %w", payment.ErrUnavailable, op, err)
+			return nil, &notSentError{fmt.Errorf("%w: paypal %s: encode request: %w", payment.ErrUnavailable, op, err)}
 		}
 	}
 	for attempt := 0; ; attempt++ {
 		tok, err := c.accessToken(ctx)
 		if err != nil {
-			return nil, err
+			return nil, &notSentError{err}
 		}
 		var rd io.Reader
 		if payload != nil {
 			rd = bytes.NewReader(payload)
 		}
-		req, err := http.NewRequestWithContext(ctx, method, c.base+path, rd)
+		// wrote records whether the whole request was written to a
+		// connection; until then PayPal has nothing it could act on.
+		var wrote atomic.Bool
+		trace := &httptrace.ClientTrace{WroteRequest: func(i httptrace.WroteRequestInfo) {
+			if i.Err == nil {
+				wrote.Store(true)
+			}
+		}}
+		req, err := http.NewRequestWithContext(httptrace.WithClientTrace(ctx, trace), method, c.base+path, rd)
 		if err != nil {
-			return nil, fmt.Errorf("%w: paypal %s: %w", payment.ErrUnavailable, op, err)
+			return nil, &notSentError{fmt.Errorf("%w: paypal %s: %w", payment.ErrUnavailable, op, err)}
 		}
 		req.Header.Set("Authorization", "Bearer "+tok)
 		req.Header.Set("Accept", "application/json")
@@ -245,9 +264,15 @@ func (c *Client) call(ctx context.Context, op, method, path, requestID string, b
 		req.Header.Set("Prefer", "return=representation")
 		resp, err := c.hc.Do(req)
 		if err != nil {
+			sent := wrote.Load()
 			c.log.LogAttrs(ctx, slog.LevelWarn, "paypal request failed",
-				slog.String("op", op), slog.String("paypal_request_id", requestID), slog.String("error", transportError(err)))
-			return nil, fmt.Errorf("%w: paypal %s: %w", payment.ErrUnavailable, op, err)
+				slog.String("op", op), slog.String("paypal_request_id", requestID),
+				slog.Bool("sent", sent), slog.String("error", transportError(err)))
+			err = fmt.Errorf("%w: paypal %s: %w", payment.ErrUnavailable, op, err)
+			if !sent {
+				err = &notSentError{err}
+			}
+			return nil, err
 		}
 		data, err := io.ReadAll(io.LimitReader(resp.Body, maxResponse))
 		resp.Body.Close()

@@ -728,7 +728,11 @@ func TestConnectionsAreReused(t *testing.T) {
 	}
 	wave()
 	wave()
-	if got := fake.Connections(); got != first {
-		t.Errorf("%d connections after three waves; want the first wave's %d reused", got, first)
+	// A connection goes back to the idle pool just after its answer is
+	// read, so a charge of the next wave may now and then dial before the
+	// last one is back. Without reuse each wave would open about inFlight-2
+	// new ones; a handful is that race, not a lost pool.
+	if got := fake.Connections(); got-first > inFlight/8 {
+		t.Errorf("%d connections after three waves, %d more than the first wave's; want them reused", got, got-first)
 	}
 }

@@ -79,6 +79,8 @@ type PayPal struct {
 	paymentsKeyTTL  time.Duration
 	failN           int
 	failStatus      int
+	failAfterN      int
+	failAfterStatus int
 	hangN           int
 	latency         time.Duration
 	requireApproval bool
@@ -193,6 +195,16 @@ func (p *PayPal) FailNext(n, status int) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.failN, p.failStatus = n, status
+}
+
+// FailAfterNext makes the next n API calls be processed (an order created
+// and captured, a refund made) and then answered with status (500, 503, ...)
+// as a gateway failing after PayPal acted would: the outcome is unknown to
+// the client until it asks again with the same PayPal-Request-Id.
+func (p *PayPal) FailAfterNext(n, status int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.failAfterN, p.failAfterStatus = n, status
 }
 
 // SetLatency delays every answer (token requests too) by d.
@@ -575,8 +587,17 @@ func (p *PayPal) api(spec *Spec, texts ppTexts, op func(r *http.Request, body []
 
 		p.mu.Lock()
 		res := op(r, body)
+		failAfter := 0
+		if p.failAfterN > 0 {
+			p.failAfterN--
+			failAfter = p.failAfterStatus
+		}
 		p.mu.Unlock()
 		if !p.pause(r, latency, hang) {
+			return
+		}
+		if failAfter != 0 {
+			answer(ppFail(failAfter, ""))
 			return
 		}
 		answer(res)

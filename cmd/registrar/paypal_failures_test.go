@@ -1,0 +1,166 @@
+package main
+
+import (
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// apiAnswer posts a registration and returns the status and the error body.
+func apiAnswer(t *testing.T, base, body, key string) (int, errorAnswer) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, base+"/api/registrations", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Idempotency-Key", key)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(resp.Body)
+	var a errorAnswer
+	if resp.StatusCode >= 400 {
+		if err := json.Unmarshal(data, &a); err != nil {
+			t.Fatalf("error body %q: %v", data, err)
+		}
+	}
+	return resp.StatusCode, a
+}
+
+type errorAnswer struct {
+	Error struct {
+		Code      string `json:"code"`
+		Message   string `json:"message"`
+		Retryable bool   `json:"retryable"`
+	} `json:"error"`
+}
+
+// seatsHeld reads the ticket's taken count and its held seats.
+func seatsHeld(t *testing.T, dir string) (taken, holds int) {
+	t.Helper()
+	db := openDB(t, filepath.Join(dir, "registrar.db"))
+	defer db.Close()
+	if err := db.QueryRow(`SELECT taken FROM ticket_stock WHERE ticket_id = 'standard'`).Scan(&taken); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.QueryRow(`SELECT count(*) FROM seat_holds`).Scan(&holds); err != nil {
+		t.Fatal(err)
+	}
+	return taken, holds
+}
+
+// When PayPal certainly charged nothing — its token refused, its address
+// refused, the order refused before charging — the answer is 502 "nothing
+// was charged" and the seat and the key are free again at once, not held
+// for hours until PayPal answers.
+func TestPayPalCertainlyNotCharged(t *testing.T) {
+	t.Parallel()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := "http://" + l.Addr().String()
+	l.Close()
+	cases := []struct {
+		name  string
+		setup func(e env, f fakes)
+		// later succeeds: the same key goes through once PayPal accepts.
+		later bool
+	}{
+		{"token refused", func(e env, f fakes) { e["PAYPAL_CLIENT_SECRET"] = "not-the-secret" }, false},
+		{"connection refused", func(e env, f fakes) { e["PAYPAL_API_BASE"] = closed }, false},
+		{"order refused before charging", func(e env, f fakes) { f.paypal.FailNext(1, http.StatusForbidden) }, true},
+		{"rate limited", func(e env, f fakes) { f.paypal.FailNext(1, http.StatusTooManyRequests) }, true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			dir := t.TempDir()
+			e, f := providerEnv(t, dir, "outbox")
+			e["REGISTRAR_MAILING_LIST"] = "local"
+			tc.setup(e, f)
+			s := startRun(t, e)
+			defer s.stop(t)
+
+			requestsBefore := f.paypal.Requests()
+			code, a := apiAnswer(t, s.url, paypalBody(1, false, "Ada Lovelace"), "k-not-charged")
+			if code != http.StatusBadGateway || a.Error.Code != "payment_unavailable" || !strings.Contains(a.Error.Message, "Nothing was charged") {
+				t.Fatalf("answer %d %+v; want 502 payment_unavailable, nothing was charged", code, a.Error)
+			}
+			if taken, holds := seatsHeld(t, dir); taken != 0 || holds != 0 {
+				t.Errorf("right after the answer: taken %d, held %d; want the seat back at once", taken, holds)
+			}
+			if f.paypal.Captures() != 0 {
+				t.Errorf("%d captures", f.paypal.Captures())
+			}
+			if tc.later {
+				// PayPal was not asked again whether the refused order charged.
+				if n := f.paypal.Requests() - requestsBefore; n != 2 {
+					t.Errorf("PayPal saw %d requests (token and order); want 2, no resolve", n)
+				}
+				code, c, err := post(http.DefaultClient, s.url, paypalBody(1, false, "Ada Lovelace"), "k-not-charged")
+				if err != nil || code != http.StatusAccepted {
+					t.Fatalf("the same key once PayPal accepts: %d %v; want 202", code, err)
+				}
+				waitCompleted(t, s.url, []string{c.ID}, 60*time.Second)
+				if f.paypal.CapturesFor(c.ID) != 1 {
+					t.Errorf("captures for %s = %d; want 1", c.ID, f.paypal.CapturesFor(c.ID))
+				}
+				return
+			}
+			// The key is not left in progress: the same request answers the
+			// same way again instead of 409 idempotency_in_progress.
+			if code, a := apiAnswer(t, s.url, paypalBody(1, false, "Ada Lovelace"), "k-not-charged"); code != http.StatusBadGateway {
+				t.Errorf("the same key again: %d %+v; want 502 again", code, a.Error)
+			}
+			if taken, holds := seatsHeld(t, dir); taken != 0 || holds != 0 {
+				t.Errorf("after the retry: taken %d, held %d; want 0 and 0", taken, holds)
+			}
+		})
+	}
+}
+
+// When PayPal may have charged — a 5xx after it captured, an answer that
+// never came — the outcome is asked for, never assumed: the charge is found
+// and the registration completes, charged once.
+func TestPayPalMaybeCharged(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name  string
+		setup func(f fakes)
+	}{
+		{"5xx after the charge", func(f fakes) { f.paypal.FailAfterNext(1, http.StatusInternalServerError) }},
+		// registrar waits 30 s for a charge, then asks PayPal.
+		{"timeout after the charge", func(f fakes) { f.paypal.HangNext(1) }},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			dir := t.TempDir()
+			e, f := providerEnv(t, dir, "outbox")
+			e["REGISTRAR_MAILING_LIST"] = "local"
+			s := startRun(t, e)
+			defer s.stop(t)
+			tc.setup(f)
+			code, c, err := post(http.DefaultClient, s.url, paypalBody(1, false, "Ada Lovelace"), "k-maybe")
+			if err != nil || code != http.StatusAccepted {
+				t.Fatalf("answer %d %v; want 202 once the charge is found", code, err)
+			}
+			waitCompleted(t, s.url, []string{c.ID}, 60*time.Second)
+			if n := f.paypal.Captures(); n != 1 {
+				t.Errorf("%d captures; want 1", n)
+			}
+			if taken, holds := seatsHeld(t, dir); taken != 1 || holds != 0 {
+				t.Errorf("taken %d, held %d; want 1 and 0", taken, holds)
+			}
+		})
+	}
+}
