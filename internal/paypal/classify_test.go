@@ -212,4 +212,3 @@ func TestResolveFailureIsNotNotCharged(t *testing.T) {
 		t.Errorf("Resolve answered 403: %v; want no ErrNotCharged", err)
 	}
 }
-
