@@ -16,8 +16,8 @@ func (e *AttendeeEdit) Normalize() {
 // "company"); empty when valid.
 func (e AttendeeEdit) Validate() map[string]string {
 	f := map[string]string{}
-	text(f, "first_name", "first name", e.FirstName, true, 100)
-	text(f, "last_name", "last name", e.LastName, true, 100)
+	name(f, "first_name", "first name", e.FirstName)
+	name(f, "last_name", "last name", e.LastName)
 	text(f, "company", "company", e.Company, false, 200)
 	if msg := checkEmail(e.Email); msg != "" {
 		f["email"] = msg

@@ -102,8 +102,8 @@ func (r *Request) Validate(ev *event.Event, now time.Time) map[string]string {
 	case !ok:
 		f["ticket"] = fmt.Sprintf("There is no ticket %q for this event.", r.Ticket)
 	}
-	text(f, "attendee.first_name", "first name", r.Attendee.FirstName, true, 100)
-	text(f, "attendee.last_name", "last name", r.Attendee.LastName, true, 100)
+	name(f, "attendee.first_name", "first name", r.Attendee.FirstName)
+	name(f, "attendee.last_name", "last name", r.Attendee.LastName)
 	text(f, "attendee.company", "company", r.Attendee.Company, false, 200)
 	if msg := checkEmail(r.Attendee.Email); msg != "" {
 		f["attendee.email"] = msg
@@ -137,7 +137,7 @@ func (r *Request) Validate(ev *event.Event, now time.Time) map[string]string {
 	case payment.Brand(b.Card.Number) != "amex" && payment.Brand(b.Card.Number) != "card" && len(b.Card.CVC) != 3:
 		f["billing.card.cvc"] = "The security code is the 3 digits on the back of the card."
 	}
-	text(f, "billing.card.name", "name on the card", b.Card.Name, true, 100)
+	name(f, "billing.card.name", "name on the card", b.Card.Name)
 	text(f, "billing.address.line1", "address", b.Address.Line1, true, 200)
 	text(f, "billing.address.line2", "address line 2", b.Address.Line2, false, 200)
 	text(f, "billing.address.city", "city", b.Address.City, true, 100)
@@ -159,7 +159,48 @@ func text(f map[string]string, key, label, v string, required bool, max int) {
 		f[key] = fmt.Sprintf("The %s is longer than %d characters.", label, max)
 	case strings.IndexFunc(v, unicode.IsControl) >= 0:
 		f[key] = "The " + label + " contains control characters."
+	case hiddenFormatting(v):
+		f[key] = "The " + label + " contains invisible characters (direction overrides, zero-width spaces or the like); type it again without them."
 	}
+}
+
+// name checks a person's name: text as for any field, and nothing that reads
+// as a link or an address. A name is printed in the greeting of emails sent
+// from the organiser's address, so a "name" carrying a link would turn them
+// into phishing.
+func name(f map[string]string, key, label, v string) {
+	text(f, key, label, v, true, 100)
+	if _, bad := f[key]; !bad && looksLikeLink(v) {
+		f[key] = "The " + label + " looks like a web or email address; enter the name only."
+	}
+}
+
+// linkPattern finds what mail clients and people read as a link: a scheme,
+// "www.", an email address, or a host name with a common top-level domain.
+var linkPattern = regexp.MustCompile(`(?i)([a-z][a-z0-9+.-]*://|www\.|[^\s@]@[^\s@]+\.|[\pL\pN-]{2,}\.(com|net|org|info|biz|io|co|app|dev|xyz|top|site|online|shop|link|click|ru|cn|example|me|ly|gl|to|tk)\b)`)
+
+func looksLikeLink(v string) bool { return linkPattern.MatchString(v) }
+
+// hiddenFormatting reports characters that change how text is shown
+// without being seen: Unicode format characters (bidirectional overrides
+// and isolates, direction marks, the Arabic letter mark, zero-width spaces,
+// the byte order mark), line and paragraph separators, and private-use or
+// unassigned code points. The zero-width joiner and non-joiner are allowed
+// between two letters, where scripts such as Persian and Devanagari need
+// them.
+func hiddenFormatting(v string) bool {
+	runes := []rune(v)
+	for i, r := range runes {
+		switch {
+		case r == '\u200c' || r == '\u200d':
+			if i == 0 || i == len(runes)-1 || !unicode.IsLetter(runes[i-1]) && !unicode.IsMark(runes[i-1]) || !unicode.IsLetter(runes[i+1]) {
+				return true
+			}
+		case unicode.In(r, unicode.Cf, unicode.Co, unicode.Cn, unicode.Zl, unicode.Zp):
+			return true
+		}
+	}
+	return false
 }
 
 func checkEmail(v string) string {

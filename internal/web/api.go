@@ -7,10 +7,12 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"reflect"
 	"time"
 
 	"github.com/registrar/registrar/internal/event"
 	"github.com/registrar/registrar/internal/registration"
+	"github.com/registrar/registrar/internal/strictjson"
 )
 
 // maxBody caps request bodies (DESIGN.md §5).
@@ -64,7 +66,8 @@ func validKey(k string) bool {
 	return true
 }
 
-// decodeRequest reads exactly one JSON object with no unknown fields.
+// decodeRequest reads exactly one JSON object with no unknown, repeated or
+// miscased fields, in valid UTF-8.
 func decodeRequest(body io.Reader) (registration.Request, error) {
 	var req registration.Request
 	data, err := io.ReadAll(body)
@@ -75,6 +78,14 @@ func decodeRequest(body io.Reader) (registration.Request, error) {
 	}
 	if err != nil {
 		return req, &registration.Error{Code: registration.CodeInvalidRequest, Message: "The request body could not be read.", Err: err}
+	}
+	// Duplicate keys, keys in another case, unknown keys and invalid UTF-8
+	// are refused before encoding/json, which would let them through.
+	var shape *strictjson.Error
+	if err := strictjson.Check(data, reflect.TypeFor[registration.Request]()); errors.As(err, &shape) {
+		return req, &registration.Error{Code: registration.CodeInvalidRequest, Message: shape.Message}
+	} else if err != nil {
+		return req, &registration.Error{Code: registration.CodeInvalidRequest, Message: "The body is not valid JSON.", Err: err}
 	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()

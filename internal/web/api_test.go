@@ -3,7 +3,6 @@ package web
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"maps"
 	"net/http"
@@ -780,40 +779,6 @@ func TestCapacityUnderConcurrency(t *testing.T) {
 	if c, r := h.proc.Charges(); c != capacity || r != 0 {
 		t.Errorf("charges: got %d, %d refunded; want %d, 0", c, r, capacity)
 	}
-}
-
-func FuzzDecodeRequest(f *testing.F) {
-	valid, _ := json.Marshal(validRequest())
-	for _, seed := range []string{
-		string(valid),
-		`{}`, `null`, `[]`, `""`, `{"ticket":"community","attendee":{"first_name":"A"}}`,
-		`{"billing":null}`, `{"billing":{}}`, `{"newsletter":"yes"}`, `{"x":1}`, `{"ticket":"a"} {}`,
-		`{"attendee":{"first_name":"\ud800"}}`, `{"TICKET":"standard"}`, "{\"ticket\":\"\xff\"}",
-		`{"ticket":"a","ticket":"b"}`, `  {"newsletter":true}  `,
-	} {
-		f.Add([]byte(seed))
-	}
-	f.Fuzz(func(t *testing.T, data []byte) {
-		req, err := decodeRequest(bytes.NewReader(data))
-		if err != nil {
-			var e *registration.Error
-			if !errors.As(err, &e) || e.Code != registration.CodeInvalidRequest || e.Message == "" {
-				t.Fatalf("decode error %v: want an invalid_request *registration.Error", err)
-			}
-			return
-		}
-		again, err := json.Marshal(req)
-		if err != nil {
-			t.Fatalf("re-encode %+v: %v", req, err)
-		}
-		back, err := decodeRequest(bytes.NewReader(again))
-		if err != nil {
-			t.Fatalf("decoding the re-encoded %s: %v", again, err)
-		}
-		if !reflect.DeepEqual(back, req) {
-			t.Fatalf("round trip changed the request:\n first %#v\nsecond %#v", req, back)
-		}
-	})
 }
 
 func TestUnknownAPIRoutesAnswerJSON(t *testing.T) {
