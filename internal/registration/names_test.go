@@ -87,7 +87,7 @@ func TestNamesAccepted(t *testing.T) {
 	for _, v := range []string{
 		"Ada", "Mary-Jane", "O'Brien", "J. R. R.", "Jean-Luc Picard", "Zoë Ångström", "Nguyễn Thị Minh Khai",
 		"محمد\u200Cحسین", // Persian, with a zero-width non-joiner between letters
-		"क्\u200Dष",         // Devanagari, with a zero-width joiner
+		"क्\u200Dष",      // Devanagari, with a zero-width joiner
 		"王小明", "Δημήτρης", "Мария", "St. John", "Dr.Smith", "Ana María de la Cruz", "Siân",
 		"\u05E9\u05E8\u05D4", // Hebrew: right-to-left by itself, no override needed
 	} {

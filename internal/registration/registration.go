@@ -4,8 +4,8 @@ package registration
 
 import (
 	"errors"
-	"strings"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/registrar/registrar/internal/payment"
