@@ -11,9 +11,7 @@ import (
 // Availability implements registration.Store: every ticket's seats, taken
 // and held.
 func (s *Store) Availability(ctx context.Context, eventID string) (map[string]registration.Availability, error) {
-	rows, err := s.db.Read.QueryContext(ctx, `SELECT t.ticket_id, t.capacity, t.taken,
-			(SELECT count(*) FROM seat_holds h WHERE h.event_id = t.event_id AND h.ticket_id = t.ticket_id)
-		FROM ticket_stock t WHERE t.event_id = ?`, eventID)
+	rows, err := s.db.Read.QueryContext(ctx, `SELECT ticket_id, capacity, taken, held FROM ticket_stock WHERE event_id = ?`, eventID)
 	if err != nil {
 		return nil, fmt.Errorf("read availability: %w", err)
 	}

@@ -165,8 +165,8 @@ func startAttempt(ctx context.Context, tx *sql.Tx, a registration.Attempt, soldO
 // may have been lowered below them). A ticket without stock has no seat.
 func paidOut(ctx context.Context, tx *sql.Tx, a registration.Attempt) (bool, error) {
 	var paid, capacity int
-	err := tx.QueryRowContext(ctx, `SELECT t.taken - (SELECT count(*) FROM seat_holds h WHERE h.event_id = t.event_id AND h.ticket_id = t.ticket_id),
-		t.capacity FROM ticket_stock t WHERE t.event_id = ? AND t.ticket_id = ?`, a.EventID, a.TicketID).Scan(&paid, &capacity)
+	err := tx.QueryRowContext(ctx, `SELECT taken - held, capacity FROM ticket_stock WHERE event_id = ? AND ticket_id = ?`,
+		a.EventID, a.TicketID).Scan(&paid, &capacity)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		return true, nil

@@ -3,6 +3,7 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -319,4 +320,54 @@ func TestRescueRunningJobs(t *testing.T) {
 	if n, err := db.RescueRunningJobs(ctx); err != nil || n != 0 {
 		t.Errorf("second RescueRunningJobs = %d, %v; want 0, nil", n, err)
 	}
+}
+
+// The held count kept by triggers follows the holds as attempts start and
+// end, and a final sell-out is told from it.
+func TestHeldSeatsCount(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	db, _ := openDB(t)
+	s := NewStore(db)
+	ev := &event.Event{ID: "testconf", Currency: "EUR", Tickets: []event.Ticket{{ID: "standard", Price: 100, Capacity: 3}}}
+	if err := s.SyncTickets(ctx, ev); err != nil {
+		t.Fatal(err)
+	}
+	check := func(want int) {
+		t.Helper()
+		var held, holds int
+		if err := db.Write.QueryRowContext(ctx, `SELECT held, (SELECT count(*) FROM seat_holds) FROM ticket_stock`).Scan(&held, &holds); err != nil {
+			t.Fatal(err)
+		}
+		if held != want || holds != want {
+			t.Errorf("held %d, holds %d; want %d", held, holds, want)
+		}
+	}
+	now := time.Now().UTC()
+	var as []registration.Attempt
+	for range 3 {
+		id, err := registration.NewID()
+		if err != nil {
+			t.Fatal(err)
+		}
+		a := registration.Attempt{ID: id, EventID: ev.ID, TicketID: "standard", CreatedAt: now, ResolveAfter: now.Add(time.Hour)}
+		if _, err := s.StartAttempt(ctx, a, registration.Outcome{}); err != nil {
+			t.Fatal(err)
+		}
+		as = append(as, a)
+	}
+	check(3)
+	id, _ := registration.NewID()
+	extra := registration.Attempt{ID: id, EventID: ev.ID, TicketID: "standard", CreatedAt: now, ResolveAfter: now.Add(time.Hour)}
+	if _, err := s.StartAttempt(ctx, extra, registration.Outcome{}); !errors.Is(err, registration.ErrSeatsHeld) {
+		t.Errorf("a fourth attempt while three are held: %v; want ErrSeatsHeld", err)
+	}
+	if err := s.FailAttempt(ctx, as[0], nil); err != nil {
+		t.Fatal(err)
+	}
+	check(2)
+	if _, err := db.Write.ExecContext(ctx, `DELETE FROM seat_holds`); err != nil {
+		t.Fatal(err)
+	}
+	check(0)
 }
