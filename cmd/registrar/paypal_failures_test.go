@@ -1,6 +1,7 @@
 package main
 
 import (
+	"database/sql"
 	"encoding/json"
 	"io"
 	"net"
@@ -43,10 +44,35 @@ type errorAnswer struct {
 	} `json:"error"`
 }
 
-// seatsHeld reads the ticket's taken count and its held seats.
-func seatsHeld(t *testing.T, dir string) (taken, holds int) {
+// engines are the databases the PayPal failure tests run on: SQLite in a
+// directory, and PostgreSQL when TEST_DATABASE_URL is set.
+var engines = []string{"sqlite", "postgres"}
+
+// useEngine points e at a fresh database of the engine; it returns where
+// seatsHeld reads.
+func useEngine(t *testing.T, e env, engine, dir string) string {
 	t.Helper()
-	db := openDB(t, filepath.Join(dir, "registrar.db"))
+	if engine == "postgres" {
+		u := postgresURL(t)
+		e["REGISTRAR_DATABASE_URL"] = u
+		return u
+	}
+	return dir
+}
+
+// seatsHeld reads the ticket's taken count and its held seats, from the
+// SQLite file in a directory or the PostgreSQL database at a URL.
+func seatsHeld(t *testing.T, where string) (taken, holds int) {
+	t.Helper()
+	var db *sql.DB
+	if strings.HasPrefix(where, "postgres") {
+		var err error
+		if db, err = sql.Open("pgx", where); err != nil {
+			t.Fatal(err)
+		}
+	} else {
+		db = openDB(t, filepath.Join(where, "registrar.db"))
+	}
 	defer db.Close()
 	if err := db.QueryRow(`SELECT taken FROM ticket_stock WHERE ticket_id = 'standard'`).Scan(&taken); err != nil {
 		t.Fatal(err)
@@ -80,51 +106,54 @@ func TestPayPalCertainlyNotCharged(t *testing.T) {
 		{"order refused before charging", func(e env, f fakes) { f.paypal.FailNext(1, http.StatusForbidden) }, true},
 		{"rate limited", func(e env, f fakes) { f.paypal.FailNext(1, http.StatusTooManyRequests) }, true},
 	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			dir := t.TempDir()
-			e, f := providerEnv(t, dir, "outbox")
-			e["REGISTRAR_MAILING_LIST"] = "local"
-			tc.setup(e, f)
-			s := startRun(t, e)
-			defer s.stop(t)
+	for _, engine := range engines {
+		for _, tc := range cases {
+			t.Run(engine+"/"+tc.name, func(t *testing.T) {
+				t.Parallel()
+				dir := t.TempDir()
+				e, f := providerEnv(t, dir, "outbox")
+				e["REGISTRAR_MAILING_LIST"] = "local"
+				dir = useEngine(t, e, engine, dir)
+				tc.setup(e, f)
+				s := startRun(t, e)
+				defer s.stop(t)
 
-			requestsBefore := f.paypal.Requests()
-			code, a := apiAnswer(t, s.url, paypalBody(1, false, "Ada Lovelace"), "k-not-charged")
-			if code != http.StatusBadGateway || a.Error.Code != "payment_unavailable" || !strings.Contains(a.Error.Message, "Nothing was charged") {
-				t.Fatalf("answer %d %+v; want 502 payment_unavailable, nothing was charged", code, a.Error)
-			}
-			if taken, holds := seatsHeld(t, dir); taken != 0 || holds != 0 {
-				t.Errorf("right after the answer: taken %d, held %d; want the seat back at once", taken, holds)
-			}
-			if f.paypal.Captures() != 0 {
-				t.Errorf("%d captures", f.paypal.Captures())
-			}
-			if tc.later {
-				// PayPal was not asked again whether the refused order charged.
-				if n := f.paypal.Requests() - requestsBefore; n != 2 {
-					t.Errorf("PayPal saw %d requests (token and order); want 2, no resolve", n)
+				requestsBefore := f.paypal.Requests()
+				code, a := apiAnswer(t, s.url, paypalBody(1, false, "Ada Lovelace"), "k-not-charged")
+				if code != http.StatusBadGateway || a.Error.Code != "payment_unavailable" || !strings.Contains(a.Error.Message, "Nothing was charged") {
+					t.Fatalf("answer %d %+v; want 502 payment_unavailable, nothing was charged", code, a.Error)
 				}
-				code, c, err := post(http.DefaultClient, s.url, paypalBody(1, false, "Ada Lovelace"), "k-not-charged")
-				if err != nil || code != http.StatusAccepted {
-					t.Fatalf("the same key once PayPal accepts: %d %v; want 202", code, err)
+				if taken, holds := seatsHeld(t, dir); taken != 0 || holds != 0 {
+					t.Errorf("right after the answer: taken %d, held %d; want the seat back at once", taken, holds)
 				}
-				waitCompleted(t, s.url, []string{c.ID}, 60*time.Second)
-				if f.paypal.CapturesFor(c.ID) != 1 {
-					t.Errorf("captures for %s = %d; want 1", c.ID, f.paypal.CapturesFor(c.ID))
+				if f.paypal.Captures() != 0 {
+					t.Errorf("%d captures", f.paypal.Captures())
 				}
-				return
-			}
-			// The key is not left in progress: the same request answers the
-			// same way again instead of 409 idempotency_in_progress.
-			if code, a := apiAnswer(t, s.url, paypalBody(1, false, "Ada Lovelace"), "k-not-charged"); code != http.StatusBadGateway {
-				t.Errorf("the same key again: %d %+v; want 502 again", code, a.Error)
-			}
-			if taken, holds := seatsHeld(t, dir); taken != 0 || holds != 0 {
-				t.Errorf("after the retry: taken %d, held %d; want 0 and 0", taken, holds)
-			}
-		})
+				if tc.later {
+					// PayPal was not asked again whether the refused order charged.
+					if n := f.paypal.Requests() - requestsBefore; n != 2 {
+						t.Errorf("PayPal saw %d requests (token and order); want 2, no resolve", n)
+					}
+					code, c, err := post(http.DefaultClient, s.url, paypalBody(1, false, "Ada Lovelace"), "k-not-charged")
+					if err != nil || code != http.StatusAccepted {
+						t.Fatalf("the same key once PayPal accepts: %d %v; want 202", code, err)
+					}
+					waitCompleted(t, s.url, []string{c.ID}, 60*time.Second)
+					if f.paypal.CapturesFor(c.ID) != 1 {
+						t.Errorf("captures for %s = %d; want 1", c.ID, f.paypal.CapturesFor(c.ID))
+					}
+					return
+				}
+				// The key is not left in progress: the same request answers the
+				// same way again instead of 409 idempotency_in_progress.
+				if code, a := apiAnswer(t, s.url, paypalBody(1, false, "Ada Lovelace"), "k-not-charged"); code != http.StatusBadGateway {
+					t.Errorf("the same key again: %d %+v; want 502 again", code, a.Error)
+				}
+				if taken, holds := seatsHeld(t, dir); taken != 0 || holds != 0 {
+					t.Errorf("after the retry: taken %d, held %d; want 0 and 0", taken, holds)
+				}
+			})
+		}
 	}
 }
 
@@ -141,26 +170,29 @@ func TestPayPalMaybeCharged(t *testing.T) {
 		// registrar waits 30 s for a charge, then asks PayPal.
 		{"timeout after the charge", func(f fakes) { f.paypal.HangNext(1) }},
 	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			dir := t.TempDir()
-			e, f := providerEnv(t, dir, "outbox")
-			e["REGISTRAR_MAILING_LIST"] = "local"
-			s := startRun(t, e)
-			defer s.stop(t)
-			tc.setup(f)
-			code, c, err := post(http.DefaultClient, s.url, paypalBody(1, false, "Ada Lovelace"), "k-maybe")
-			if err != nil || code != http.StatusAccepted {
-				t.Fatalf("answer %d %v; want 202 once the charge is found", code, err)
-			}
-			waitCompleted(t, s.url, []string{c.ID}, 60*time.Second)
-			if n := f.paypal.Captures(); n != 1 {
-				t.Errorf("%d captures; want 1", n)
-			}
-			if taken, holds := seatsHeld(t, dir); taken != 1 || holds != 0 {
-				t.Errorf("taken %d, held %d; want 1 and 0", taken, holds)
-			}
-		})
+	for _, engine := range engines {
+		for _, tc := range cases {
+			t.Run(engine+"/"+tc.name, func(t *testing.T) {
+				t.Parallel()
+				dir := t.TempDir()
+				e, f := providerEnv(t, dir, "outbox")
+				e["REGISTRAR_MAILING_LIST"] = "local"
+				dir = useEngine(t, e, engine, dir)
+				s := startRun(t, e)
+				defer s.stop(t)
+				tc.setup(f)
+				code, c, err := post(http.DefaultClient, s.url, paypalBody(1, false, "Ada Lovelace"), "k-maybe")
+				if err != nil || code != http.StatusAccepted {
+					t.Fatalf("answer %d %v; want 202 once the charge is found", code, err)
+				}
+				waitCompleted(t, s.url, []string{c.ID}, 60*time.Second)
+				if n := f.paypal.Captures(); n != 1 {
+					t.Errorf("%d captures; want 1", n)
+				}
+				if taken, holds := seatsHeld(t, dir); taken != 1 || holds != 0 {
+					t.Errorf("taken %d, held %d; want 1 and 0", taken, holds)
+				}
+			})
+		}
 	}
 }
