@@ -133,6 +133,8 @@ type store interface {
 	pipeline.Store
 	pipeline.OfficeStore
 	pipeline.MailingList
+	pipeline.OptInList
+	web.Newsletter
 	admin.Store
 	SyncTickets(ctx context.Context, ev *event.Event) error
 }
@@ -369,8 +371,22 @@ func (a *app) build(ctx context.Context) error {
 		RateLimit: cfg.RateLimit,
 		Metrics:   m,
 		Admin:     backOffice,
+		// The form names who processes card payments.
+		PaymentProcessor: cfg.Payment,
+		// The local list's confirmation links; a provider's list confirms
+		// by itself.
+		Newsletter: localNewsletter(ad.list, store),
 	})
 	return err
+}
+
+// localNewsletter is what confirms the links of the local list's double
+// opt-in when that list is list, and nil otherwise.
+func localNewsletter(list pipeline.MailingList, store store) web.Newsletter {
+	if _, ok := list.(pipeline.OptInList); ok {
+		return store
+	}
+	return nil
 }
 
 // start settles what a dead process left behind, starts the pipeline's

@@ -244,7 +244,7 @@ func TestEndToEnd(t *testing.T) {
 	}
 	page, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK || !bytes.Contains(page, []byte(`<form method="post" action="/register"`)) {
+	if resp.StatusCode != http.StatusOK || !bytes.Contains(page, []byte(`method="post" action="/register"`)) {
 		t.Fatalf("GET / = %d, form missing", resp.StatusCode)
 	}
 
@@ -296,6 +296,12 @@ func TestEndToEnd(t *testing.T) {
 			t.Errorf("registration %d: payment %+v", i, st.Payment)
 		}
 	}
+	// Those who consented are asked to confirm by email; the first does.
+	links := newsletterLinks(t, filepath.Join(dir, "outbox"))
+	if len(links) != 2 || len(links[ids[0]]) != 1 || len(links[ids[2]]) != 1 {
+		t.Fatalf("newsletter confirmation links %v; want one for each of %s and %s", links, ids[0], ids[2])
+	}
+	confirmNewsletter(t, s.url, links[ids[0]][0])
 	s.stop(t)
 
 	// One .eml per registration in the outbox.
@@ -305,21 +311,25 @@ func TestEndToEnd(t *testing.T) {
 		}
 	}
 	db := openDB(t, filepath.Join(dir, "registrar.db"))
-	rows, err := db.Query(`SELECT email FROM mailing_list`)
+	rows, err := db.Query(`SELECT email, status FROM mailing_list`)
 	if err != nil {
 		t.Fatal(err)
 	}
 	listed := map[string]bool{}
+	statuses := map[string]string{}
 	for rows.Next() {
-		var e string
-		rows.Scan(&e)
-		listed[e] = true
+		var e, st string
+		rows.Scan(&e, &st)
+		listed[e], statuses[e] = true, st
 	}
 	rows.Close()
 	for addr, want := range consented {
 		if listed[addr] != want {
 			t.Errorf("mailing list has %s = %v, want %v", addr, listed[addr], want)
 		}
+	}
+	if statuses["ada.0@example.org"] != "subscribed" || statuses["ada.2@example.org"] != "pending" {
+		t.Errorf("mailing list statuses %v; want ada.0 subscribed (confirmed), ada.2 pending", statuses)
 	}
 	if len(listed) != 2 {
 		t.Errorf("mailing list has %d entries, want 2: %v", len(listed), listed)
@@ -558,8 +568,12 @@ func TestCrashRecovery(t *testing.T) {
 		t.Fatal(err)
 	}
 	files := map[string]bool{}
+	newsletters := 0
 	for _, en := range entries {
-		if strings.HasSuffix(en.Name(), ".eml") {
+		switch {
+		case strings.HasPrefix(en.Name(), "newsletter-") && strings.HasSuffix(en.Name(), ".eml"):
+			newsletters++ // the newsletter's requests to confirm, checked below
+		case strings.HasSuffix(en.Name(), ".eml"):
 			files[en.Name()] = true
 		}
 	}
@@ -576,8 +590,8 @@ func TestCrashRecovery(t *testing.T) {
 	if len(files) != regs || sent != regs {
 		t.Errorf("%d emails, %d sent deliveries for %d registrations", len(files), sent, regs)
 	}
-	if len(entries) != len(files) {
-		t.Errorf("outbox holds %d entries besides the emails (temp files left behind?)", len(entries)-len(files))
+	if len(entries) != len(files)+newsletters {
+		t.Errorf("outbox holds %d entries besides the emails (temp files left behind?)", len(entries)-len(files)-newsletters)
 	}
 	// Registrations stored but never answered (the kill cut the response, or
 	// the restart settled an attempt the provider had charged) complete too:
@@ -596,6 +610,27 @@ func TestCrashRecovery(t *testing.T) {
 			break
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+	// Each attendee who consented is asked to confirm once, or twice when
+	// the kill caught the request's send; nobody else is asked.
+	links := newsletterLinks(t, filepath.Join(dir, "outbox"))
+	rows, err := db.Query(`SELECT id, newsletter FROM registrations`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var id string
+		var newsletter bool
+		if err := rows.Scan(&id, &newsletter); err != nil {
+			t.Fatal(err)
+		}
+		if n := len(links[id]); newsletter && (n < 1 || n > 2) || !newsletter && n != 0 {
+			t.Errorf("registration %s (newsletter %v): %d requests to confirm; want 1 (2 if the kill caught its send) with consent, none without",
+				id, newsletter, n)
+		}
+	}
+	if err := rows.Close(); err != nil {
+		t.Fatal(err)
 	}
 	t.Logf("accepted %d before SIGKILL; %d registrations stored, %d of them unfinished at the kill", len(accepted), regs, pending)
 }

@@ -31,6 +31,8 @@ type detailView struct {
 	Refunds    []registration.Refund
 	Incidents  []registration.Incident
 	Audit      []registration.AuditEntry
+	// Newsletter is where the attendee's newsletter consent stands.
+	Newsletter NewsletterState
 	// Keys holds a fresh one-time key per form.
 	Keys map[string]string
 	// Values keeps what was typed into a form that failed validation;
@@ -113,6 +115,11 @@ func (s *server) loadDetail(ctx context.Context, id string) (detailView, error) 
 	for _, st := range reg.Steps {
 		if st.Status == registration.StepFailed {
 			dv.Failed = true
+		}
+	}
+	if reg.Newsletter {
+		if dv.Newsletter, err = s.Store.NewsletterState(ctx, id); err != nil {
+			return dv, err
 		}
 	}
 	if dv.Refunds, err = s.Store.Refunds(ctx, id); err != nil {

@@ -105,14 +105,11 @@ func (s *server) exportRegistrations() authedHandler {
 func (s *server) exportMailingList() authedHandler {
 	return func(w http.ResponseWriter, r *http.Request, v *visitor) {
 		cw := s.startCSV(w, r, "mailing-list")
-		cw.Write([]string{"email", "first_name", "last_name", "consented_at"})
+		cw.Write([]string{"email", "first_name", "last_name", "consented_at", "confirmed_at"})
 		rows := 0
 		err := s.Store.EachSubscriber(r.Context(), func(sub Subscriber) error {
-			consented := ""
-			if !sub.ConsentedAt.IsZero() {
-				consented = sub.ConsentedAt.UTC().Format(time.RFC3339)
-			}
-			if err := cw.Write([]string{neutralise(sub.Email), neutralise(sub.FirstName), neutralise(sub.LastName), consented}); err != nil {
+			if err := cw.Write([]string{neutralise(sub.Email), neutralise(sub.FirstName), neutralise(sub.LastName),
+				csvTime(sub.ConsentedAt), csvTime(sub.ConfirmedAt)}); err != nil {
 				return err
 			}
 			rows++
@@ -132,6 +129,14 @@ func (s *server) exportMailingList() authedHandler {
 		s.audit(r.Context(), registration.AuditEntry{At: s.Now(), Actor: v.Account.Email, Action: "export",
 			Detail: detail, Address: v.Address})
 	}
+}
+
+// csvTime is a time as exports write it: RFC 3339 in UTC, "" for none.
+func csvTime(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.UTC().Format(time.RFC3339)
 }
 
 // csvWriter writes CSV straight to the response.

@@ -172,7 +172,7 @@ func TestExportMailingList(t *testing.T) {
 			t.Errorf("Content-Disposition %q", cd)
 		}
 		rows := readCSV(t, w.Body.String())
-		if len(rows) != 3 || strings.Join(rows[0], ",") != "email,first_name,last_name,consented_at" {
+		if len(rows) != 3 || strings.Join(rows[0], ",") != "email,first_name,last_name,consented_at,confirmed_at" {
 			t.Fatalf("rows %v", rows)
 		}
 		if rows[1][0] != "evil@example.org" || rows[1][1] != "'=1+1" || rows[1][2] != "'-x" || rows[2][1] != "Grace" || rows[2][3] == "" {

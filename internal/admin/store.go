@@ -156,12 +156,26 @@ type Dashboard struct {
 	RefundsFailed, RefundsOpen int64
 }
 
-// Subscriber is one consenting attendee of the local mailing list.
+// Subscriber is one attendee of the local mailing list who consented and
+// confirmed their address.
 type Subscriber struct {
 	Email       string
 	FirstName   string
 	LastName    string
 	ConsentedAt time.Time
+	// ConfirmedAt is when the address was confirmed; zero for addresses
+	// subscribed before confirmation was asked.
+	ConfirmedAt time.Time
+}
+
+// NewsletterState is where a registration's newsletter consent stands.
+type NewsletterState struct {
+	// ConfirmedAt is when the attendee confirmed their address; zero while
+	// it is not.
+	ConfirmedAt time.Time
+	// Pending is set while the address awaits confirmation on the local
+	// mailing list (never with a provider's list, which confirms by itself).
+	Pending bool
 }
 
 // ErrAccountExists reports an account whose email is taken.
@@ -211,9 +225,12 @@ type Store interface {
 	// EachRegistration calls fn for every registration matching f (f.Limit
 	// ignored), newest first, reading in pages so memory stays constant.
 	EachRegistration(ctx context.Context, f Filter, fn func(registration.Registration) error) error
-	// EachSubscriber calls fn for every consenting attendee of the local
-	// mailing list, by email.
+	// EachSubscriber calls fn for every subscribed attendee of the local
+	// mailing list, by email: those still to confirm are left out.
 	EachSubscriber(ctx context.Context, fn func(Subscriber) error) error
+	// NewsletterState returns where a registration's newsletter consent
+	// stands.
+	NewsletterState(ctx context.Context, registrationID string) (NewsletterState, error)
 	// Dashboard summarises event eventID, counting registrations per day
 	// from since.
 	Dashboard(ctx context.Context, eventID string, since time.Time) (Dashboard, error)

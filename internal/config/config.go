@@ -54,7 +54,7 @@ type SendGrid struct {
 
 // Mailchimp holds the Mailchimp credentials and audience.
 type Mailchimp struct {
-	DoubleOptIn bool   // MAILCHIMP_DOUBLE_OPT_IN: new members start "pending" until they confirm
+	DoubleOptIn bool   // MAILCHIMP_DOUBLE_OPT_IN (default true): new members start "pending" until they confirm
 	APIKey      string // secret
 	ListID      string
 	APIBase     string // e.g. https://us21.api.mailchimp.com/3.0, no trailing slash
@@ -186,7 +186,7 @@ func Load(getenv func(string) string) (Config, error) {
 
 	c.MailingList = choice(&p, "REGISTRAR_MAILING_LIST", get("REGISTRAR_MAILING_LIST", defaultMailingList), "local", "mailchimp")
 	c.Mailchimp = mailchimp(&p, get("MAILCHIMP_API_KEY", ""), get("MAILCHIMP_LIST_ID", ""), get("MAILCHIMP_API_BASE", ""))
-	c.Mailchimp.DoubleOptIn = boolean(&p, "MAILCHIMP_DOUBLE_OPT_IN", get("MAILCHIMP_DOUBLE_OPT_IN", "false"))
+	c.Mailchimp.DoubleOptIn = boolean(&p, "MAILCHIMP_DOUBLE_OPT_IN", get("MAILCHIMP_DOUBLE_OPT_IN", "true"))
 	if c.MailingList == "mailchimp" {
 		require(&p, "MAILCHIMP_API_KEY", c.Mailchimp.APIKey, "REGISTRAR_MAILING_LIST=mailchimp", "create an API key under Account > Extras > API keys in Mailchimp")
 		require(&p, "MAILCHIMP_LIST_ID", c.Mailchimp.ListID, "REGISTRAR_MAILING_LIST=mailchimp", "use the audience ID from Audience > Settings in Mailchimp")

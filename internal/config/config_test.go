@@ -37,6 +37,7 @@ func TestLoadDefaults(t *testing.T) {
 		Email:       "outbox",
 		SendGrid:    SendGrid{APIBase: "https://api.sendgrid.com"},
 		MailingList: "local",
+		Mailchimp:   Mailchimp{DoubleOptIn: true},
 		DataDir:     "data",
 		RateLimit:   60,
 		JobTimeout:  time.Minute,
@@ -54,8 +55,11 @@ func TestLoadValid(t *testing.T) {
 		env   map[string]string
 		check func(t *testing.T, c Config)
 	}{
-		{"mailchimp double opt-in", map[string]string{"MAILCHIMP_DOUBLE_OPT_IN": "true"}, func(t *testing.T, c Config) {
+		{"mailchimp double opt-in by default", map[string]string{}, func(t *testing.T, c Config) {
 			eq(t, c.Mailchimp.DoubleOptIn, true)
+		}},
+		{"mailchimp double opt-in off", map[string]string{"MAILCHIMP_DOUBLE_OPT_IN": "false"}, func(t *testing.T, c Config) {
+			eq(t, c.Mailchimp.DoubleOptIn, false)
 		}},
 		{"rate limit off", map[string]string{"REGISTRAR_RATE_LIMIT": "0"}, func(t *testing.T, c Config) {
 			eq(t, c.RateLimit, 0)
@@ -128,13 +132,13 @@ func TestLoadValid(t *testing.T) {
 		}},
 		{"mailchimp base from key", map[string]string{"REGISTRAR_MAILING_LIST": "mailchimp", "MAILCHIMP_API_KEY": "abc123-us21", "MAILCHIMP_LIST_ID": "a1b2c3d4e5"}, func(t *testing.T, c Config) {
 			eq(t, c.MailingList, "mailchimp")
-			eq(t, c.Mailchimp, Mailchimp{APIKey: "abc123-us21", ListID: "a1b2c3d4e5", APIBase: "https://us21.api.mailchimp.com/3.0"})
+			eq(t, c.Mailchimp, Mailchimp{DoubleOptIn: true, APIKey: "abc123-us21", ListID: "a1b2c3d4e5", APIBase: "https://us21.api.mailchimp.com/3.0"})
 		}},
 		{"mailchimp key with dashes", map[string]string{"MAILCHIMP_API_KEY": "ab-cd-us6"}, func(t *testing.T, c Config) {
 			eq(t, c.Mailchimp.APIBase, "https://us6.api.mailchimp.com/3.0")
 		}},
 		{"mailchimp explicit base", map[string]string{"REGISTRAR_MAILING_LIST": "mailchimp", "MAILCHIMP_API_KEY": "nosuffix", "MAILCHIMP_LIST_ID": "list1", "MAILCHIMP_API_BASE": "http://127.0.0.1:9999/3.0/"}, func(t *testing.T, c Config) {
-			eq(t, c.Mailchimp, Mailchimp{APIKey: "nosuffix", ListID: "list1", APIBase: "http://127.0.0.1:9999/3.0"})
+			eq(t, c.Mailchimp, Mailchimp{DoubleOptIn: true, APIKey: "nosuffix", ListID: "list1", APIBase: "http://127.0.0.1:9999/3.0"})
 		}},
 		{"admin password kept verbatim", map[string]string{"REGISTRAR_ADMIN_PASSWORD": " correct horse "}, func(t *testing.T, c Config) {
 			eq(t, c.AdminPassword, " correct horse ")

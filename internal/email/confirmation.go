@@ -19,7 +19,14 @@ var templateFS embed.FS
 // eventTimeLayout renders e.g. "Thursday, 10 June 2027, 09:00 (UTC+02:00)".
 const eventTimeLayout = "Monday, 2 January 2006, 15:04 (UTC-07:00)"
 
-// Confirmation renders the registration confirmation email.
+const (
+	dayTimeLayout  = "Monday, 2 January 2006, 15:04"
+	zoneLayout     = "(UTC-07:00)"
+	paidTimeLayout = "2 January 2006, 15:04 (UTC-07:00)"
+)
+
+// Confirmation renders the registration confirmation email: the ticket, the
+// receipt of its payment, the event with an .ics invitation, and who to ask.
 type Confirmation struct {
 	RegistrationID string
 	// MessageID is the message's id when it is not the registration's first
@@ -29,12 +36,53 @@ type Confirmation struct {
 	TicketName                                         string
 	Amount                                             string // already formatted, e.g. "149.00"
 	Currency                                           string // "EUR"
-	Free                                               bool   // amount is zero
+	Free                                               bool   // amount is zero: "Free ticket", no receipt
 	EventName                                          string
-	EventStart                                         time.Time // shown in its own location, e.g. "Thursday, 10 June 2027, 09:00 (UTC+02:00)"
-	Venue                                              string
-	StatusURL                                          string
-	CardBrand, CardLast4                               string // may be empty (free ticket)
+	// EventStart is shown in its own location, e.g. "Thursday, 10 June
+	// 2027, 09:00 (UTC+02:00)"; every other time in the email is shown in
+	// that location too.
+	EventStart time.Time
+	// EventEnd is optional. Without it the email shows the start alone and
+	// the invitation has no DTEND, which calendars read as an entry that
+	// ends when it starts: no end time is made up.
+	EventEnd         time.Time
+	EventDescription string // optional plain text, for the invitation
+	Venue            string
+	StatusURL        string
+	// The receipt of a paid ticket; each part may be empty, and none is
+	// shown for a free ticket.
+	CardBrand, CardLast4 string
+	PaymentReference     string        // the provider's id of the payment
+	PaidAt               time.Time     // when the payment was taken
+	Billing              PostalAddress // the cardholder's address
+	RefundPolicy         string        // plain text, shown with the receipt
+	// Organiser sells the tickets; optional. Its email becomes the
+	// message's Reply-To and the invitation's ORGANIZER.
+	Organiser Organiser
+}
+
+// Organiser is who sells the tickets. Every field is optional.
+type Organiser struct {
+	Name  string
+	Email string // a plain address
+	URL   string // absolute http or https URL
+}
+
+// PostalAddress is a billing address. Every field is optional.
+type PostalAddress struct {
+	Line1, Line2, City, PostalCode, Region, Country string
+}
+
+// lines returns the address as the lines of a letter, the empty ones left
+// out: street lines, then postal code and city, region, country.
+func (a PostalAddress) lines() []string {
+	var lines []string
+	for _, l := range []string{a.Line1, a.Line2, strings.Join(strings.Fields(a.PostalCode+" "+a.City), " "), a.Region, a.Country} {
+		if l = strings.TrimSpace(l); l != "" {
+			lines = append(lines, l)
+		}
+	}
+	return lines
 }
 
 // Renderer renders the emails (confirmations, cancellation notices and
@@ -72,17 +120,24 @@ func NewRenderer() (*Renderer, error) {
 
 // confirmationView is what the templates see: every value already formatted.
 type confirmationView struct {
-	Subject        string
-	FirstName      string
-	AttendeeName   string
-	TicketName     string
-	Price          string // "149.00 EUR" or "Free"
-	Card           string // "Visa ending in 1111", or empty
-	EventName      string
-	When           string
-	Venue          string
-	StatusURL      string
-	RegistrationID string
+	Subject          string
+	FirstName        string
+	AttendeeName     string
+	TicketName       string
+	Free             bool
+	Price            string // "€149.00" or "Free ticket"
+	Card             string // "Visa •••• 1111", or empty
+	PaidAt           string // "5 January 2027, 11:00 (UTC+02:00)", or empty
+	PaymentReference string
+	Billing          []string // address lines
+	RefundPolicy     string
+	EventName        string
+	When             string
+	Venue            string
+	CalendarFile     string
+	Organiser        *Organiser // nil without one
+	StatusURL        string
+	RegistrationID   string
 }
 
 // Render builds the confirmation message for c, sent from from and dated now.
@@ -98,18 +153,30 @@ func (r *Renderer) Render(c Confirmation, from Address, now time.Time) (Message,
 		FirstName:      c.AttendeeFirstName,
 		AttendeeName:   strings.TrimSpace(c.AttendeeFirstName + " " + c.AttendeeLastName),
 		TicketName:     c.TicketName,
-		Price:          "Free",
+		Free:           c.Free,
+		Price:          "Free ticket",
 		EventName:      c.EventName,
-		When:           c.EventStart.Format(eventTimeLayout),
+		When:           eventWhen(c.EventStart, c.EventEnd),
 		Venue:          c.Venue,
+		CalendarFile:   calendarFilename(c.EventName),
 		StatusURL:      c.StatusURL,
 		RegistrationID: c.RegistrationID,
 	}
 	if !c.Free {
-		view.Price = c.Amount + " " + c.Currency
+		view.Price = formatMoney(c.Amount, c.Currency)
+		if c.CardBrand != "" && c.CardLast4 != "" {
+			view.Card = cardBrandName(c.CardBrand) + " •••• " + c.CardLast4
+		}
+		if !c.PaidAt.IsZero() {
+			view.PaidAt = c.PaidAt.In(c.EventStart.Location()).Format(paidTimeLayout)
+		}
+		view.PaymentReference = c.PaymentReference
+		view.Billing = c.Billing.lines()
+		view.RefundPolicy = strings.TrimSpace(c.RefundPolicy)
 	}
-	if c.CardBrand != "" && c.CardLast4 != "" {
-		view.Card = cardBrandName(c.CardBrand) + " ending in " + c.CardLast4
+	if c.Organiser != (Organiser{}) {
+		org := c.Organiser
+		view.Organiser = &org
 	}
 
 	var text, html bytes.Buffer
@@ -136,6 +203,14 @@ func (r *Renderer) Render(c Confirmation, from Address, now time.Time) (Message,
 		Text:    text.String(),
 		HTML:    html.String(),
 		Headers: map[string]string{"X-Registration-ID": c.RegistrationID},
+		Attachments: []Attachment{{
+			Filename:    view.CalendarFile,
+			ContentType: CalendarContentType,
+			Data:        c.calendar(now).ics(),
+		}},
+	}
+	if c.Organiser.Email != "" {
+		m.ReplyTo = Address{Name: c.Organiser.Name, Email: c.Organiser.Email}
 	}
 	if err := m.Validate(); err != nil {
 		return Message{}, fmt.Errorf("email: render confirmation: %w", err)
@@ -166,17 +241,68 @@ func (c Confirmation) validate() error {
 	}
 	if c.EventStart.IsZero() {
 		problems = append(problems, "Confirmation.EventStart: is required")
+	} else if !c.EventEnd.IsZero() && !c.EventEnd.After(c.EventStart) {
+		problems = append(problems, "Confirmation.EventEnd: must be after EventStart (or zero when the end is not known)")
 	}
 	if c.StatusURL != "" {
 		u, err := url.Parse(c.StatusURL)
-		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Hostname() == "" {
 			problems = append(problems, "Confirmation.StatusURL: must be an absolute http or https URL")
 		}
+	}
+	if c.Organiser.URL != "" && !absoluteHTTP(c.Organiser.URL) {
+		problems = append(problems, "Confirmation.Organiser.URL: must be an absolute http or https URL")
+	}
+	if p := checkHeaderText(c.Organiser.Name, maxNameLen); p != "" {
+		problems = append(problems, "Confirmation.Organiser.Name: "+p)
 	}
 	if len(problems) > 0 {
 		return fmt.Errorf("%w: %s", ErrInvalidMessage, strings.Join(problems, "; "))
 	}
 	return nil
+}
+
+// calendar is the invitation's event. Its UID is the registration id at the
+// status page's host, the same for every confirmation of a registration
+// (one sent again included), so that a calendar updates its entry rather than
+// adding a second one.
+func (c Confirmation) calendar(now time.Time) calendarEvent {
+	host := "localhost"
+	if u, err := url.Parse(c.StatusURL); err == nil && u.Hostname() != "" {
+		host = strings.ToLower(u.Hostname())
+	}
+	description := "Your registration: " + c.StatusURL
+	if d := strings.TrimSpace(c.EventDescription); d != "" {
+		description = d + "\n\n" + description
+	}
+	return calendarEvent{
+		UID:            c.RegistrationID + "@" + host,
+		Stamp:          now,
+		Start:          c.EventStart,
+		End:            c.EventEnd,
+		Summary:        c.EventName,
+		Location:       c.Venue,
+		Description:    description,
+		URL:            c.StatusURL,
+		OrganizerName:  c.Organiser.Name,
+		OrganizerEmail: c.Organiser.Email,
+	}
+}
+
+// eventWhen shows when the event takes place, in the start's location:
+// "Thursday, 10 June 2027, 09:00 – 18:00 (UTC+02:00)" for one day,
+// "Thursday, 10 June 2027, 09:00 – Friday, 11 June 2027, 18:00 (UTC+02:00)"
+// for several, and the start alone without an end.
+func eventWhen(start, end time.Time) string {
+	if end.IsZero() {
+		return start.Format(eventTimeLayout)
+	}
+	end = end.In(start.Location())
+	endLayout := dayTimeLayout
+	if y, m, d := start.Date(); end.Year() == y && end.Month() == m && end.Day() == d {
+		endLayout = "15:04"
+	}
+	return start.Format(dayTimeLayout) + " – " + end.Format(endLayout) + " " + start.Format(zoneLayout)
 }
 
 // cardBrandName turns a brand code such as "visa" into its display name.

@@ -2,7 +2,9 @@ package email_test
 
 import (
 	"bytes"
+	"encoding/base64"
 	"errors"
+	"fmt"
 	"io"
 	"maps"
 	"mime"
@@ -38,9 +40,25 @@ type part struct {
 	body        string
 }
 
+// attachment is one decoded attachment part.
+type attachment struct {
+	contentType string
+	filename    string
+	data        []byte
+}
+
 // parseMessage parses raw with net/mail and mime/multipart, decoding the
-// quoted-printable parts.
+// quoted-printable parts, and returns the text and HTML alternatives.
 func parseMessage(t testing.TB, raw []byte) (*mail.Message, []part) {
+	t.Helper()
+	msg, parts, _ := parseMIME(t, raw)
+	return msg, parts
+}
+
+// parseMIME parses raw as either a multipart/alternative, or a
+// multipart/mixed made of a multipart/alternative and attachments (each
+// base64 with Content-Disposition: attachment), and checks the structure.
+func parseMIME(t testing.TB, raw []byte) (*mail.Message, []part, []attachment) {
 	t.Helper()
 	msg, err := mail.ReadMessage(bytes.NewReader(raw))
 	if err != nil {
@@ -50,10 +68,65 @@ func parseMessage(t testing.TB, raw []byte) (*mail.Message, []part) {
 	if err != nil {
 		t.Fatalf("parse Content-Type: %v", err)
 	}
-	if mediaType != "multipart/alternative" {
-		t.Fatalf("Content-Type = %q, want multipart/alternative", mediaType)
+	switch mediaType {
+	case "multipart/alternative":
+		return msg, readAlternatives(t, msg.Body, params["boundary"]), nil
+	case "multipart/mixed":
+	default:
+		t.Fatalf("Content-Type = %q, want multipart/alternative or multipart/mixed", mediaType)
 	}
-	mr := multipart.NewReader(msg.Body, params["boundary"])
+	mixed := params["boundary"]
+	mr := multipart.NewReader(msg.Body, mixed)
+	first, err := mr.NextPart()
+	if err != nil {
+		t.Fatalf("first part of multipart/mixed: %v", err)
+	}
+	altType, altParams, err := mime.ParseMediaType(first.Header.Get("Content-Type"))
+	if err != nil || altType != "multipart/alternative" {
+		t.Fatalf("first part is %q (%v), want multipart/alternative", first.Header.Get("Content-Type"), err)
+	}
+	if altParams["boundary"] == mixed || strings.HasPrefix(altParams["boundary"], mixed) || strings.HasPrefix(mixed, altParams["boundary"]) {
+		t.Fatalf("boundaries %q and %q are not distinct", mixed, altParams["boundary"])
+	}
+	parts := readAlternatives(t, first, altParams["boundary"])
+	var attachments []attachment
+	for {
+		p, err := mr.NextPart()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatalf("NextPart: %v", err)
+		}
+		if cte := p.Header.Get("Content-Transfer-Encoding"); cte != "base64" {
+			t.Fatalf("attachment Content-Transfer-Encoding = %q, want base64", cte)
+		}
+		disposition, dparams, err := mime.ParseMediaType(p.Header.Get("Content-Disposition"))
+		if err != nil || disposition != "attachment" {
+			t.Fatalf("Content-Disposition = %q (%v), want attachment", p.Header.Get("Content-Disposition"), err)
+		}
+		encoded, err := io.ReadAll(p)
+		if err != nil {
+			t.Fatalf("read attachment: %v", err)
+		}
+		for _, line := range strings.Split(strings.TrimRight(string(encoded), "\r\n"), "\r\n") {
+			if len(line) > 76 {
+				t.Errorf("base64 line of %d characters, more than 76", len(line))
+			}
+		}
+		data, err := base64.StdEncoding.DecodeString(strings.ReplaceAll(string(encoded), "\r\n", ""))
+		if err != nil {
+			t.Fatalf("attachment is not base64: %v", err)
+		}
+		attachments = append(attachments, attachment{contentType: p.Header.Get("Content-Type"), filename: dparams["filename"], data: data})
+	}
+	return msg, parts, attachments
+}
+
+// readAlternatives reads the parts of a multipart/alternative body.
+func readAlternatives(t testing.TB, body io.Reader, boundary string) []part {
+	t.Helper()
+	mr := multipart.NewReader(body, boundary)
 	var parts []part
 	for {
 		p, err := mr.NextPart() // decodes quoted-printable transparently
@@ -69,7 +142,7 @@ func parseMessage(t testing.TB, raw []byte) (*mail.Message, []part) {
 		}
 		parts = append(parts, part{contentType: p.Header.Get("Content-Type"), body: string(body)})
 	}
-	return msg, parts
+	return parts
 }
 
 // checkWireFormat asserts CRLF line endings throughout, no line longer than
@@ -183,6 +256,61 @@ func TestValidate(t *testing.T) {
 		{"reserved Content-Type", func(m *email.Message) { m.Headers = map[string]string{"Content-Type": "text/plain"} }, `Headers["Content-Type"]`},
 		{"duplicate header", func(m *email.Message) { m.Headers = map[string]string{"X-A": "1", "x-a": "2"} }, `Headers["x-a"]`},
 		{"header value with injection", func(m *email.Message) { m.Headers["X-Registration-ID"] = "reg" + evil }, `Headers["X-Registration-ID"]`},
+		{"Reply-To as an extra header", func(m *email.Message) { m.Headers = map[string]string{"Reply-To": "help@gopherfest.example"} }, `Headers["Reply-To"]`},
+
+		{"reply-to", func(m *email.Message) {
+			m.ReplyTo = email.Address{Name: "GopherFest e.V.", Email: "hello@gopherfest.example"}
+		}, ""},
+		{"reply-to without a name", func(m *email.Message) { m.ReplyTo = email.Address{Email: "hello@gopherfest.example"} }, ""},
+		{"reply-to name without an address", func(m *email.Message) { m.ReplyTo = email.Address{Name: "GopherFest e.V."} }, "ReplyTo.Email"},
+		{"invalid ReplyTo.Email", func(m *email.Message) { m.ReplyTo = email.Address{Email: "hello"} }, "ReplyTo.Email"},
+		{"ReplyTo.Email list", func(m *email.Message) { m.ReplyTo = email.Address{Email: "a@example.org, b@example.org"} }, "ReplyTo.Email"},
+		{"ReplyTo.Email with injection", func(m *email.Message) { m.ReplyTo = email.Address{Email: "hello@gopherfest.example" + evil} }, "ReplyTo.Email"},
+		{"ReplyTo.Name with injection", func(m *email.Message) {
+			m.ReplyTo = email.Address{Name: "GopherFest" + evil, Email: "hello@gopherfest.example"}
+		}, "ReplyTo.Name"},
+
+		{"attachment", func(m *email.Message) { m.Attachments = []email.Attachment{calendarAttachment()} }, ""},
+		{"attachment with a non-ASCII name and spaces", func(m *email.Message) {
+			a := calendarAttachment()
+			a.Filename = "Café Conf 2027.ics"
+			m.Attachments = []email.Attachment{a}
+		}, ""},
+		{"attachment without a name", attach(func(a *email.Attachment) { a.Filename = "" }), "Attachments[0].Filename"},
+		{"attachment name with CRLF", attach(func(a *email.Attachment) { a.Filename = "a.ics" + evil }), "Attachments[0].Filename"},
+		{"attachment name with LF", attach(func(a *email.Attachment) { a.Filename = "a\n.ics" }), "Attachments[0].Filename"},
+		{"attachment name with NUL", attach(func(a *email.Attachment) { a.Filename = "a\x00.ics" }), "Attachments[0].Filename"},
+		{"attachment name with a tab", attach(func(a *email.Attachment) { a.Filename = "a\t.ics" }), "Attachments[0].Filename"},
+		{"attachment name with a double quote", attach(func(a *email.Attachment) { a.Filename = `a".ics` }), "Attachments[0].Filename"},
+		{"attachment name with a single quote", attach(func(a *email.Attachment) { a.Filename = `a'.ics` }), "Attachments[0].Filename"},
+		{"attachment name with a slash", attach(func(a *email.Attachment) { a.Filename = "../../etc/passwd" }), "Attachments[0].Filename"},
+		{"attachment name with a backslash", attach(func(a *email.Attachment) { a.Filename = `..\a.ics` }), "Attachments[0].Filename"},
+		{"attachment name dot-dot", attach(func(a *email.Attachment) { a.Filename = ".." }), "Attachments[0].Filename"},
+		{"attachment name with a leading space", attach(func(a *email.Attachment) { a.Filename = " a.ics" }), "Attachments[0].Filename"},
+		{"attachment name invalid UTF-8", attach(func(a *email.Attachment) { a.Filename = "a\xff.ics" }), "Attachments[0].Filename"},
+		{"attachment name too long", attach(func(a *email.Attachment) { a.Filename = strings.Repeat("a", 97) + ".ics" }), "Attachments[0].Filename"},
+		{"attachment without a type", attach(func(a *email.Attachment) { a.ContentType = "" }), "Attachments[0].ContentType"},
+		{"attachment type not a media type", attach(func(a *email.Attachment) { a.ContentType = "calendar" }), "Attachments[0].ContentType"},
+		{"attachment type with injection", attach(func(a *email.Attachment) { a.ContentType = "text/calendar" + evil }), "Attachments[0].ContentType"},
+		{"attachment type multipart", attach(func(a *email.Attachment) { a.ContentType = "multipart/mixed; boundary=x" }), "Attachments[0].ContentType"},
+		{"attachment type message", attach(func(a *email.Attachment) { a.ContentType = "message/rfc822" }), "Attachments[0].ContentType"},
+		{"empty attachment", attach(func(a *email.Attachment) { a.Data = nil }), "Attachments[0].Data"},
+		{"attachment too large", attach(func(a *email.Attachment) { a.Data = make([]byte, 5<<20+1) }), "Attachments[0].Data"},
+		{"attachments too large together", func(m *email.Message) {
+			for i := range 3 {
+				m.Attachments = append(m.Attachments, email.Attachment{Filename: fmt.Sprintf("%d.bin", i), ContentType: "application/octet-stream", Data: make([]byte, 4<<20)})
+			}
+		}, "Attachments"},
+		{"too many attachments", func(m *email.Message) {
+			for i := range 11 {
+				m.Attachments = append(m.Attachments, email.Attachment{Filename: fmt.Sprintf("%d.txt", i), ContentType: "text/plain", Data: []byte("x")})
+			}
+		}, "Attachments"},
+		{"two attachments with one name", func(m *email.Message) {
+			a, b := calendarAttachment(), calendarAttachment()
+			b.Filename = strings.ToUpper(b.Filename)
+			m.Attachments = []email.Attachment{a, b}
+		}, "Attachments[1].Filename"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -215,6 +343,25 @@ func TestValidate(t *testing.T) {
 				t.Errorf("Bytes() = %d bytes, %v; want nil and an error", len(raw), err)
 			}
 		})
+	}
+}
+
+// calendarAttachment is a small valid invitation.
+func calendarAttachment() email.Attachment {
+	return email.Attachment{
+		Filename:    "gopherfest-2027.ics",
+		ContentType: "text/calendar; charset=utf-8; method=PUBLISH",
+		Data:        []byte("BEGIN:VCALENDAR\r\nVERSION:2.0\r\nEND:VCALENDAR\r\n"),
+	}
+}
+
+// attach returns a mutation that gives the message one calendar attachment
+// changed by f.
+func attach(f func(a *email.Attachment)) func(m *email.Message) {
+	return func(m *email.Message) {
+		a := calendarAttachment()
+		f(&a)
+		m.Attachments = []email.Attachment{a}
 	}
 }
 
@@ -254,7 +401,24 @@ func TestBytesRoundTrip(t *testing.T) {
 		{"name with quotes and backslash", func(m *email.Message) { m.To.Name = `Ada "the Countess" \ Lovelace` }, 78},
 		{"no names", func(m *email.Message) { m.From.Name, m.To.Name = "", "" }, 78},
 		{"sorted extra headers", func(m *email.Message) {
-			m.Headers = map[string]string{"X-B": "2", "X-A": "1", "Reply-To": "help@gopherfest.example", "X-Registration-ID": m.ID}
+			m.Headers = map[string]string{"X-B": "2", "X-A": "1", "X-Registration-ID": m.ID}
+		}, 78},
+		{"reply-to", func(m *email.Message) {
+			m.ReplyTo = email.Address{Name: "GopherFest e.V.", Email: "hello@gopherfest.example"}
+		}, 78},
+		{"non-ASCII reply-to", func(m *email.Message) {
+			m.ReplyTo = email.Address{Name: "Café Conf, Zürich", Email: "hallo@cafe.example"}
+		}, 78},
+		{"attachment", func(m *email.Message) { m.Attachments = []email.Attachment{calendarAttachment()} }, 78},
+		{"attachments and reply-to", func(m *email.Message) {
+			m.ReplyTo = email.Address{Email: "hello@gopherfest.example"}
+			big := make([]byte, 10000)
+			for i := range big {
+				big[i] = byte(i * 7)
+			}
+			m.Attachments = []email.Attachment{calendarAttachment(),
+				{Filename: "Programm für Zoë.pdf", ContentType: "application/pdf", Data: big},
+				{Filename: "notes (1).txt", ContentType: "text/plain; charset=utf-8", Data: []byte("--=_ not a boundary\n")}}
 		}, 78},
 		{"awkward bodies", func(m *email.Message) {
 			m.Text = "no trailing newline\r\nCRLF line\rlone CR\ntrailing space   \n--=_ boundary-like\n=3D literal\n" +
@@ -277,10 +441,13 @@ func TestBytesRoundTrip(t *testing.T) {
 			}
 			headerLines := checkWireFormat(t, raw, tt.maxLine)
 
-			msg, parts := parseMessage(t, raw)
+			msg, parts, attachments := parseMIME(t, raw)
 
 			// Exactly the expected headers, each once.
 			want := []string{"Content-Type", "Date", "From", "Message-Id", "Mime-Version", "Subject", "To"}
+			if m.ReplyTo.Email != "" {
+				want = append(want, "Reply-To")
+			}
 			for name := range m.Headers {
 				want = append(want, textproto.CanonicalMIMEHeaderKey(name))
 			}
@@ -294,15 +461,19 @@ func TestBytesRoundTrip(t *testing.T) {
 				}
 			}
 
-			// Order: Date, From, To, Subject, Message-ID, MIME-Version, extras sorted, Content-Type.
+			// Order: Date, From, To, Reply-To, Subject, Message-ID, MIME-Version, extras sorted, Content-Type.
 			var order []string
 			for _, l := range headerLines {
 				if l[0] != ' ' && l[0] != '\t' {
 					order = append(order, l[:strings.IndexByte(l, ':')])
 				}
 			}
-			wantOrder := append([]string{"Date", "From", "To", "Subject", "Message-ID", "MIME-Version"},
-				slices.Sorted(maps.Keys(m.Headers))...)
+			wantOrder := []string{"Date", "From", "To"}
+			if m.ReplyTo.Email != "" {
+				wantOrder = append(wantOrder, "Reply-To")
+			}
+			wantOrder = append(wantOrder, "Subject", "Message-ID", "MIME-Version")
+			wantOrder = append(wantOrder, slices.Sorted(maps.Keys(m.Headers))...)
 			wantOrder = append(wantOrder, "Content-Type")
 			if !slices.Equal(order, wantOrder) {
 				t.Errorf("header order = %q, want %q", order, wantOrder)
@@ -312,10 +483,17 @@ func TestBytesRoundTrip(t *testing.T) {
 			if err != nil || !date.Equal(m.Date) {
 				t.Errorf("Date = %v, %v; want %v", date, err, m.Date)
 			}
-			for _, a := range []struct {
+			addresses := []struct {
 				header string
 				want   email.Address
-			}{{"From", m.From}, {"To", m.To}} {
+			}{{"From", m.From}, {"To", m.To}}
+			if m.ReplyTo.Email != "" {
+				addresses = append(addresses, struct {
+					header string
+					want   email.Address
+				}{"Reply-To", m.ReplyTo})
+			}
+			for _, a := range addresses {
 				got, err := mail.ParseAddress(msg.Header.Get(a.header))
 				if err != nil {
 					t.Errorf("%s: %v", a.header, err)
@@ -352,7 +530,67 @@ func TestBytesRoundTrip(t *testing.T) {
 					t.Errorf("part %d = %+v, want %+v", i, parts[i], want)
 				}
 			}
+			if wantMixed := len(m.Attachments) > 0; strings.HasPrefix(msg.Header.Get("Content-Type"), "multipart/mixed") != wantMixed {
+				t.Errorf("Content-Type = %q with %d attachments", msg.Header.Get("Content-Type"), len(m.Attachments))
+			}
+			if len(attachments) != len(m.Attachments) {
+				t.Fatalf("got %d attachments, want %d", len(attachments), len(m.Attachments))
+			}
+			for i, a := range m.Attachments {
+				got := attachments[i]
+				if got.filename != a.Filename || !bytes.Equal(got.data, a.Data) {
+					t.Errorf("attachment %d = %q (%d bytes), want %q (%d bytes)", i, got.filename, len(got.data), a.Filename, len(a.Data))
+				}
+				gotType, gotParams, err1 := mime.ParseMediaType(got.contentType)
+				wantType, wantParams, err2 := mime.ParseMediaType(a.ContentType)
+				if err1 != nil || err2 != nil || gotType != wantType || !maps.Equal(gotParams, wantParams) {
+					t.Errorf("attachment %d Content-Type = %q, want %q", i, got.contentType, a.ContentType)
+				}
+			}
 		})
+	}
+}
+
+func TestBytesAttachmentLayout(t *testing.T) {
+	t.Parallel()
+	m := validMessage()
+	m.Attachments = []email.Attachment{calendarAttachment()}
+	raw, err := m.Bytes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg, err := mail.ReadMessage(bytes.NewReader(raw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, params, _ := mime.ParseMediaType(msg.Header.Get("Content-Type"))
+	mixed := params["boundary"]
+	body := string(raw[bytes.Index(raw, []byte("\r\n\r\n"))+4:])
+	// The attachment part as a mail client sees it.
+	wantPart := "\r\n--" + mixed + "\r\n" +
+		"Content-Type: text/calendar; charset=utf-8; method=PUBLISH\r\n" +
+		"Content-Transfer-Encoding: base64\r\n" +
+		"Content-Disposition: attachment; filename=gopherfest-2027.ics\r\n\r\n" +
+		base64.StdEncoding.EncodeToString(calendarAttachment().Data) + "\r\n" +
+		"\r\n--" + mixed + "--\r\n"
+	if !strings.HasSuffix(body, wantPart) {
+		t.Errorf("message does not end with the attachment part %q:\n%s", wantPart, body)
+	}
+	if !strings.HasPrefix(body, "--"+mixed+"\r\nContent-Type: multipart/alternative; boundary=") {
+		t.Errorf("message does not start with the alternatives:\n%s", body)
+	}
+	// Every delimiter line is one of the two boundaries, opened and closed once.
+	var delimiters []string
+	for line := range strings.SplitSeq(body, "\r\n") {
+		if strings.HasPrefix(line, "--") {
+			delimiters = append(delimiters, line)
+		}
+	}
+	_, altParams, _ := mime.ParseMediaType(strings.TrimPrefix(strings.Split(body, "\r\n")[1], "Content-Type: "))
+	alt := altParams["boundary"]
+	want := []string{"--" + mixed, "--" + alt, "--" + alt, "--" + alt + "--", "--" + mixed, "--" + mixed + "--"}
+	if !slices.Equal(delimiters, want) {
+		t.Errorf("delimiters = %q, want %q", delimiters, want)
 	}
 }
 
@@ -522,6 +760,42 @@ func FuzzMessageBytes(f *testing.F) {
 		}
 		if len(parts) != 2 || parts[0].body != crlf(m.Text) || parts[1].body != crlf(m.HTML) {
 			t.Fatalf("parts = %+v", parts)
+		}
+	})
+}
+
+// FuzzAttachmentFilename: either Validate rejects the file name, or the
+// message parses with exactly one attachment carrying that name, and nothing
+// reaches the headers.
+func FuzzAttachmentFilename(f *testing.F) {
+	for _, seed := range []string{"gopherfest-2027.ics", "Café Conf 2027.ics", "a;b=c.ics", `a"b.ics`, "a\r\nBcc: x@example.org",
+		"../x", `..\x`, "=?utf-8?q?x?=", "notes (1).txt", "技術会議.ics", " lead", "a\tb", strings.Repeat("ü", 60)} {
+		f.Add(seed, "text/calendar; charset=utf-8; method=PUBLISH")
+	}
+	f.Add("a.bin", "application/octet-stream")
+	f.Add("a.txt", "text/plain; charset=\"utf-8\"; format=flowed")
+	f.Add("a.txt", "text/plain;\r\nBcc: x@example.org")
+	f.Fuzz(func(t *testing.T, filename, contentType string) {
+		m := validMessage()
+		m.Attachments = []email.Attachment{{Filename: filename, ContentType: contentType, Data: []byte("data")}}
+		raw, err := m.Bytes()
+		if err != nil {
+			if !errors.Is(err, email.ErrInvalidMessage) {
+				t.Fatalf("Bytes() = %v, want ErrInvalidMessage", err)
+			}
+			return
+		}
+		checkWireFormat(t, raw, 998)
+		msg, parts, attachments := parseMIME(t, raw)
+		want := []string{"Content-Type", "Date", "From", "Message-Id", "Mime-Version", "Subject", "To", "X-Registration-Id"}
+		if got := slices.Sorted(maps.Keys(msg.Header)); !slices.Equal(got, want) {
+			t.Fatalf("header keys = %q, want %q", got, want)
+		}
+		if len(parts) != 2 || len(attachments) != 1 {
+			t.Fatalf("%d parts and %d attachments", len(parts), len(attachments))
+		}
+		if a := attachments[0]; a.filename != filename || string(a.data) != "data" {
+			t.Fatalf("attachment %q (%q), want %q", a.filename, a.data, filename)
 		}
 	})
 }

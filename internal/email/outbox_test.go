@@ -290,3 +290,47 @@ func TestNewOutboxRemovesStaleTempFiles(t *testing.T) {
 		t.Errorf("a sent message was removed: %v", err)
 	}
 }
+
+// TestOutboxWritesReceipt: the .eml a mail client opens is the whole
+// receipt: Reply-To, both alternatives and the invitation attached.
+func TestOutboxWritesReceipt(t *testing.T) {
+	t.Parallel()
+	o := newOutbox(t)
+	m, err := newRenderer(t).Render(paidConfirmation(), organiser, sentAt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := o.Send(t.Context(), m); err != nil {
+		t.Fatalf("Send() = %v", err)
+	}
+	raw, err := os.ReadFile(filepath.Join(o.Dir, m.ID+".eml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkWireFormat(t, raw, 78)
+	msg, parts, attachments := parseMIME(t, raw)
+	if got := msg.Header.Get("Reply-To"); got != `"GopherFest e.V." <hello@gopherfest.example>` {
+		t.Errorf("Reply-To = %q", got)
+	}
+	if !strings.HasPrefix(msg.Header.Get("Content-Type"), "multipart/mixed;") {
+		t.Errorf("Content-Type = %q, want multipart/mixed", msg.Header.Get("Content-Type"))
+	}
+	if len(parts) != 2 || parts[0].contentType != "text/plain; charset=utf-8" || parts[1].contentType != "text/html; charset=utf-8" {
+		t.Fatalf("alternatives = %+v", parts)
+	}
+	for _, want := range []string{"€149.00", "Visa •••• 1111", "8MC585209K746392H", "SW1Y 4JH London"} {
+		if !strings.Contains(parts[0].body, want) || !strings.Contains(parts[1].body, want) {
+			t.Errorf("the receipt lacks %q", want)
+		}
+	}
+	if len(attachments) != 1 {
+		t.Fatalf("%d attachments, want 1", len(attachments))
+	}
+	a := attachments[0]
+	if a.filename != "gopherfest-2027.ics" || a.contentType != "text/calendar; charset=utf-8; method=PUBLISH" {
+		t.Errorf("attachment %q, %q", a.filename, a.contentType)
+	}
+	if ev := vevent(t, parseICS(t, a.data)); ev["UID"].value != m.ID+"@localhost" {
+		t.Errorf("UID = %q", ev["UID"].value)
+	}
+}

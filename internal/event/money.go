@@ -109,3 +109,37 @@ func allDigits(s string) bool {
 	}
 	return true
 }
+
+// currencySymbols are the signs people know prices by; other currencies
+// are written with their code ("CHF 149.00"). A dollar other than the US
+// one carries its country ("CA$149.00").
+var currencySymbols = map[string]string{
+	"EUR": "€", "GBP": "£", "USD": "$", "JPY": "¥", "INR": "₹", "KRW": "₩",
+	"AUD": "A$", "CAD": "CA$", "NZD": "NZ$", "HKD": "HK$", "SGD": "S$", "MXN": "MX$", "BRL": "R$",
+}
+
+// FormatPrice writes an amount in minor units for people: "€149.00",
+// "€1,490.00", "¥500", "CHF 49.00" (with a no-break space). The API and the
+// exports keep FormatAmount's plain decimals.
+func FormatPrice(minor int64, currency string) string {
+	amount := FormatAmount(minor, currency)
+	sign := ""
+	if strings.HasPrefix(amount, "-") {
+		sign, amount = "-", amount[1:]
+	}
+	whole, frac, _ := strings.Cut(amount, ".")
+	var b strings.Builder
+	for i, c := range whole {
+		if i > 0 && (len(whole)-i)%3 == 0 {
+			b.WriteByte(',')
+		}
+		b.WriteRune(c)
+	}
+	if frac != "" {
+		b.WriteString("." + frac)
+	}
+	if sym, ok := currencySymbols[currency]; ok {
+		return sign + sym + b.String()
+	}
+	return sign + currency + "\u00a0" + b.String()
+}

@@ -134,3 +134,20 @@ func FuzzParseAmount(f *testing.F) {
 		}
 	})
 }
+
+func TestFormatPrice(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		minor    int64
+		currency string
+		want     string
+	}{
+		{14900, "EUR", "€149.00"}, {5, "EUR", "€0.05"}, {149000, "EUR", "€1,490.00"}, {123456789, "USD", "$1,234,567.89"},
+		{4900, "GBP", "£49.00"}, {500, "JPY", "¥500"}, {1500000, "JPY", "¥1,500,000"}, {4900, "CHF", "CHF\u00a049.00"},
+		{-2500, "EUR", "-€25.00"},
+	} {
+		if got := FormatPrice(tt.minor, tt.currency); got != tt.want {
+			t.Errorf("FormatPrice(%d, %s) = %q, want %q", tt.minor, tt.currency, got, tt.want)
+		}
+	}
+}

@@ -401,7 +401,12 @@ func (d Deps) render(ctx context.Context, reg registration.Registration, m regis
 				return email.Message{}, fmt.Errorf("read the cancellation's refund: %w", err)
 			}
 		}
-		return d.Renderer.RenderCancellation(c, d.from(), now)
+		msg, err := d.Renderer.RenderCancellation(c, d.from(), now)
+		if err == nil && d.Event.Organiser.Email != "" {
+			// Questions about a cancellation go to the organiser.
+			msg.ReplyTo = email.Address{Name: d.Event.Organiser.Name, Email: d.Event.Organiser.Email}
+		}
+		return msg, err
 	}
 	return email.Message{}, &PermanentError{Err: fmt.Errorf("unknown kind of email %q", m.Kind)}
 }

@@ -51,9 +51,29 @@ type Mailer interface {
 	Send(ctx context.Context, m email.Message) (string, error)
 }
 
-// MailingList adds an attendee who consented. It must be idempotent.
+// MailingList adds an attendee who consented. It must be idempotent. A
+// provider's own double opt-in (Mailchimp's "pending") is its business.
 type MailingList interface {
 	Subscribe(ctx context.Context, s registration.Subscriber) error
+}
+
+// OptInList is a mailing list whose double opt-in the pipeline runs itself
+// (the local list): a MailingList that implements it is used through it.
+// The attendee is kept pending and emailed a link; only following it
+// subscribes them.
+//
+// Every attempt of the step issues a new link: its token's hash replaces
+// the address's earlier one, so at most one link per address works at any
+// time, the most recent. An attempt retried after its email went out (a
+// crash before the step was recorded, a send whose outcome was unknown)
+// sends one more email, and the link of the earlier one stops working.
+type OptInList interface {
+	// SubscribePending records s as pending (the consent time kept from the
+	// first consent) with tokenHash as its one working confirmation link,
+	// and reports whether to ask. An address already subscribed is not
+	// asked again: only its names are updated, and s's registration counts
+	// as confirmed.
+	SubscribePending(ctx context.Context, s registration.Subscriber, tokenHash string) (ask bool, err error)
 }
 
 // PermanentError marks a failure that retrying cannot fix: the step fails at
@@ -229,6 +249,10 @@ type Deps struct {
 	NotifyTo []string
 	// Owners returns the email addresses of the back office's owners.
 	Owners func(ctx context.Context) ([]string, error)
+
+	// newsletter renders the local list's confirmation requests; Config
+	// sets it when List is an OptInList.
+	newsletter *email.NewsletterRenderer
 }
 
 // Refunder gives a charge's money back (payment.Processor's Refund).
@@ -270,6 +294,13 @@ func Config(d Deps, o Options, workers bool, log *slog.Logger) (*river.Config, e
 	}
 	if !workers {
 		return cfg, nil
+	}
+	if _, ok := d.List.(OptInList); ok && d.newsletter == nil {
+		r, err := email.NewNewsletterRenderer()
+		if err != nil {
+			return nil, err
+		}
+		d.newsletter = r
 	}
 	ws := river.NewWorkers()
 	if err := river.AddWorkerSafely(ws, &registerWorker{d: d}); err != nil {
@@ -557,8 +588,10 @@ func sendConfirmation(ctx context.Context, d Deps, reg registration.Registration
 	return finish(func(tx *sql.Tx) error { return d.Store.EmailSentTx(ctx, tx, reg.ID, ref) })
 }
 
-// renderConfirmation renders a registration's confirmation: the first one
-// (messageID "", to the attendee), or one sent again to to.
+// renderConfirmation renders a registration's confirmation, its receipt and
+// calendar invitation: the first one (messageID "", to the attendee), or one
+// sent again to to. The payment date is the registration's, shown in the
+// event's zone; the organiser's email is the Reply-To.
 func (d Deps) renderConfirmation(reg registration.Registration, messageID, to string, now time.Time) (email.Message, error) {
 	ticket, _ := d.Event.Ticket(reg.TicketID)
 	return d.Renderer.Render(email.Confirmation{
@@ -573,10 +606,22 @@ func (d Deps) renderConfirmation(reg registration.Registration, messageID, to st
 		Free:              reg.Amount == 0,
 		EventName:         d.Event.Name,
 		EventStart:        d.Event.StartsAt,
+		EventEnd:          d.Event.EndsAt,
+		EventDescription:  d.Event.Description,
 		Venue:             d.Event.Venue,
 		StatusURL:         d.BaseURL + "/registrations/" + reg.ID,
 		CardBrand:         reg.Payment.Brand,
 		CardLast4:         reg.Payment.Last4,
+		PaymentReference:  reg.Payment.Reference,
+		PaidAt:            reg.CreatedAt,
+		Billing: email.PostalAddress{
+			Line1: reg.Billing.Line1, Line2: reg.Billing.Line2, City: reg.Billing.City,
+			PostalCode: reg.Billing.PostalCode, Region: reg.Billing.Region, Country: reg.Billing.Country,
+		},
+		RefundPolicy: d.Event.RefundPolicy,
+		Organiser: email.Organiser{
+			Name: d.Event.Organiser.Name, Email: d.Event.Organiser.Email, URL: d.Event.Organiser.URL,
+		},
 	}, d.from(), now)
 }
 
@@ -596,16 +641,56 @@ func addToMailingList(ctx context.Context, d Deps, reg registration.Registration
 	if !reg.Newsletter {
 		return finish(nil)
 	}
-	if err := d.List.Subscribe(ctx, registration.Subscriber{
+	sub := registration.Subscriber{
 		Email:          reg.Email,
 		FirstName:      reg.FirstName,
 		LastName:       reg.LastName,
 		EventID:        reg.EventID,
 		RegistrationID: reg.ID,
-	}); err != nil {
+	}
+	if list, ok := d.List.(OptInList); ok {
+		if err := askToConfirm(ctx, d, list, reg, sub); err != nil {
+			return err
+		}
+		return finish(nil)
+	}
+	if err := d.List.Subscribe(ctx, sub); err != nil {
 		return fmt.Errorf("add to mailing list: %w", err)
 	}
 	return finish(nil)
+}
+
+// askToConfirm adds sub to list as pending under a new link and emails
+// them that link, unless they are subscribed already (see OptInList).
+func askToConfirm(ctx context.Context, d Deps, list OptInList, reg registration.Registration, sub registration.Subscriber) error {
+	token, hash, err := email.NewConfirmToken()
+	if err != nil {
+		return err
+	}
+	msg, err := d.newsletter.Render(email.NewsletterConfirmation{
+		// One id per link: a link sent again is another message.
+		MessageID:      "newsletter-" + reg.ID + "-" + hash[:12],
+		RegistrationID: reg.ID,
+		FirstName:      reg.FirstName,
+		LastName:       reg.LastName,
+		Email:          reg.Email,
+		EventName:      d.Event.Name,
+		ConfirmURL:     d.BaseURL + "/newsletter/confirm/" + token,
+	}, d.from(), time.Now())
+	if err != nil {
+		return &PermanentError{Err: fmt.Errorf("render newsletter confirmation: %w", err)}
+	}
+	ask, err := list.SubscribePending(ctx, sub, hash)
+	if err != nil {
+		return fmt.Errorf("add to mailing list: %w", err)
+	}
+	if !ask {
+		return nil
+	}
+	if _, err := d.Mailer.Send(ctx, msg); err != nil {
+		return fmt.Errorf("send newsletter confirmation: %w", err)
+	}
+	return nil
 }
 
 type resolveWorker struct {

@@ -384,18 +384,19 @@ func (s *Store) EachSubscriber(ctx context.Context, fn func(admin.Subscriber) er
 	page := make([]admin.Subscriber, 0, eachPage)
 	for {
 		page = page[:0]
-		rows, err := s.db.SQL.QueryContext(ctx, `SELECT email, first_name, last_name, consented_at FROM mailing_list
-			WHERE email > $1 ORDER BY email LIMIT $2`, after, eachPage)
+		rows, err := s.db.SQL.QueryContext(ctx, `SELECT email, first_name, last_name, consented_at, confirmed_at FROM mailing_list
+			WHERE email > $1 AND status = 'subscribed' ORDER BY email LIMIT $2`, after, eachPage)
 		if err != nil {
 			return fmt.Errorf("read mailing list: %w", err)
 		}
 		for rows.Next() {
 			var sub admin.Subscriber
-			if err := rows.Scan(&sub.Email, &sub.FirstName, &sub.LastName, &sub.ConsentedAt); err != nil {
+			var confirmed sql.NullTime
+			if err := rows.Scan(&sub.Email, &sub.FirstName, &sub.LastName, &sub.ConsentedAt, &confirmed); err != nil {
 				rows.Close()
 				return fmt.Errorf("scan subscriber: %w", err)
 			}
-			sub.ConsentedAt = sub.ConsentedAt.UTC()
+			sub.ConsentedAt, sub.ConfirmedAt = sub.ConsentedAt.UTC(), fromNull(confirmed)
 			page = append(page, sub)
 		}
 		if err := closeRows(rows); err != nil {

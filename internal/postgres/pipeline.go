@@ -179,6 +179,10 @@ func (s *Store) EmailSentTx(ctx context.Context, tx *sql.Tx, id, reference strin
 
 // Subscribe adds or updates an address on the local mailing list, keyed by
 // the lower-cased address; the consent time is kept from the first consent.
+// A new address is subscribed at once, without being asked to confirm: it
+// is for addresses whose owner confirmed already. Attendees go through
+// SubscribePending (the pipeline's double opt-in) instead; an address
+// pending there stays pending.
 func (s *Store) Subscribe(ctx context.Context, sub registration.Subscriber) error {
 	now := s.now().UTC()
 	if _, err := s.db.SQL.ExecContext(ctx, `INSERT INTO mailing_list (email, first_name, last_name, event_id,

@@ -1,9 +1,14 @@
 package postgres
 
 import (
+	"bytes"
 	"context"
+	"io"
+	"mime/quotedprintable"
 	"os"
 	"path/filepath"
+	"regexp"
+	"strings"
 	"testing"
 	"time"
 
@@ -139,9 +144,44 @@ func TestPipeline(t *testing.T) {
 	if sent, err := store.EmailSent(ctx, id); err != nil || !sent {
 		t.Errorf("EmailSent = %v, %v; want true", sent, err)
 	}
+	// The confirmation, and the newsletter's request to confirm the address,
+	// whose link confirms it.
 	files, err := os.ReadDir(outboxDir)
-	if err != nil || len(files) != 1 {
-		t.Errorf("outbox holds %d files (%v); want one confirmation", len(files), err)
+	var names []string
+	for _, f := range files {
+		names = append(names, f.Name())
+	}
+	// ReadDir sorts by name, and the id may sort before or after "newsletter-".
+	var confirmation, newsletter int
+	var newsletterFile string
+	for _, n := range names {
+		switch {
+		case n == id+".eml":
+			confirmation++
+		case strings.HasPrefix(n, "newsletter-"+id+"-"):
+			newsletter++
+			newsletterFile = n
+		}
+	}
+	if err != nil || len(names) != 2 || confirmation != 1 || newsletter != 1 {
+		t.Fatalf("outbox holds %v (%v); want %s.eml and one newsletter-%s-….eml", names, err, id, id)
+	}
+	raw, err := os.ReadFile(filepath.Join(outboxDir, newsletterFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The bodies are quoted-printable: decoded, the link is whole again.
+	text, err := io.ReadAll(quotedprintable.NewReader(bytes.NewReader(raw)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	token := regexp.MustCompile(`http://registrar\.test/newsletter/confirm/([A-Za-z0-9_-]{43})`).FindSubmatch(text)
+	if token == nil {
+		t.Fatalf("the newsletter email has no confirmation link:\n%s", raw)
+	}
+	hash, _ := email.ConfirmTokenHash(string(token[1]))
+	if sub, err := store.ConfirmSubscription(ctx, hash); err != nil || sub.RegistrationID != id {
+		t.Errorf("ConfirmSubscription by the emailed link = %+v, %v; want registration %s", sub, err, id)
 	}
 	// Every job of the registration completed; none was left to retry.
 	if got := queryInt(t, db.SQL, `SELECT count(*) FROM river_job WHERE state <> 'completed' AND kind <> $1`, pipeline.KindResolvePayments); got != 0 {

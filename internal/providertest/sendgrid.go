@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/mail"
 	"strconv"
 	"strings"
 	"sync"
@@ -20,7 +21,7 @@ import (
 	"time"
 )
 
-// SendGrid's documented limits (PROVIDERS.md §2.1).
+// SendGrid's documented limits.
 const (
 	sendGridMaxBody       = 30 << 20
 	sendGridMaxRecipients = 1000
@@ -43,20 +44,33 @@ type SendGridAddress struct {
 
 // Mail is a message the fake SendGrid accepted (answered 202).
 type Mail struct {
-	MessageID  string // the X-Message-Id the fake answered with
-	From       SendGridAddress
-	ReplyTo    *SendGridAddress
-	To         []SendGridAddress // of every personalization, in order
-	Subject    string
-	Text, HTML string // the text/plain and text/html content values
-	Headers    map[string]string
-	CustomArgs map[string]string // message level
-	Body       []byte            // the raw request body
+	MessageID   string // the X-Message-Id the fake answered with
+	From        SendGridAddress
+	ReplyTo     *SendGridAddress
+	To          []SendGridAddress // of every personalization, in order
+	Subject     string
+	Text, HTML  string // the text/plain and text/html content values
+	Attachments []SendGridAttachment
+	Headers     map[string]string
+	CustomArgs  map[string]string // message level
+	Body        []byte            // the raw request body
+}
+
+// SendGridAttachment is an entry of a mail/send request's attachments, its
+// content decoded.
+type SendGridAttachment struct {
+	Filename    string
+	Type        string
+	Disposition string // "attachment" when the request left it out
+	ContentID   string
+	Content     []byte
 }
 
 // SendGrid is a strict fake of SendGrid's v3 Mail Send API. Every request is
 // checked against the official OpenAPI description, the documented limits
-// that the spec does not express, the method, the path, the API key and the
+// and rules that the spec does not express (reply_to or reply_to_list, not
+// both; each attachment's content base64, its filename set, its type a bare
+// media type without ";"), the method, the path, the API key and the
 // Content-Type. A request that a correct client would never send (a spec
 // violation, a wrong path or content type) fails the test through tb.Errorf
 // and is answered as SendGrid would (400 with its error shape, 404, 405); a
@@ -274,13 +288,21 @@ func decodeSendGridMail(body []byte) (m Mail, field, problem string) {
 			Bcc     []SendGridAddress `json:"bcc"`
 			Subject string            `json:"subject"`
 		} `json:"personalizations"`
-		From       SendGridAddress                `json:"from"`
-		ReplyTo    *SendGridAddress               `json:"reply_to"`
-		Subject    string                         `json:"subject"`
-		Content    []struct{ Type, Value string } `json:"content"`
-		TemplateID string                         `json:"template_id"`
-		Headers    map[string]any                 `json:"headers"`
-		CustomArgs map[string]any                 `json:"custom_args"`
+		From        SendGridAddress                `json:"from"`
+		ReplyTo     *SendGridAddress               `json:"reply_to"`
+		ReplyToList []SendGridAddress              `json:"reply_to_list"`
+		Subject     string                         `json:"subject"`
+		Content     []struct{ Type, Value string } `json:"content"`
+		Attachments []struct {
+			Content     string `json:"content"`
+			Type        string `json:"type"`
+			Filename    string `json:"filename"`
+			Disposition string `json:"disposition"`
+			ContentID   string `json:"content_id"`
+		} `json:"attachments"`
+		TemplateID string         `json:"template_id"`
+		Headers    map[string]any `json:"headers"`
+		CustomArgs map[string]any `json:"custom_args"`
 	}
 	if err := json.Unmarshal(body, &req); err != nil {
 		return m, "", "Bad Request: " + err.Error()
@@ -322,6 +344,45 @@ func decodeSendGridMail(body []byte) (m Mail, field, problem string) {
 	}
 	if req.From.Email == "" {
 		return m, "from.email", "The from email does not contain a valid address."
+	}
+	if req.ReplyTo != nil && req.ReplyToList != nil {
+		return m, "reply_to", "The reply_to and reply_to_list parameters cannot be used together."
+	}
+	if r := req.ReplyTo; r != nil {
+		if a, err := mail.ParseAddress(r.Email); err != nil || a.Address != r.Email {
+			return m, "reply_to.email", "The reply_to email does not contain a valid address."
+		}
+		if strings.ContainsAny(r.Name, "\r\n") {
+			return m, "reply_to.name", "The reply_to name cannot contain CRLF characters."
+		}
+	}
+	for i, a := range req.Attachments {
+		f := fmt.Sprintf("attachments.%d", i)
+		content, err := base64.StdEncoding.Strict().DecodeString(a.Content)
+		switch {
+		case a.Content == "":
+			return m, f + ".content", "The attachment content is required."
+		case err != nil || len(content) == 0:
+			return m, f + ".content", "The attachment content must be base64 encoded."
+		case a.Filename == "":
+			return m, f + ".filename", "The attachment filename parameter is required."
+		case strings.ContainsAny(a.Filename, "\r\n"):
+			return m, f + ".filename", "The attachment filename cannot contain CRLF characters."
+		case strings.ContainsAny(a.Type, ";\r\n"):
+			return m, f + ".type", "The attachment type cannot contain ';', or CRLF characters."
+		}
+		if a.Type != "" {
+			if mt, _, err := mime.ParseMediaType(a.Type); err != nil || !strings.Contains(mt, "/") {
+				return m, f + ".type", "The attachment type must be a MIME type, e.g. text/calendar."
+			}
+		}
+		disposition := a.Disposition
+		if disposition == "" {
+			disposition = "attachment"
+		}
+		m.Attachments = append(m.Attachments, SendGridAttachment{
+			Filename: a.Filename, Type: a.Type, Disposition: disposition, ContentID: a.ContentID, Content: content,
+		})
 	}
 	if req.TemplateID == "" && len(req.Content) == 0 {
 		return m, "content", "Unless a valid template_id is provided, the content parameter is required."

@@ -37,6 +37,14 @@ const validSendGridBody = `{"personalizations":[{"to":[{"email":"ada@example.org
  "content":[{"type":"text/plain","value":"hi"},{"type":"text/html","value":"<p>hi</p>"}],
  "custom_args":{"registration_id":"reg-1"}}`
 
+// withExtras adds fields to validSendGridBody, before custom_args.
+func withExtras(extras string) string {
+	return strings.Replace(validSendGridBody, `"custom_args"`, extras+`,"custom_args"`, 1)
+}
+
+// icsBase64 is "BEGIN:VCALENDAR\r\nEND:VCALENDAR\r\n", base64-encoded.
+const icsBase64 = "QkVHSU46VkNBTEVOREFSDQpFTkQ6VkNBTEVOREFSDQo="
+
 func postSendGrid(t *testing.T, url, method, path, key, contentType, body string) (*http.Response, []byte) {
 	t.Helper()
 	req, err := http.NewRequestWithContext(t.Context(), method, url+path, strings.NewReader(body))
@@ -84,6 +92,33 @@ func TestSendGridFakeStrictness(t *testing.T) {
 			400, true, "text/plain content must be first"},
 		{"reserved header", "POST", "/v3/mail/send", sendGridTestKey, "application/json",
 			strings.Replace(validSendGridBody, `"custom_args"`, `"headers":{"Reply-To":"x@example.org"},"custom_args"`, 1), 400, true, "reserved"},
+		{"reply_to and attachment", "POST", "/v3/mail/send", sendGridTestKey, "application/json",
+			withExtras(`"reply_to":{"email":"hello@gopherfest.example","name":"GopherFest e.V."},` +
+				`"attachments":[{"content":"` + icsBase64 + `","type":"text/calendar","filename":"gopherfest-2027.ics","disposition":"attachment"}]`),
+			202, false, ""},
+		{"reply_to and reply_to_list", "POST", "/v3/mail/send", sendGridTestKey, "application/json",
+			withExtras(`"reply_to":{"email":"a@example.org"},"reply_to_list":[{"email":"b@example.org"}]`), 400, true, "cannot be used together"},
+		{"reply_to without email", "POST", "/v3/mail/send", sendGridTestKey, "application/json",
+			withExtras(`"reply_to":{"name":"GopherFest"}`), 400, true, "email"},
+		{"reply_to not an address", "POST", "/v3/mail/send", sendGridTestKey, "application/json",
+			withExtras(`"reply_to":{"email":"GopherFest <hello@gopherfest.example>"}`), 400, true, "reply_to email"},
+		{"reply_to as a string", "POST", "/v3/mail/send", sendGridTestKey, "application/json",
+			withExtras(`"reply_to":"hello@gopherfest.example"`), 400, true, "reply_to"},
+		{"attachment content not base64", "POST", "/v3/mail/send", sendGridTestKey, "application/json",
+			withExtras(`"attachments":[{"content":"BEGIN:VCALENDAR","type":"text/calendar","filename":"a.ics"}]`), 400, true, "base64"},
+		{"attachment content empty", "POST", "/v3/mail/send", sendGridTestKey, "application/json",
+			withExtras(`"attachments":[{"content":"","type":"text/calendar","filename":"a.ics"}]`), 400, true, "content"},
+		{"attachment without filename", "POST", "/v3/mail/send", sendGridTestKey, "application/json",
+			withExtras(`"attachments":[{"content":"` + icsBase64 + `","type":"text/calendar"}]`), 400, true, "filename"},
+		{"attachment type with parameters", "POST", "/v3/mail/send", sendGridTestKey, "application/json",
+			withExtras(`"attachments":[{"content":"` + icsBase64 + `","type":"text/calendar; method=PUBLISH","filename":"a.ics"}]`),
+			400, true, "cannot contain ';'"},
+		{"attachment type not a media type", "POST", "/v3/mail/send", sendGridTestKey, "application/json",
+			withExtras(`"attachments":[{"content":"` + icsBase64 + `","type":"calendar","filename":"a.ics"}]`), 400, true, "MIME type"},
+		{"attachment disposition unknown", "POST", "/v3/mail/send", sendGridTestKey, "application/json",
+			withExtras(`"attachments":[{"content":"` + icsBase64 + `","filename":"a.ics","disposition":"download"}]`), 400, true, "disposition"},
+		{"attachments not an array", "POST", "/v3/mail/send", sendGridTestKey, "application/json",
+			withExtras(`"attachments":{"content":"` + icsBase64 + `","filename":"a.ics"}`), 400, true, "attachments"},
 		{"wrong key", "POST", "/v3/mail/send", "SG.other", "application/json", validSendGridBody, 401, false,
 			"The provided authorization grant is invalid, expired, or revoked"},
 		{"no key", "POST", "/v3/mail/send", "", "application/json", validSendGridBody, 401, false, "authorization grant"},
@@ -171,5 +206,29 @@ func TestSendGridFakeFaults(t *testing.T) {
 	if m.Subject != "Confirmed" || m.Text != "hi" || m.HTML != "<p>hi</p>" || m.CustomArgs["registration_id"] != "reg-1" ||
 		len(m.To) != 1 || m.To[0].Email != "ada@example.org" || m.From.Name != "GopherFest" {
 		t.Errorf("recorded %+v", m)
+	}
+}
+
+func TestSendGridFakeRecordsReplyToAndAttachments(t *testing.T) {
+	t.Parallel()
+	fake := NewSendGrid(t, sendGridTestKey)
+	body := withExtras(`"reply_to":{"email":"hello@gopherfest.example","name":"GopherFest e.V."},` +
+		`"attachments":[{"content":"` + icsBase64 + `","type":"text/calendar","filename":"gopherfest-2027.ics"}]`)
+	if resp, b := postSendGrid(t, fake.URL(), "POST", "/v3/mail/send", sendGridTestKey, "application/json", body); resp.StatusCode != 202 {
+		t.Fatalf("status %d: %s", resp.StatusCode, b)
+	}
+	mails := fake.Accepted()
+	if len(mails) != 1 {
+		t.Fatalf("accepted %d", len(mails))
+	}
+	m := mails[0]
+	if m.ReplyTo == nil || *m.ReplyTo != (SendGridAddress{Email: "hello@gopherfest.example", Name: "GopherFest e.V."}) {
+		t.Errorf("reply_to = %+v", m.ReplyTo)
+	}
+	want := SendGridAttachment{Filename: "gopherfest-2027.ics", Type: "text/calendar", Disposition: "attachment",
+		Content: []byte("BEGIN:VCALENDAR\r\nEND:VCALENDAR\r\n")}
+	if len(m.Attachments) != 1 || m.Attachments[0].Filename != want.Filename || m.Attachments[0].Type != want.Type ||
+		m.Attachments[0].Disposition != want.Disposition || string(m.Attachments[0].Content) != string(want.Content) {
+		t.Errorf("attachments = %+v, want [%+v]", m.Attachments, want)
 	}
 }

@@ -287,25 +287,7 @@ func SalesOpenMessage(ev *event.Event) string {
 	if !ev.StartsAt.IsZero() {
 		at = at.In(ev.StartsAt.Location())
 	}
-	return fmt.Sprintf("Ticket sales open on %s at %s %s.", at.Format("2 January 2006"), at.Format("15:04"), zoneName(at))
-}
-
-// zoneName names t's time zone: its abbreviation when it has one (CET),
-// else its offset from UTC (UTC+01:00), as for a time read with a numeric
-// offset.
-func zoneName(t time.Time) string {
-	name, offset := t.Zone()
-	if name != "" && name[0] != '+' && name[0] != '-' {
-		return name
-	}
-	if offset == 0 {
-		return "UTC"
-	}
-	sign := '+'
-	if offset < 0 {
-		sign, offset = '-', -offset
-	}
-	return fmt.Sprintf("UTC%c%02d:%02d", sign, offset/3600, offset%3600/60)
+	return fmt.Sprintf("Ticket sales open on %s at %s %s.", at.Format("2 January 2006"), at.Format("15:04"), event.ZoneName(at))
 }
 
 func (s *Service) soldOut(ticketID string) Outcome {

@@ -1028,26 +1028,6 @@ func TestRegisterSalesWindow(t *testing.T) {
 	}
 }
 
-func TestZoneName(t *testing.T) {
-	t.Parallel()
-	berlin := time.FixedZone("CET", 3600)
-	tests := []struct {
-		t    time.Time
-		want string
-	}{
-		{time.Date(2027, 3, 1, 10, 0, 0, 0, berlin), "CET"},
-		{time.Date(2027, 3, 1, 10, 0, 0, 0, time.FixedZone("", 3600)), "UTC+01:00"},
-		{time.Date(2027, 3, 1, 10, 0, 0, 0, time.FixedZone("", -(9*3600+1800))), "UTC-09:30"},
-		{time.Date(2027, 3, 1, 10, 0, 0, 0, time.FixedZone("", 0)), "UTC"},
-		{time.Date(2027, 3, 1, 10, 0, 0, 0, time.UTC), "UTC"},
-	}
-	for _, tt := range tests {
-		if got := zoneName(tt.t); got != tt.want {
-			t.Errorf("zoneName(%s) = %q; want %q", tt.t, got, tt.want)
-		}
-	}
-}
-
 // TestRegisterChargeNotCharged: a provider that certainly took nothing
 // (PayPal refused the order before any charge) gives the seat and the key
 // back at once, without asking whether the charge went through.

@@ -21,6 +21,10 @@
 // (so mail clients can collapse a duplicate) and the registration id in
 // custom_args (so the Event Webhook data can be deduplicated).
 //
+// The message's Reply-To becomes the request's reply_to object, and each
+// attachment an entry of attachments (base64 content, its bare media type,
+// file name, disposition "attachment").
+//
 // The API key is sent only in the Authorization header; it never appears in
 // an error or a log line.
 package sendgrid
@@ -28,10 +32,12 @@ package sendgrid
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
 	"maps"
+	"mime"
 	"net/http"
 	"net/mail"
 	"slices"
@@ -56,8 +62,8 @@ const (
 	registrationIDHdr = "X-Registration-ID"
 )
 
-// reservedHeaders are the headers SendGrid does not let a request set
-// through "headers" (PROVIDERS.md §2.1, lower case). Those that
+// reservedHeaders are the headers SendGrid's Mail Send documentation does
+// not let a request set through "headers" (lower case). Those that
 // email.Message cannot carry anyway are listed too, for completeness.
 var reservedHeaders = map[string]bool{
 	"x-sg-id":                   true,
@@ -193,12 +199,19 @@ type (
 		Type  string `json:"type"`
 		Value string `json:"value"`
 	}
+	attachment struct {
+		Content     string `json:"content"` // base64
+		Type        string `json:"type"`
+		Filename    string `json:"filename"`
+		Disposition string `json:"disposition"`
+	}
 	request struct {
 		Personalizations []personalization `json:"personalizations"`
 		From             address           `json:"from"`
 		ReplyTo          *address          `json:"reply_to,omitempty"`
 		Subject          string            `json:"subject"`
 		Content          []content         `json:"content"`
+		Attachments      []attachment      `json:"attachments,omitempty"`
 		Headers          map[string]string `json:"headers,omitempty"`
 		CustomArgs       map[string]string `json:"custom_args"`
 	}
@@ -228,6 +241,24 @@ func requestBody(m email.Message) ([]byte, string, error) {
 		Headers:    map[string]string{"Message-ID": messageID},
 		CustomArgs: map[string]string{registrationIDArg: m.ID},
 	}
+	if m.ReplyTo.Email != "" {
+		req.ReplyTo = &address{Email: m.ReplyTo.Email, Name: m.ReplyTo.Name}
+	}
+	for i, a := range m.Attachments {
+		// SendGrid takes a bare media type ("The attachment type cannot
+		// contain ';', or CRLF characters"): the parameters are dropped. An
+		// invitation still says METHOD:PUBLISH inside the file.
+		mediaType, _, err := mime.ParseMediaType(a.ContentType)
+		if err != nil { // unreachable: m.Bytes validated it
+			return nil, "", fmt.Errorf("sendgrid: %w: Attachments[%d].ContentType: %v", email.ErrInvalidMessage, i, err)
+		}
+		req.Attachments = append(req.Attachments, attachment{
+			Content:     base64.StdEncoding.EncodeToString(a.Data),
+			Type:        mediaType,
+			Filename:    a.Filename,
+			Disposition: "attachment",
+		})
+	}
 	for _, name := range slices.Sorted(maps.Keys(m.Headers)) {
 		value := m.Headers[name]
 		lower := strings.ToLower(name)
@@ -235,12 +266,6 @@ func requestBody(m email.Message) ([]byte, string, error) {
 		case lower == strings.ToLower(registrationIDHdr):
 			req.CustomArgs[registrationIDArg] = value
 			req.Headers[name] = value
-		case lower == "reply-to":
-			a, err := mail.ParseAddress(value)
-			if err != nil {
-				return nil, "", fmt.Errorf("sendgrid: %w: Headers[%q]: is not an address", email.ErrInvalidMessage, name)
-			}
-			req.ReplyTo = &address{Email: a.Address, Name: a.Name}
 		case reservedHeaders[lower]:
 			return nil, "", fmt.Errorf("sendgrid: %w: Headers[%q]: cannot be set through SendGrid", email.ErrInvalidMessage, name)
 		default:
@@ -255,8 +280,8 @@ func requestBody(m email.Message) ([]byte, string, error) {
 }
 
 // recipientName makes a display name acceptable to SendGrid, which rejects
-// "," and ";" in to.name (PROVIDERS.md §2.1, "Limitations"): they become
-// spaces, and runs of spaces collapse.
+// "," and ";" in to.name (its documented limitations): they become spaces,
+// and runs of spaces collapse.
 func recipientName(name string) string {
 	if !strings.ContainsAny(name, ",;") {
 		return name

@@ -1,6 +1,7 @@
 package sendgrid
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"net/http"
@@ -95,7 +96,8 @@ func TestSendRecipientNameAndRegistrationID(t *testing.T) {
 	m := testMessage()
 	m.ID = "message-7"
 	m.To.Name = "Lovelace, Ada; Countess"
-	m.Headers = map[string]string{"X-Registration-Id": "reg-7", "Reply-To": "Help <help@gopherfest.example>"}
+	m.Headers = map[string]string{"X-Registration-Id": "reg-7"}
+	m.ReplyTo = email.Address{Name: "Help", Email: "help@gopherfest.example"}
 	if _, err := c.Send(t.Context(), m); err != nil {
 		t.Fatalf("Send: %v", err)
 	}
@@ -108,6 +110,57 @@ func TestSendRecipientNameAndRegistrationID(t *testing.T) {
 	}
 	if mail.ReplyTo == nil || mail.ReplyTo.Email != "help@gopherfest.example" || mail.ReplyTo.Name != "Help" {
 		t.Errorf("reply_to = %+v", mail.ReplyTo)
+	}
+	if _, ok := mail.Headers["Reply-To"]; ok {
+		t.Error("Reply-To was sent as a header")
+	}
+}
+
+// TestSendReceipt: the rendered confirmation goes out with its Reply-To as
+// reply_to and its invitation as an attachment, and the strict fake accepts
+// the request.
+func TestSendReceipt(t *testing.T) {
+	t.Parallel()
+	fake := providertest.NewSendGrid(t, testKey)
+	r, err := email.NewRenderer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := r.Render(email.Confirmation{
+		RegistrationID: "7f3c9a1e5b2d4c6e8f0a1b3c5d7e9f10", AttendeeFirstName: "Ada", AttendeeLastName: "Lovelace",
+		AttendeeEmail: "ada@example.org", TicketName: "Standard", Amount: "149.00", Currency: "EUR",
+		EventName: "GopherFest 2027", EventStart: time.Date(2027, 6, 10, 9, 0, 0, 0, time.FixedZone("", 2*60*60)),
+		Venue: "Kulturbrauerei, Berlin", StatusURL: "http://localhost:8080/registrations/7f3c9a1e5b2d4c6e8f0a1b3c5d7e9f10",
+		CardBrand: "visa", CardLast4: "1111", PaymentReference: "8MC585209K746392H",
+		Organiser: email.Organiser{Name: "GopherFest e.V.", Email: "hello@gopherfest.example"},
+	}, email.Address{Name: "GopherFest", Email: "tickets@gopherfest.example"}, time.Date(2027, 1, 5, 10, 0, 0, 0, time.UTC))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := New(fake.URL(), testKey, nil).Send(t.Context(), m); err != nil {
+		t.Fatalf("Send: %v", err)
+	}
+	got := fake.Accepted()
+	if len(got) != 1 {
+		t.Fatalf("accepted %d messages", len(got))
+	}
+	mail := got[0]
+	if mail.ReplyTo == nil || *mail.ReplyTo != (providertest.SendGridAddress{Email: "hello@gopherfest.example", Name: "GopherFest e.V."}) {
+		t.Errorf("reply_to = %+v", mail.ReplyTo)
+	}
+	if len(mail.Attachments) != 1 {
+		t.Fatalf("attachments = %+v, want the invitation", mail.Attachments)
+	}
+	a := mail.Attachments[0]
+	if a.Filename != "gopherfest-2027.ics" || a.Type != "text/calendar" || a.Disposition != "attachment" ||
+		!bytes.Equal(a.Content, m.Attachments[0].Data) {
+		t.Errorf("attachment = %q %q %q (%d bytes)", a.Filename, a.Type, a.Disposition, len(a.Content))
+	}
+	if !strings.Contains(string(a.Content), "METHOD:PUBLISH\r\n") {
+		t.Errorf("the invitation lost its method:\n%s", a.Content)
+	}
+	if !strings.Contains(mail.Text, "€149.00") || !strings.Contains(mail.HTML, "8MC585209K746392H") {
+		t.Errorf("the receipt is not in the content")
 	}
 	if _, ok := mail.Headers["Reply-To"]; ok {
 		t.Error("Reply-To was sent as a header")
@@ -332,6 +385,14 @@ func TestSendRejectsInvalidMessageWithoutRequest(t *testing.T) {
 		"CRLF in header value": func(m *email.Message) { m.Headers["X-Registration-ID"] = "reg-42\r\nBcc: x@example.net" },
 		"missing text":         func(m *email.Message) { m.Text = "" },
 		"reserved header":      func(m *email.Message) { m.Headers["DKIM-Signature"] = "v=1" },
+		"Reply-To as a header": func(m *email.Message) { m.Headers["Reply-To"] = "help@gopherfest.example" },
+		"invalid reply-to":     func(m *email.Message) { m.ReplyTo = email.Address{Email: "help"} },
+		"attachment name with a path": func(m *email.Message) {
+			m.Attachments = []email.Attachment{{Filename: "../a.ics", ContentType: "text/calendar", Data: []byte("x")}}
+		},
+		"empty attachment": func(m *email.Message) {
+			m.Attachments = []email.Attachment{{Filename: "a.ics", ContentType: "text/calendar"}}
+		},
 	}
 	for name, mutate := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -353,8 +414,9 @@ func TestSendRejectsInvalidMessageWithoutRequest(t *testing.T) {
 	}
 }
 
-// Sends in flight together reuse their connections afterwards: the next
-// wave opens none (net/http's default keeps only 2 idle per host).
+// Sends in flight together reuse their connections afterwards: later waves
+// open none beyond what a wave needs at once (net/http's default keeps only 2
+// idle per host).
 func TestConnectionsAreReused(t *testing.T) {
 	t.Parallel()
 	fake := providertest.NewSendGrid(t, testKey)
@@ -379,7 +441,10 @@ func TestConnectionsAreReused(t *testing.T) {
 	}
 	wave()
 	wave()
-	if got := fake.Connections(); got != first {
-		t.Errorf("%d connections after three waves; want the first wave's %d reused", got, first)
+	// Kept connections serve the later waves: however the sends of a wave
+	// overlap on a busy machine, no more are ever open than are in flight
+	// at once (a pool of 2 would open dozens more per wave).
+	if got := fake.Connections(); got > inFlight {
+		t.Errorf("%d connections after three waves of %d sends (the first opened %d); want at most %d", got, inFlight, first, inFlight)
 	}
 }

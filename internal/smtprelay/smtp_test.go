@@ -28,6 +28,7 @@ import (
 	gosmtp "github.com/emersion/go-smtp"
 
 	"github.com/registrar/registrar/internal/email"
+	"github.com/registrar/registrar/internal/providertest"
 )
 
 // ---- a real SMTP server (github.com/emersion/go-smtp) that records sessions
@@ -523,5 +524,68 @@ func TestNewParsesURL(t *testing.T) {
 		if got != want {
 			t.Errorf("New(%q) = %s, want %s", tc.url, got, want)
 		}
+	}
+}
+
+// TestSendReceiptThroughStrictRelay: the rendered confirmation reaches a
+// relay as one multipart/mixed message: the text and HTML alternatives, the
+// .ics invitation attached, and the organiser as Reply-To.
+func TestSendReceiptThroughStrictRelay(t *testing.T) {
+	t.Parallel()
+	relay := providertest.NewSMTP(t, "registrar", "relay-pass")
+	r, err := email.NewRenderer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := r.Render(email.Confirmation{
+		RegistrationID: "7f3c9a1e5b2d4c6e8f0a1b3c5d7e9f10", AttendeeFirstName: "Zoë", AttendeeLastName: "Ünal",
+		AttendeeEmail: "zoe@example.org", TicketName: "Standard", Amount: "149.00", Currency: "EUR",
+		EventName: "Café Conf 2027", EventStart: time.Date(2027, 6, 10, 9, 0, 0, 0, time.FixedZone("", 2*60*60)),
+		EventEnd: time.Date(2027, 6, 10, 18, 0, 0, 0, time.FixedZone("", 2*60*60)),
+		Venue:    "Zürich", StatusURL: "http://localhost:8080/registrations/7f3c9a1e5b2d4c6e8f0a1b3c5d7e9f10",
+		CardBrand: "visa", CardLast4: "1111", PaymentReference: "8MC585209K746392H",
+		Billing:   email.PostalAddress{Line1: "Bahnhofstrasse 1", City: "Zürich", PostalCode: "8001", Country: "CH"},
+		Organiser: email.Organiser{Name: "Café Conf, e.V.", Email: "hallo@cafe.example", URL: "https://cafe.example"},
+	}, email.Address{Name: "Café Conf", Email: "tickets@cafe.example"}, time.Date(2027, 1, 5, 10, 0, 0, 0, time.UTC))
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := url.URL{Scheme: "smtp", User: url.UserPassword("registrar", "relay-pass"), Host: relay.Addr(), RawQuery: "starttls=opportunistic"}
+	ref, err := newSender(t, u.String(), nil).Send(t.Context(), m)
+	if err != nil {
+		t.Fatalf("Send: %v", err)
+	}
+	got := relay.Received()
+	if len(got) != 1 {
+		t.Fatalf("relay received %d messages, want 1", len(got))
+	}
+	rcv := got[0]
+	if ref != rcv.Msg.Header.Get("Message-Id") || rcv.From != "tickets@cafe.example" || len(rcv.To) != 1 || rcv.To[0] != "zoe@example.org" {
+		t.Errorf("reference %q, envelope %q -> %q", ref, rcv.From, rcv.To)
+	}
+	replyTo, err := rcv.Msg.Header.AddressList("Reply-To")
+	if err != nil || len(replyTo) != 1 || replyTo[0].Address != "hallo@cafe.example" || replyTo[0].Name != "Café Conf, e.V." {
+		t.Errorf("Reply-To = %v (%v)", replyTo, err)
+	}
+	if mt, _, _ := mime.ParseMediaType(rcv.Msg.Header.Get("Content-Type")); mt != "multipart/mixed" {
+		t.Errorf("Content-Type = %q", rcv.Msg.Header.Get("Content-Type"))
+	}
+	// Quoted-printable carries line ends as CRLF; the templates write LF.
+	crlf := strings.NewReplacer("\n", "\r\n")
+	if rcv.Text != crlf.Replace(m.Text) || rcv.HTML != crlf.Replace(m.HTML) {
+		t.Errorf("the relay decoded other alternatives than were rendered:\n%s", rcv.Text)
+	}
+	if !strings.Contains(rcv.Text, "€149.00") || !strings.Contains(rcv.Text, "8001 Zürich") {
+		t.Errorf("the receipt is not in the text:\n%s", rcv.Text)
+	}
+	if len(rcv.Attachments) != 1 {
+		t.Fatalf("attachments = %+v", rcv.Attachments)
+	}
+	a := rcv.Attachments[0]
+	if a.Filename != "café-conf-2027.ics" || a.ContentType != "text/calendar; charset=utf-8; method=PUBLISH" || !bytes.Equal(a.Data, m.Attachments[0].Data) {
+		t.Errorf("attachment %q %q (%d bytes)", a.Filename, a.ContentType, len(a.Data))
+	}
+	if want, _ := m.Bytes(); !bytes.Equal(rcv.Data, want) {
+		t.Errorf("DATA differs from m.Bytes()")
 	}
 }

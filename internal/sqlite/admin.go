@@ -404,19 +404,24 @@ func (s *Store) EachSubscriber(ctx context.Context, fn func(admin.Subscriber) er
 	page := make([]admin.Subscriber, 0, eachPage)
 	for {
 		page = page[:0]
-		rows, err := s.db.Read.QueryContext(ctx, `SELECT email, first_name, last_name, consented_at FROM mailing_list
-			WHERE email > ? ORDER BY email LIMIT ?`, after, eachPage)
+		rows, err := s.db.Read.QueryContext(ctx, `SELECT email, first_name, last_name, consented_at, confirmed_at FROM mailing_list
+			WHERE email > ? AND status = 'subscribed' ORDER BY email LIMIT ?`, after, eachPage)
 		if err != nil {
 			return fmt.Errorf("read mailing list: %w", err)
 		}
 		for rows.Next() {
 			var sub admin.Subscriber
 			var consented string
-			if err := rows.Scan(&sub.Email, &sub.FirstName, &sub.LastName, &consented); err != nil {
+			var confirmed sql.NullString
+			if err := rows.Scan(&sub.Email, &sub.FirstName, &sub.LastName, &consented, &confirmed); err != nil {
 				rows.Close()
 				return fmt.Errorf("scan subscriber: %w", err)
 			}
 			if sub.ConsentedAt, err = parseTime(consented); err != nil {
+				rows.Close()
+				return err
+			}
+			if sub.ConfirmedAt, err = parseNullTime(confirmed); err != nil {
 				rows.Close()
 				return err
 			}

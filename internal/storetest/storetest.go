@@ -18,6 +18,7 @@ import (
 	"github.com/registrar/registrar/internal/payment"
 	"github.com/registrar/registrar/internal/pipeline"
 	"github.com/registrar/registrar/internal/registration"
+	"github.com/registrar/registrar/internal/web"
 )
 
 // Store is everything registrar asks of a storage engine.
@@ -25,6 +26,8 @@ type Store interface {
 	registration.Store
 	pipeline.Store
 	pipeline.MailingList
+	pipeline.OptInList
+	web.Newsletter
 	pipeline.OfficeStore
 	admin.Store
 	SyncTickets(ctx context.Context, ev *event.Event) error
@@ -74,6 +77,7 @@ func Run(t *testing.T, h Harness) {
 		{"RecentRegistrations", testRecentRegistrations},
 	}
 	tests = append(tests, officeTests...)
+	tests = append(tests, newsletterTests...)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()

@@ -4,12 +4,18 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 	"unicode/utf8"
 
+	"github.com/registrar/registrar/internal/event"
 	"github.com/registrar/registrar/internal/registration"
 )
 
@@ -130,5 +136,99 @@ func TestDecodeRequestRefusesAmbiguity(t *testing.T) {
 				t.Errorf("decodeRequest(%q) = %v; want invalid_request with %q", tc.body, err, tc.want)
 			}
 		})
+	}
+}
+
+// FuzzFormRequest: the form's reader never panics; a field sent twice is
+// refused; a form it accepts and finds valid is the same registration the
+// API would take (the same request, the same verdict); the card number never
+// appears in what the attendee is told; a free ticket carries no billing.
+func FuzzFormRequest(f *testing.F) {
+	ev, err := event.Parse(fmt.Appendf(nil, testEventJSON, 100))
+	if err != nil {
+		f.Fatal(err)
+	}
+	valid := url.Values{
+		"ticket": {"standard"}, "attendee.first_name": {"Ada"}, "attendee.last_name": {"Lovelace"},
+		"attendee.email": {"ada@example.org"}, "billing.card.name": {"Ada Lovelace"},
+		"billing.card.number": {"4242 4242 4242 4242"}, "billing.card.expiry": {"12 / 30"}, "billing.card.cvc": {"123"},
+		"billing.address.line1": {"1 Main St"}, "billing.address.city": {"London"}, "billing.address.country": {"GB"},
+		"newsletter": {"yes"}, "submission_key": {"01J0000000000000000000000"},
+	}
+	for _, s := range []string{
+		valid.Encode(),
+		"ticket=community&attendee.first_name=Ada&attendee.last_name=L&attendee.email=a%40example.org",
+		"ticket=standard&ticket=community",
+		"attendee.first_name=Ada+%E2%80%AEgnp.exe&ticket=community",
+		"attendee.first_name=%FF%FE&billing.card.number=4242424242424242",
+		"billing.card.expiry=2030-12&billing.card.cvc=12345",
+		"%zz=1", "", "&&&=",
+	} {
+		f.Add(s)
+	}
+	now := time.Date(2026, time.June, 1, 12, 0, 0, 0, time.UTC)
+	f.Fuzz(func(t *testing.T, body string) {
+		r := httptest.NewRequest(http.MethodPost, "/register", strings.NewReader(body))
+		r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		if r.ParseForm() != nil {
+			return
+		}
+		if f := repeatedField(r); f != "" {
+			if len(r.PostForm[f]) < 2 {
+				t.Fatalf("repeatedField named %s, sent %d times", f, len(r.PostForm[f]))
+			}
+			return
+		}
+		values, newsletter, _ := typed(r)
+		req := requestFromForm(ev, values, newsletter)
+		if tk, ok := ev.Ticket(req.Ticket); ok && tk.Free() && req.Billing != nil {
+			t.Fatalf("a free ticket's form carries billing: %+v", req.Billing)
+		}
+		req.Normalize()
+		fields := req.Validate(ev, now)
+		// A card number (12 digits or more) is never quoted; a security
+		// code is too short to be told apart from a message's own digits.
+		if b := req.Billing; b != nil && len(b.Card.Number) >= 12 {
+			for k, msg := range fields {
+				if strings.Contains(msg, b.Card.Number) {
+					t.Fatalf("the message for %s quotes the card number: %q", k, msg)
+				}
+			}
+		}
+		if len(fields) > 0 {
+			return
+		}
+		data, err := json.Marshal(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		api, err := decodeRequest(bytes.NewReader(data))
+		if err != nil {
+			t.Fatalf("the API refuses %s, which the form accepted: %v", data, err)
+		}
+		api.Normalize()
+		if got := api.Validate(ev, now); len(got) > 0 {
+			t.Fatalf("the API finds %v in %s, which the form accepted", got, data)
+		}
+		if !reflect.DeepEqual(api, req) {
+			t.Fatalf("the API reads %+v; the form %+v", api, req)
+		}
+	})
+}
+
+// A form field sent twice is refused before anything is charged, as a JSON
+// key given twice is: which copy counts would be a guess.
+func TestFormRepeatedFieldRefused(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, harnessOptions{})
+	form := validForm()
+	form.Set("submission_key", h.fetchKey())
+	form.Add("ticket", "community")
+	res := h.postForm(form)
+	if res.status != http.StatusBadRequest || !bytes.Contains(res.body, []byte("the field ticket more than once")) {
+		t.Fatalf("got %v; want 400 naming the ticket field", res)
+	}
+	if c := h.counts("standard"); c.Registrations != 0 || c.SeatHolds != 0 || c.Taken != 0 || h.calls.Calls() != 0 {
+		t.Errorf("after the refusal: %+v, %d charges; want nothing", c, h.calls.Calls())
 	}
 }

@@ -27,6 +27,12 @@ type Registrar interface {
 	Register(ctx context.Context, req registration.Request, key string) (string, error)
 	Registration(ctx context.Context, id string) (registration.Registration, error)
 	Event() *event.Event
+	// Availability reports every ticket's seats, by ticket id: the form
+	// marks sold-out tickets and the last few seats.
+	Availability(ctx context.Context) (map[string]registration.Availability, error)
+	// RecentDuplicate returns the newest registration of the ticket by the
+	// same email address made lately: the form asks before charging again.
+	RecentDuplicate(ctx context.Context, ticketID, email string) (registration.Registration, bool, error)
 }
 
 // Deps are the web layer's collaborators.
@@ -41,9 +47,16 @@ type Deps struct {
 	RateLimit int
 	// Metrics counts requests and outcomes, served at /metrics; nil for none.
 	Metrics *metrics.Metrics
+	// Newsletter confirms subscriptions to the local mailing list by the
+	// links emailed to attendees; nil for none.
+	Newsletter Newsletter
 	// Admin is the organisers' back office, served under /admin (it checks
 	// its own sessions and roles); nil for none.
 	Admin http.Handler
+	// PaymentProcessor names who processes card payments, as the form tells
+	// attendees: "paypal", "test" (the built-in test processor), or "" to
+	// say nothing.
+	PaymentProcessor string
 }
 
 // server holds the parsed templates and dependencies.
@@ -69,7 +82,14 @@ func Handler(d Deps) (http.Handler, error) {
 	mux.Handle("/api/", s.apiUnknown())
 	mux.Handle("GET /{$}", s.formPage())
 	mux.Handle("POST /register", s.limit(s.formSubmit(), s.formError))
+	mux.Handle("GET /register", http.RedirectHandler("/", http.StatusSeeOther))
 	mux.Handle("GET /registrations/{id}", s.statusPage())
+	if d.Newsletter != nil {
+		mux.Handle("GET /newsletter/confirm/{token}", s.newsletterPage())
+		mux.Handle("POST /newsletter/confirm/{token}", s.newsletterConfirm())
+		mux.Handle("GET /newsletter/confirmed", s.newsletterConfirmed())
+	}
+	mux.Handle("GET /static/{name}", s.staticFiles())
 	mux.Handle("GET /healthz", healthz())
 	mux.Handle("GET /readyz", s.readyz())
 	if d.Metrics != nil {
@@ -80,7 +100,7 @@ func Handler(d Deps) (http.Handler, error) {
 		mux.Handle("/admin/", d.Admin)
 	}
 	cop := http.NewCrossOriginProtection()
-	return d.Metrics.Wrap(securityHeaders(cop.Handler(mux))), nil
+	return d.Metrics.Wrap(securityHeaders(cop.Handler(s.routeErrors(mux)))), nil
 }
 
 // HealthHandler serves only health, readiness and metrics, for worker-only
@@ -139,7 +159,7 @@ func securityHeaders(next http.Handler) http.Handler {
 		h.Set("X-Content-Type-Options", "nosniff")
 		h.Set("Referrer-Policy", "no-referrer")
 		h.Set("X-Frame-Options", "DENY")
-		h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'")
+		h.Set("Content-Security-Policy", "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'unsafe-inline'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'")
 		next.ServeHTTP(w, r)
 	})
 }
@@ -149,14 +169,22 @@ func securityHeaders(next http.Handler) http.Handler {
 func (s *server) limit(next http.Handler, refuse func(http.ResponseWriter, *http.Request, error)) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if wait, ok := s.limiter.allow(clientAddr(r), time.Now()); !ok {
-			secs := int(wait/time.Second) + 1
+			secs := max(int((wait+time.Second-1)/time.Second), 1)
 			w.Header().Set("Retry-After", strconv.Itoa(secs))
 			refuse(w, r, &registration.Error{Code: registration.CodeRateLimited,
-				Message: "Too many attempts from your address; wait " + strconv.Itoa(secs) + " seconds and try again."})
+				Message: "Too many attempts from your address; wait " + seconds(secs) + " and try again."})
 			return
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// seconds says n seconds in words: "1 second", "30 seconds".
+func seconds(n int) string {
+	if n == 1 {
+		return "1 second"
+	}
+	return strconv.Itoa(n) + " seconds"
 }
 
 // apiUnknown answers API paths and methods that do not exist in the API's
