@@ -339,7 +339,7 @@ func TestClientStringHidesKey(t *testing.T) {
 func TestSubscriberHash(t *testing.T) {
 	t.Parallel()
 	cases := []struct{ email, want string }{
-		{"Ada.Lovelace@Example.com", "2b9150605ac374d671a306b5fcee60a0"}, // PROVIDERS.md §3.2
+		{"Ada.Lovelace@Example.com", "2b9150605ac374d671a306b5fcee60a0"}, // Mailchimp: the MD5 of the lower-cased address
 		{"ada.lovelace@example.com", "2b9150605ac374d671a306b5fcee60a0"},
 		{" ada.lovelace@example.com\n", "2b9150605ac374d671a306b5fcee60a0"},
 	}

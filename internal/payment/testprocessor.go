@@ -9,7 +9,7 @@ import (
 	"sync"
 )
 
-// Test card numbers of the built-in test processor (DESIGN.md §7).
+// Test card numbers of the built-in test processor (listed in the README).
 const (
 	TestCardVisa       = "4111111111111111"
 	TestCardVisa2      = "4242424242424242"

@@ -82,7 +82,7 @@ func mcPut(email, statusIfNew string) string {
 func TestMailchimpFake(t *testing.T) {
 	t.Parallel()
 	ada := "Ada.Lovelace@Example.com"
-	adaHash := "2b9150605ac374d671a306b5fcee60a0" // PROVIDERS.md §3.2
+	adaHash := "2b9150605ac374d671a306b5fcee60a0" // the MD5 of the lower-cased address
 	member := "/lists/" + mcList + "/members/" + adaHash
 	type step struct {
 		method, path, key, body string

@@ -26,7 +26,7 @@ import (
 
 // PayPal is a strict fake of PayPal's REST API: OAuth2 client credentials
 // (POST /v1/oauth2/token), Orders v2 (create, capture, get) and Payments v2
-// (refund, get capture), as described in PROVIDERS.md section 1.
+// (refund, get capture), behaving as PayPal documents them.
 //
 // Every request is checked against the official OpenAPI description (the
 // token call, which has none, by hand), and must carry a Bearer token the

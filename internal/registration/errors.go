@@ -2,7 +2,7 @@ package registration
 
 import "time"
 
-// Error codes of the HTTP API (DESIGN.md §5).
+// Error codes of the HTTP API (the README lists each with its HTTP status).
 const (
 	CodeInvalidRequest        = "invalid_request"
 	CodeRequestTooLarge       = "request_too_large"

@@ -14,7 +14,7 @@ import (
 // Status of a registration.
 type Status string
 
-// Registration statuses (DESIGN.md §5).
+// Registration statuses, as the API reports them.
 const (
 	StatusPaid           Status = "paid"
 	StatusProcessing     Status = "processing"
@@ -43,7 +43,7 @@ var Steps = [...]StepName{StepSaveOrder, StepSendConfirmation, StepAddToMailingL
 // StepStatus is the state of one activity.
 type StepStatus string
 
-// Step statuses (DESIGN.md §5).
+// Step statuses, as the API reports them.
 const (
 	StepPending   StepStatus = "pending"
 	StepRunning   StepStatus = "running"

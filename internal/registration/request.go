@@ -17,7 +17,7 @@ import (
 	"github.com/registrar/registrar/internal/payment"
 )
 
-// Request is the body of POST /api/registrations (DESIGN.md §5).
+// Request is the body of POST /api/registrations.
 type Request struct {
 	Ticket     string   `json:"ticket"`
 	Attendee   Attendee `json:"attendee"`

@@ -385,7 +385,7 @@ func TestNewID(t *testing.T) {
 		}
 		seen[id] = true
 	}
-	// 32 base32 characters carry 160 bits (at least 128, DESIGN.md §5); with
+	// 32 base32 characters carry 160 bits (at least 128); with
 	// 10k ids every character position must take many values.
 	for pos := range 32 {
 		chars := map[byte]bool{}

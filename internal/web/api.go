@@ -15,7 +15,7 @@ import (
 	"github.com/registrar/registrar/internal/strictjson"
 )
 
-// maxBody caps request bodies (DESIGN.md §5).
+// maxBody caps request bodies: 64 KiB.
 const maxBody = 64 << 10
 
 func (s *server) apiCreate() http.Handler {

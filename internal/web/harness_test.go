@@ -51,7 +51,7 @@ const testEventJSON = `{
 }`
 
 // secretNumbers are card numbers tests send. None may ever reach a log line
-// or the database file (DESIGN.md §8, invariant 1); every harness checks
+// or the database file (the first guarantee in the README); every harness checks
 // that when its test ends.
 var secretNumbers = []string{
 	payment.TestCardVisa, payment.TestCardVisa2, payment.TestCardDeclined,
