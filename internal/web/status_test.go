@@ -70,7 +70,7 @@ func statusFetch(t *testing.T, srv *httptest.Server, method, path string, header
 	for k, v := range header {
 		req.Header[k] = v
 	}
-	c := srv.Client()
+	c := *srv.Client() // a copy: the server's client is shared by parallel tests
 	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	res, err := c.Do(req)
 	if err != nil {
