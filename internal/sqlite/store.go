@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/registrar/registrar/internal/event"
@@ -19,6 +20,11 @@ type Store struct {
 	db    *DB
 	now   func() time.Time
 	batch *groupcommit.Batcher // group commit for the writes of the registration hot path
+	// fullSeen holds the tickets (event id + "/" + ticket id) whose
+	// attempts were once refused for want of a free seat: their attempts
+	// look at the committed stock first, on a read connection (see
+	// StartAttempt).
+	fullSeen sync.Map
 }
 
 // maxBatch bounds how many writes share one transaction.
@@ -60,7 +66,22 @@ func (s *Store) SyncTickets(ctx context.Context, ev *event.Event) error {
 
 // StartAttempt implements registration.Store.
 // It runs in a shared transaction (group commit).
+//
+// Once a ticket has refused an attempt for want of a free seat, a launch's
+// later attempts would queue for the one writer only to be refused again;
+// they are answered from the committed stock on a read connection instead,
+// with nothing written, when their key (if any) is unknown: no seat free
+// and every seat paid is ErrSoldOut (final), no seat free but some held is
+// ErrSeatsHeld (retryable, as the writer would say). A seat freed since (a
+// payment that failed, a cancellation, a raised capacity) is seen there,
+// and the attempt goes to the writer as any other.
 func (s *Store) StartAttempt(ctx context.Context, a registration.Attempt, soldOut registration.Outcome) (*registration.Outcome, error) {
+	ticket := a.EventID + "/" + a.TicketID
+	if _, seen := s.fullSeen.Load(ticket); seen {
+		if err := s.refuseFromStock(ctx, a); err != nil {
+			return nil, err
+		}
+	}
 	var replay *registration.Outcome
 	var refused error
 	err := s.batch.Do(ctx, func(ctx context.Context, tx *sql.Tx) error {
@@ -73,7 +94,32 @@ func (s *Store) StartAttempt(ctx context.Context, a registration.Attempt, soldOu
 	case replay != nil:
 		return replay, nil
 	}
+	if errors.Is(refused, registration.ErrSoldOut) {
+		s.fullSeen.Store(ticket, true)
+	}
 	return nil, refused
+}
+
+// refuseFromStock reads the committed stock of a's ticket on a read
+// connection and returns ErrSoldOut or ErrSeatsHeld when no seat is free
+// and a's idempotency key (if any) was never seen; nil sends a to the
+// writer, which also replays or refuses a known key as usual.
+func (s *Store) refuseFromStock(ctx context.Context, a registration.Attempt) error {
+	var full, final, known bool
+	err := s.db.Read.QueryRowContext(ctx, `SELECT taken >= capacity, taken - held >= capacity,
+			EXISTS (SELECT 1 FROM idempotency_keys WHERE key = ?)
+		FROM ticket_stock WHERE event_id = ? AND ticket_id = ?`, a.IdempotencyKey, a.EventID, a.TicketID).Scan(&full, &final, &known)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return nil // no stock: the writer says what that means
+	case err != nil:
+		return fmt.Errorf("read stock: %w", err)
+	case !full || a.IdempotencyKey != "" && known:
+		return nil
+	case final:
+		return registration.ErrSoldOut
+	}
+	return registration.ErrSeatsHeld
 }
 
 // startAttempt is StartAttempt's write. Conflicts return errors (nothing was

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"github.com/registrar/registrar/internal/payment"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -370,4 +371,132 @@ func TestHeldSeatsCount(t *testing.T) {
 		t.Fatal(err)
 	}
 	check(0)
+}
+
+// Once a ticket is sold out for good, later attempts are refused from the
+// committed stock without a write; a key already known still goes to the
+// writer (and replays), and a seat freed by a cancellation is sold again.
+func TestSoldOutAnsweredWithoutWrite(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	db, _ := openDB(t)
+	s := NewStore(db)
+	ev := &event.Event{ID: "testconf", Currency: "EUR", Tickets: []event.Ticket{{ID: "standard", Price: 100, Capacity: 1}}}
+	if err := s.SyncTickets(ctx, ev); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UTC()
+	attempt := func(key string) registration.Attempt {
+		id, err := registration.NewID()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return registration.Attempt{ID: id, EventID: ev.ID, TicketID: "standard", IdempotencyKey: key,
+			RequestHash: "h-" + key, CreatedAt: now, ResolveAfter: now.Add(time.Hour)}
+	}
+	keys := func() int {
+		var n int
+		if err := db.Write.QueryRowContext(ctx, `SELECT count(*) FROM idempotency_keys`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	paid := attempt("k-paid")
+	if _, err := s.StartAttempt(ctx, paid, registration.Outcome{}); err != nil {
+		t.Fatal(err)
+	}
+	reg := registration.Registration{ID: paid.ID, EventID: ev.ID, TicketID: "standard", Status: registration.StatusPaid,
+		Amount: 100, Currency: "EUR", FirstName: "Ada", LastName: "Lovelace", Email: "ada@example.org",
+		Payment: payment.Charge{Provider: "test", Reference: "ref", Brand: "visa", Last4: "1111"}, CreatedAt: now, UpdatedAt: now}
+	if err := s.CompleteAttempt(ctx, paid, reg, func(context.Context, *sql.Tx, string) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	soldOut := registration.Outcome{Code: registration.CodeSoldOut, Message: "sold out"}
+	// The writer refuses the first and stores the answer under its key.
+	if _, err := s.StartAttempt(ctx, attempt("k-first"), soldOut); !errors.Is(err, registration.ErrSoldOut) {
+		t.Fatalf("first attempt after the sell-out: %v; want ErrSoldOut", err)
+	}
+	stored := keys()
+	// Later ones are refused with nothing written.
+	for i := range 5 {
+		if _, err := s.StartAttempt(ctx, attempt(fmt.Sprintf("k-late-%d", i)), soldOut); !errors.Is(err, registration.ErrSoldOut) {
+			t.Fatalf("late attempt %d: %v; want ErrSoldOut", i, err)
+		}
+	}
+	if got := keys(); got != stored {
+		t.Errorf("%d keys after five refusals from the stock; want %d (none written)", got, stored)
+	}
+	// They do not even wait for the writer: with its one connection taken,
+	// the refusal still comes.
+	held, err := db.Write.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	_, err = s.StartAttempt(wctx, attempt("k-writer-busy"), soldOut)
+	cancel()
+	held.Rollback()
+	if !errors.Is(err, registration.ErrSoldOut) {
+		t.Errorf("attempt while the writer is busy: %v; want ErrSoldOut from the stock", err)
+	}
+	// A key the writer knows replays its stored answer.
+	first := attempt("k-first")
+	if o, err := s.StartAttempt(ctx, first, soldOut); err != nil || o == nil || o.Code != registration.CodeSoldOut {
+		t.Errorf("the first key again: %+v, %v; want its stored sold_out replayed", o, err)
+	}
+	// A cancellation frees the seat: the next attempt takes it.
+	if err := s.CancelRegistration(ctx, paid.ID, nil, registration.AuditEntry{At: now, Actor: "owner@example.org", Action: "cancel", RegistrationID: paid.ID},
+		func(context.Context, *sql.Tx) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.StartAttempt(ctx, attempt("k-after-cancel"), soldOut); err != nil {
+		t.Errorf("attempt after the cancellation: %v; want the freed seat", err)
+	}
+}
+
+// While the last seats are only held, later attempts get the retryable
+// refusal from the stock, without the writer; once a hold is released the
+// seat is sold again.
+func TestSeatsHeldAnsweredWithoutWriter(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	db, _ := openDB(t)
+	s := NewStore(db)
+	ev := &event.Event{ID: "testconf", Currency: "EUR", Tickets: []event.Ticket{{ID: "standard", Price: 100, Capacity: 1}}}
+	if err := s.SyncTickets(ctx, ev); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UTC()
+	attempt := func() registration.Attempt {
+		id, err := registration.NewID()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return registration.Attempt{ID: id, EventID: ev.ID, TicketID: "standard", IdempotencyKey: "k-" + id,
+			RequestHash: "h", CreatedAt: now, ResolveAfter: now.Add(time.Hour)}
+	}
+	holding := attempt()
+	if _, err := s.StartAttempt(ctx, holding, registration.Outcome{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.StartAttempt(ctx, attempt(), registration.Outcome{}); !errors.Is(err, registration.ErrSeatsHeld) {
+		t.Fatalf("attempt while the seat is held: %v; want ErrSeatsHeld", err)
+	}
+	busy, err := db.Write.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	_, err = s.StartAttempt(wctx, attempt(), registration.Outcome{})
+	cancel()
+	busy.Rollback()
+	if !errors.Is(err, registration.ErrSeatsHeld) {
+		t.Errorf("attempt while the writer is busy: %v; want ErrSeatsHeld from the stock", err)
+	}
+	if err := s.FailAttempt(ctx, holding, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.StartAttempt(ctx, attempt(), registration.Outcome{}); err != nil {
+		t.Errorf("attempt after the hold was released: %v; want the seat", err)
+	}
 }
