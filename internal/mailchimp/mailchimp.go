@@ -1,7 +1,10 @@
 // Package mailchimp adds consenting attendees to a Mailchimp audience through
-// the Marketing API v3: an idempotent upsert (PUT by subscriber hash) and a
-// tag naming the event. Mailchimp has no official Go SDK the module proxy
-// serves, so this is a small net/http client of its own.
+// the Marketing API v3: concurrent subscriptions are batched into one batch
+// subscribe call (POST /lists/{list_id}, up to 500 members) that creates new
+// members with a tag naming the event; an address already on the list gets
+// the idempotent upsert (PUT by subscriber hash) and tag call of its own.
+// Mailchimp has no official Go SDK the module proxy serves, so this is a
+// small net/http client of its own.
 package mailchimp
 
 import (
@@ -14,12 +17,10 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
-
-	"github.com/registrar/registrar/internal/registration"
 )
 
 // DefaultMaxConns is the default cap on concurrent requests per Client.
@@ -42,6 +43,11 @@ type Options struct {
 	// HTTPClient replaces the default client (30 s timeout, MaxConns
 	// connections per host).
 	HTTPClient *http.Client
+	// BatchWindow is how long a batch waits for more members after its
+	// first (default 25 ms); a full batch is sent at once.
+	BatchWindow time.Duration
+	// BatchSize caps the members of one batch (default and at most 500).
+	BatchSize int
 }
 
 // Client talks to one Mailchimp audience. It is safe for concurrent use.
@@ -52,6 +58,11 @@ type Client struct {
 	statusIfNew string
 	hc          *http.Client
 	sem         chan struct{}
+	window      time.Duration
+	batchSize   int
+
+	mu   sync.Mutex
+	open *batch // the batch new members join; nil when none is open
 }
 
 // New returns a client for the audience listID. apiBase is the API root
@@ -67,6 +78,12 @@ func New(apiBase, apiKey, listID string, o Options) *Client {
 		tr.MaxIdleConnsPerHost = o.MaxConns
 		hc = &http.Client{Timeout: defaultTimeout, Transport: tr}
 	}
+	if o.BatchWindow <= 0 {
+		o.BatchWindow = DefaultBatchWindow
+	}
+	if o.BatchSize <= 0 || o.BatchSize > MaxBatch {
+		o.BatchSize = MaxBatch
+	}
 	status := "subscribed"
 	if o.DoubleOptIn {
 		status = "pending"
@@ -78,6 +95,8 @@ func New(apiBase, apiKey, listID string, o Options) *Client {
 		statusIfNew: status,
 		hc:          hc,
 		sem:         make(chan struct{}, o.MaxConns),
+		window:      o.BatchWindow,
+		batchSize:   o.BatchSize,
 	}
 }
 
@@ -108,45 +127,6 @@ type tag struct {
 	Status string `json:"status"`
 }
 
-// Subscribe adds s to the audience, or updates the member already there,
-// and tags them with the event id. It is idempotent: the member is upserted
-// by subscriber hash, and only status_if_new is sent, so an existing member
-// who unsubscribed stays unsubscribed.
-//
-// Errors are *Error: Permanent() reports a rejection retrying cannot fix
-// (forgotten or compliance-state address, invalid data, bad key or list);
-// otherwise the failure is transient, with RetryAfter() set when Mailchimp
-// sent a Retry-After header.
-func (c *Client) Subscribe(ctx context.Context, s registration.Subscriber) error {
-	addr := strings.TrimSpace(s.Email)
-	if addr == "" {
-		return &Error{Op: "upsert member", Detail: "the subscriber has no email address", permanent: true}
-	}
-	hash := SubscriberHash(addr)
-	member := c.base + "/lists/" + url.PathEscape(c.listID) + "/members/" + hash
-
-	body := memberBody{EmailAddress: addr, StatusIfNew: c.statusIfNew}
-	// Empty names are left out rather than sent as "", which would clear
-	// what an existing member already has.
-	for k, v := range map[string]string{"FNAME": s.FirstName, "LNAME": s.LastName} {
-		if v = strings.TrimSpace(v); v != "" {
-			if body.MergeFields == nil {
-				body.MergeFields = map[string]string{}
-			}
-			body.MergeFields[k] = v
-		}
-	}
-	if err := c.do(ctx, "upsert member", http.MethodPut, member, body); err != nil {
-		return err
-	}
-	if s.EventID == "" {
-		return nil
-	}
-	// PUT has no tags field; tags are created on first use.
-	return c.do(ctx, "tag member", http.MethodPost, member+"/tags",
-		tagsBody{Tags: []tag{{Name: s.EventID, Status: "active"}}})
-}
-
 // do sends one JSON request, holding a slot of the client's semaphore until
 // the response is fully read.
 func (c *Client) do(ctx context.Context, op, method, target string, in any) error {
@@ -165,10 +145,7 @@ func (c *Client) do(ctx context.Context, op, method, target string, in any) erro
 	if err != nil {
 		return &Error{Op: op, Err: err, permanent: true}
 	}
-	req.Header.Set("Authorization", c.auth)
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Accept", "application/json")
-	req.Header.Set("User-Agent", "registrar")
+	c.setHeaders(req)
 	resp, err := c.hc.Do(req)
 	if err != nil {
 		// Network failures and timeouts are transient. The URL in the error
@@ -184,12 +161,21 @@ func (c *Client) do(ctx context.Context, op, method, target string, in any) erro
 	return responseError(op, resp, data)
 }
 
+func (c *Client) setHeaders(req *http.Request) {
+	req.Header.Set("Authorization", c.auth)
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json")
+	req.Header.Set("User-Agent", "registrar")
+}
+
 // Error is a failed Mailchimp call. When Mailchimp answered, StatusCode,
 // Title and Detail come from its problem document; otherwise Err is the
-// transport failure.
+// transport failure. A member refused inside a successful batch call has
+// Code and Detail from its entry in the answer's errors, and no StatusCode.
 type Error struct {
-	Op         string // "upsert member" or "tag member"
-	StatusCode int    // 0 when no response arrived
+	Op         string // "batch subscribe", "upsert member" or "tag member"
+	StatusCode int    // 0 when no response arrived, or for a member's batch error
+	Code       string // a batch error's error_code, e.g. ERROR_GENERIC
 	Title      string // e.g. "Forgotten Email Not Subscribed"
 	Detail     string
 	Fields     []FieldError // per-field problems of an "Invalid Resource"
@@ -215,6 +201,8 @@ func (e *Error) Error() string {
 		if e.Title != "" {
 			b.WriteString(" " + e.Title)
 		}
+	} else if e.Code != "" {
+		b.WriteString(": " + e.Code)
 	}
 	if e.Detail != "" {
 		b.WriteString(": " + e.Detail)

@@ -28,8 +28,9 @@ const MailchimpConcurrencyLimit = 10
 
 const mailchimpErrorType = "https://mailchimp.com/developer/marketing/docs/errors/"
 
-// Mailchimp is a strict fake of the Mailchimp Marketing API v3 (the member
-// upsert, create, read and tag endpoints, and ping), served under /3.0.
+// Mailchimp is a strict fake of the Mailchimp Marketing API v3 (batch
+// subscribe, the member upsert, create, read and tag endpoints, and ping),
+// served under /3.0.
 //
 // Every request is validated against Mailchimp's OpenAPI description; a
 // violation fails the test (tb.Errorf) and is answered 400. So is a
@@ -58,6 +59,7 @@ type Mailchimp struct {
 	requests    int
 	upserts     int
 	throttled   int
+	batches     []int        // members of each batch subscribe call answered 200
 	seq         atomic.Int64 // problem instance ids
 }
 
@@ -100,6 +102,7 @@ func NewMailchimp(tb testing.TB, apiKey, listID string) *Mailchimp {
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /3.0/ping", m.ping)
+	mux.HandleFunc("POST /3.0/lists/{list}", m.batchSubscribe)
 	mux.HandleFunc("POST /3.0/lists/{list}/members", m.createMember)
 	mux.HandleFunc("GET /3.0/lists/{list}/members/{hash}", m.getMember)
 	mux.HandleFunc("PUT /3.0/lists/{list}/members/{hash}", m.putMember)
@@ -222,6 +225,14 @@ func (m *Mailchimp) Upserts() int {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.upserts
+}
+
+// Batches returns the member count of each batch subscribe call that was
+// answered 200, in order.
+func (m *Mailchimp) Batches() []int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return slices.Clone(m.batches)
 }
 
 // Requests counts every request received, valid or not.
@@ -417,22 +428,39 @@ func (m *Mailchimp) decode(w http.ResponseWriter, r *http.Request, v any) bool {
 // rejectAddress answers the per-address refusals of a member write, and
 // reports whether it did. Call with m.mu held.
 func (m *Mailchimp) rejectAddress(w http.ResponseWriter, hash, email string) bool {
+	title, detail := m.refusalProblem(hash, email)
+	if title == "" {
+		return false
+	}
+	m.problem(w, http.StatusBadRequest, title, detail)
+	return true
+}
+
+// refusalProblem is the title and detail of Mailchimp's refusal of a write
+// of this address, or "" when there is none. Call with m.mu held.
+func (m *Mailchimp) refusalProblem(hash, email string) (title, detail string) {
 	if a, err := mail.ParseAddress(email); err != nil || a.Address != email || a.Name != "" || m.invalid[hash] {
-		m.problem(w, http.StatusBadRequest, "Invalid Resource",
-			email+" looks fake or invalid, please enter a real email address.")
-		return true
+		return "Invalid Resource", email + " looks fake or invalid, please enter a real email address."
 	}
 	if m.forgotten[hash] {
-		m.problem(w, http.StatusBadRequest, "Forgotten Email Not Subscribed",
-			email+" was permanently deleted and cannot be re-imported. The contact must re-subscribe to get back on the list.")
-		return true
+		return "Forgotten Email Not Subscribed",
+			email + " was permanently deleted and cannot be re-imported. The contact must re-subscribe to get back on the list."
 	}
 	if m.compliance[hash] {
-		m.problem(w, http.StatusBadRequest, "Member In Compliance State",
-			email+" is in a compliance state due to unsubscribe, bounce, or compliance review and cannot be subscribed.")
-		return true
+		return "Member In Compliance State",
+			email + " is in a compliance state due to unsubscribe, bounce, or compliance review and cannot be subscribed."
 	}
-	return false
+	return "", ""
+}
+
+// refusal is refusalProblem as a batch error: the message, and the field
+// at fault when it is the address itself. Call with m.mu held.
+func (m *Mailchimp) refusal(hash, email string) (msg, field string) {
+	title, detail := m.refusalProblem(hash, email)
+	if title == "Invalid Resource" {
+		return detail, "email_address"
+	}
+	return detail, ""
 }
 
 func (m *Mailchimp) putMember(w http.ResponseWriter, r *http.Request) {
@@ -610,4 +638,121 @@ func (m *Mailchimp) memberJSON(hash string, mem *mailchimpMember) map[string]any
 		"tags":            tags,
 		"list_id":         m.listID,
 	}
+}
+
+// MailchimpMaxBatch is the most members one batch subscribe call takes.
+const MailchimpMaxBatch = 500
+
+type mailchimpBatchBody struct {
+	Members []struct {
+		EmailAddress string         `json:"email_address"`
+		Status       string         `json:"status"`
+		MergeFields  map[string]any `json:"merge_fields"`
+		// Not in the saved spec's AddListMembers, but taken by the API
+		// (hence sync_tags): tag names, created on first use.
+		Tags []string `json:"tags"`
+	} `json:"members"`
+	UpdateExisting bool `json:"update_existing"`
+	SyncTags       bool `json:"sync_tags"`
+}
+
+type mailchimpBatchError struct {
+	EmailAddress string `json:"email_address"`
+	Error        string `json:"error"`
+	ErrorCode    string `json:"error_code"`
+	Field        string `json:"field,omitempty"`
+	FieldMessage string `json:"field_message,omitempty"`
+}
+
+// batchSubscribe is POST /lists/{list_id}: each member is created with its
+// status, or, when it exists, refused with ERROR_CONTACT_EXISTS unless
+// update_existing is true, which overwrites its status (resubscribing an
+// unsubscribed member) and merge fields and adds its tags (sync_tags:
+// replaces them). Per-address refusals are entries of errors; the call
+// itself answers 200.
+func (m *Mailchimp) batchSubscribe(w http.ResponseWriter, r *http.Request) {
+	if r.PathValue("list") != m.listID {
+		m.notFound(w)
+		return
+	}
+	var b mailchimpBatchBody
+	if !m.decode(w, r, &b) {
+		return
+	}
+	if n := len(b.Members); n > MailchimpMaxBatch {
+		m.tb.Errorf("mailchimp fake: batch subscribe of %d members; at most %d are allowed", n, MailchimpMaxBatch)
+		m.problem(w, http.StatusBadRequest, "Invalid Resource", "The resource submitted could not be validated.",
+			mailchimpFieldError{Field: "members", Message: fmt.Sprintf("At most %d members may be added or updated with each call.", MailchimpMaxBatch)})
+		return
+	}
+	for i, mb := range b.Members {
+		if mb.Status == "" {
+			m.tb.Errorf("mailchimp fake: batch subscribe member %d (%s) has no status", i, mb.EmailAddress)
+			m.problem(w, http.StatusBadRequest, "Invalid Resource", "The resource submitted could not be validated.",
+				mailchimpFieldError{Field: fmt.Sprintf("members.%d.status", i), Message: "This value should not be blank."})
+			return
+		}
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	created, updated := []map[string]any{}, []map[string]any{}
+	errs := []mailchimpBatchError{}
+	seen := map[string]bool{}
+	for _, mb := range b.Members {
+		email, hash := mb.EmailAddress, mailchimpHash(mb.EmailAddress)
+		if reason, field := m.refusal(hash, email); reason != "" {
+			be := mailchimpBatchError{EmailAddress: email, Error: reason, ErrorCode: "ERROR_GENERIC"}
+			if field != "" {
+				be.Field, be.FieldMessage = field, "Please enter a real email address."
+			}
+			errs = append(errs, be)
+			continue
+		}
+		if seen[hash] {
+			errs = append(errs, mailchimpBatchError{EmailAddress: email, ErrorCode: "ERROR_GENERIC",
+				Error: email + " is in the request more than once; send each address once or set skip_duplicate_check."})
+			continue
+		}
+		seen[hash] = true
+		mem, exists := m.members[hash]
+		switch {
+		case !exists:
+			mem = &mailchimpMember{email: email, status: mb.Status, merge: map[string]any{}, tags: map[string]bool{}, lastChanged: time.Now()}
+			maps.Copy(mem.merge, mb.MergeFields)
+			for _, t := range mb.Tags {
+				mem.tags[t] = true
+			}
+			m.members[hash] = mem
+			m.upserts++
+			created = append(created, m.memberJSON(hash, mem))
+		case !b.UpdateExisting:
+			errs = append(errs, mailchimpBatchError{EmailAddress: email, ErrorCode: "ERROR_CONTACT_EXISTS",
+				Error: email + " is already a list member, do you want to update? please provide update_existing:true in the request body"})
+		default:
+			before := mem.export(hash)
+			mem.email, mem.status = email, mb.Status
+			maps.Copy(mem.merge, mb.MergeFields)
+			if b.SyncTags {
+				clear(mem.tags)
+			}
+			for _, t := range mb.Tags {
+				mem.tags[t] = true
+			}
+			if !reflect.DeepEqual(before, mem.export(hash)) {
+				mem.lastChanged = time.Now()
+				m.upserts++
+			}
+			updated = append(updated, m.memberJSON(hash, mem))
+		}
+	}
+	m.batches = append(m.batches, len(b.Members))
+	writeMailchimpJSON(w, map[string]any{
+		"new_members":     created,
+		"updated_members": updated,
+		"errors":          errs,
+		"total_created":   len(created),
+		"total_updated":   len(updated),
+		"error_count":     len(errs),
+		"_links":          []any{},
+	})
 }

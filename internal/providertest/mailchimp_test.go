@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -299,5 +300,176 @@ func TestMailchimpFakeConcurrencyLimit(t *testing.T) {
 	}
 	if m.MaxInFlight() <= MailchimpConcurrencyLimit {
 		t.Errorf("max in flight %d", m.MaxInFlight())
+	}
+}
+
+// mcBatchAnswer is the part of a batch subscribe answer the tests read.
+type mcBatchAnswer struct {
+	NewMembers     []struct{ ID, EmailAddress, Status string } `json:"new_members"`
+	UpdatedMembers []struct{ ID, EmailAddress, Status string } `json:"updated_members"`
+	Errors         []struct {
+		EmailAddress string `json:"email_address"`
+		Error        string `json:"error"`
+		ErrorCode    string `json:"error_code"`
+		Field        string `json:"field"`
+	} `json:"errors"`
+	TotalCreated int `json:"total_created"`
+	TotalUpdated int `json:"total_updated"`
+	ErrorCount   int `json:"error_count"`
+}
+
+func mcBatch(t *testing.T, m *Mailchimp, list, body string) (int, mcProblem, mcBatchAnswer) {
+	t.Helper()
+	req, err := http.NewRequest("POST", m.URL()+"/lists/"+list, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.SetBasicAuth("anystring", mcKey)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(resp.Body)
+	var p mcProblem
+	var a mcBatchAnswer
+	if resp.StatusCode == 200 {
+		if err := json.Unmarshal(data, &a); err != nil {
+			t.Fatalf("answer %q: %v", data, err)
+		}
+	} else if err := json.Unmarshal(data, &p); err != nil {
+		t.Fatalf("problem %q: %v", data, err)
+	}
+	return resp.StatusCode, p, a
+}
+
+func mcMembers(members ...string) string {
+	return "[" + strings.Join(members, ",") + "]"
+}
+
+func mcMember(email, status string, tags ...string) string {
+	tj, _ := json.Marshal(tags)
+	if tags == nil {
+		tj = []byte("[]")
+	}
+	return fmt.Sprintf(`{"email_address":%q,"status":%q,"merge_fields":{"FNAME":"Ada","LNAME":"Lovelace"},"tags":%s}`, email, status, tj)
+}
+
+func TestMailchimpFakeBatch(t *testing.T) {
+	t.Parallel()
+	t.Run("new, existing, refused", func(t *testing.T) {
+		t.Parallel()
+		m := NewMailchimp(t, mcKey, mcList)
+		m.Unsubscribe("left@example.org")
+		m.Forget("gone@example.org")
+		m.Compliance("held@example.org")
+		m.InvalidResource("fake@example.org")
+		body := `{"update_existing":false,"members":` + mcMembers(
+			mcMember("Ada@Example.org", "pending", "gopherfest-2027"),
+			mcMember("left@example.org", "subscribed", "gopherfest-2027"),
+			mcMember("gone@example.org", "subscribed"),
+			mcMember("held@example.org", "subscribed"),
+			mcMember("fake@example.org", "subscribed"),
+			mcMember("ada@example.org", "pending"),
+		) + `}`
+		status, p, a := mcBatch(t, m, mcList, body)
+		if status != 200 {
+			t.Fatalf("status %d %+v", status, p)
+		}
+		if len(a.NewMembers) != 1 || a.NewMembers[0].ID != mailchimpHash("ada@example.org") || a.NewMembers[0].Status != "pending" ||
+			a.TotalCreated != 1 || a.TotalUpdated != 0 || len(a.UpdatedMembers) != 0 || a.ErrorCount != 5 || len(a.Errors) != 5 {
+			t.Fatalf("answer %+v", a)
+		}
+		want := []struct{ email, code, msg, field string }{
+			{"left@example.org", "ERROR_CONTACT_EXISTS", "is already a list member", ""},
+			{"gone@example.org", "ERROR_GENERIC", "was permanently deleted", ""},
+			{"held@example.org", "ERROR_GENERIC", "is in a compliance state", ""},
+			{"fake@example.org", "ERROR_GENERIC", "looks fake or invalid", "email_address"},
+			{"ada@example.org", "ERROR_GENERIC", "more than once", ""},
+		}
+		for i, w := range want {
+			e := a.Errors[i]
+			if e.EmailAddress != w.email || e.ErrorCode != w.code || !strings.Contains(e.Error, w.msg) || e.Field != w.field {
+				t.Errorf("error %d = %+v, want %+v", i, e, w)
+			}
+		}
+		if got, _ := m.Member("left@example.org"); got.Status != "unsubscribed" || len(got.Tags) != 0 || len(got.MergeFields) != 0 {
+			t.Errorf("the existing member was changed: %+v", got)
+		}
+		if got, _ := m.Member("ada@example.org"); got.Status != "pending" || got.MergeFields["FNAME"] != "Ada" ||
+			len(got.Tags) != 1 || got.Tags[0] != "gopherfest-2027" {
+			t.Errorf("new member %+v", got)
+		}
+		if m.Upserts() != 1 || len(m.Members()) != 2 || !slices.Equal(m.Batches(), []int{6}) {
+			t.Errorf("upserts %d, members %d, batches %v", m.Upserts(), len(m.Members()), m.Batches())
+		}
+	})
+	t.Run("update_existing overwrites the status", func(t *testing.T) {
+		t.Parallel()
+		m := NewMailchimp(t, mcKey, mcList)
+		m.Unsubscribe("left@example.org")
+		status, _, a := mcBatch(t, m, mcList, `{"update_existing":true,"members":`+
+			mcMembers(mcMember("left@example.org", "subscribed", "a"))+`}`)
+		if status != 200 || len(a.UpdatedMembers) != 1 || a.TotalUpdated != 1 || len(a.NewMembers) != 0 {
+			t.Fatalf("%d %+v", status, a)
+		}
+		if got, _ := m.Member("left@example.org"); got.Status != "subscribed" || !slices.Equal(got.Tags, []string{"a"}) {
+			t.Errorf("member %+v", got)
+		}
+		// sync_tags replaces the tags; without it they are added.
+		mcBatch(t, m, mcList, `{"update_existing":true,"members":`+mcMembers(mcMember("left@example.org", "subscribed", "b"))+`}`)
+		if got, _ := m.Member("left@example.org"); !slices.Equal(got.Tags, []string{"a", "b"}) {
+			t.Errorf("tags %v", got.Tags)
+		}
+		mcBatch(t, m, mcList, `{"update_existing":true,"sync_tags":true,"members":`+mcMembers(mcMember("left@example.org", "subscribed", "c"))+`}`)
+		if got, _ := m.Member("left@example.org"); !slices.Equal(got.Tags, []string{"c"}) {
+			t.Errorf("tags %v", got.Tags)
+		}
+	})
+	t.Run("500 members", func(t *testing.T) {
+		t.Parallel()
+		m := NewMailchimp(t, mcKey, mcList)
+		members := make([]string, MailchimpMaxBatch)
+		for i := range members {
+			members[i] = mcMember(fmt.Sprintf("a%d@example.org", i), "subscribed")
+		}
+		if status, p, a := mcBatch(t, m, mcList, `{"members":`+mcMembers(members...)+`}`); status != 200 || a.TotalCreated != MailchimpMaxBatch {
+			t.Errorf("%d %+v, created %d", status, p, a.TotalCreated)
+		}
+	})
+	t.Run("wrong list", func(t *testing.T) {
+		t.Parallel()
+		m := NewMailchimp(t, mcKey, mcList)
+		if status, p, _ := mcBatch(t, m, "nope", `{"members":`+mcMembers(mcMember("a@example.org", "subscribed"))+`}`); status != 404 || p.Title != "Resource Not Found" {
+			t.Errorf("%d %+v", status, p)
+		}
+	})
+	violations := []struct{ name, body string }{
+		{"501 members", func() string {
+			members := make([]string, MailchimpMaxBatch+1)
+			for i := range members {
+				members[i] = mcMember(fmt.Sprintf("a%d@example.org", i), "subscribed")
+			}
+			return `{"members":` + mcMembers(members...) + `}`
+		}()},
+		{"no members", `{"update_existing":false}`},
+		{"member without status", `{"members":[{"email_address":"a@example.org"}]}`},
+		{"bad status", `{"members":[{"email_address":"a@example.org","status":"maybe"}]}`},
+		{"update_existing is not a boolean", `{"update_existing":"yes","members":[{"email_address":"a@example.org","status":"subscribed"}]}`},
+	}
+	for _, v := range violations {
+		t.Run("spec violation: "+v.name, func(t *testing.T) {
+			t.Parallel()
+			rec := &mailchimpRecTB{TB: t}
+			m := NewMailchimp(rec, mcKey, mcList)
+			status, p, _ := mcBatch(t, m, mcList, v.body)
+			if status != 400 || p.Title != "Invalid Resource" || len(rec.errors()) == 0 {
+				t.Errorf("%d %q, fake reported %q", status, p.Title, rec.errors())
+			}
+			if len(m.Members()) != 0 || len(m.Batches()) != 0 {
+				t.Errorf("members %d, batches %v", len(m.Members()), m.Batches())
+			}
+		})
 	}
 }

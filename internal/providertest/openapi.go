@@ -139,10 +139,11 @@ func SendGridSpec() (*Spec, error) {
 }
 
 // MailchimpSpec is the Mailchimp Marketing API description served under
-// /3.0, with merge field values allowed to be strings or numbers.
+// /3.0, with merge field values allowed to be strings or numbers (in the
+// batch subscribe, create and upsert member bodies).
 func MailchimpSpec() (*Spec, error) {
 	return newSpec("mailchimp/openapi.json", "/3.0", func(doc *openapi3.T) {
-		for _, name := range []string{"AddListMembers1", "AddListMembers2"} {
+		for _, name := range []string{"AddListMembers", "AddListMembers1", "AddListMembers2"} {
 			s := doc.Components.Schemas[name]
 			if s == nil || s.Value == nil {
 				continue
