@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/md5"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -95,6 +97,7 @@ func (f *fakes) Handler() http.Handler {
 	mux.HandleFunc("POST /v2/checkout/orders", f.paypalCreateOrder)
 	mux.HandleFunc("POST /v2/payments/captures/{id}/refund", f.paypalRefund)
 	mux.HandleFunc("POST /v3/mail/send", f.sendgridSend)
+	mux.HandleFunc("POST /3.0/lists/{list}", f.mailchimpBatch)
 	mux.HandleFunc("PUT /3.0/lists/{list}/members/{hash}", f.mailchimpUpsert)
 	mux.HandleFunc("POST /3.0/lists/{list}/members/{hash}/tags", f.mailchimpTags)
 	return mux
@@ -126,7 +129,7 @@ func (f *fakes) effectContext(r *http.Request) context.Context {
 
 // hold keeps a call while the providers are stalled, until the stall ends
 // or the caller gives up, and reports whether it did (the call then fails).
-func (f *fakes) hold(r *http.Request, provider, key string) bool {
+func (f *fakes) hold(r *http.Request, provider string, keys ...string) bool {
 	if f.stall == nil {
 		return false
 	}
@@ -135,7 +138,9 @@ func (f *fakes) hold(r *http.Request, provider, key string) bool {
 	if f.stalledKeys[provider] == nil {
 		f.stalledKeys[provider] = map[string]bool{}
 	}
-	f.stalledKeys[provider][key] = true
+	for _, key := range keys {
+		f.stalledKeys[provider][key] = true
+	}
 	f.mu.Unlock()
 	select {
 	case <-f.stall:
@@ -349,6 +354,63 @@ func (f *fakes) mailchimpUpsert(w http.ResponseWriter, r *http.Request) {
 	f.upserts[hash]++
 	f.mu.Unlock()
 	body, _ := json.Marshal(map[string]string{"id": hash, "email_address": req.EmailAddress, "status": req.StatusIfNew, "list_id": r.PathValue("list")})
+	writeFakeJSON(w, http.StatusOK, body)
+}
+
+// mailchimpBatch is the batch subscribe (POST /lists/{list_id}) without
+// update_existing: a member not on the list yet is added, which counts as one
+// upsert (and one tag call when it has tags) of its subscriber hash; one
+// already on it is refused with ERROR_CONTACT_EXISTS, as Mailchimp does.
+func (f *fakes) mailchimpBatch(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Members []struct {
+			EmailAddress string   `json:"email_address"`
+			Status       string   `json:"status"`
+			Tags         []string `json:"tags"`
+		} `json:"members"`
+	}
+	if err := json.NewDecoder(r.Body).Decode(&req); err != nil || len(req.Members) == 0 {
+		writeFakeJSON(w, http.StatusBadRequest, []byte(`{"type":"about:blank","title":"Invalid Resource","status":400,"detail":"The resource submitted could not be validated.","instance":"fake"}`))
+		return
+	}
+	hashes := make([]string, len(req.Members))
+	for i, m := range req.Members {
+		sum := md5.Sum([]byte(strings.ToLower(m.EmailAddress)))
+		hashes[i] = hex.EncodeToString(sum[:])
+	}
+	if f.hold(r, "mailchimp", hashes...) {
+		writeFakeJSON(w, http.StatusServiceUnavailable, []byte(`{"type":"about:blank","title":"Service Unavailable","status":503,"detail":"stalled","instance":"fake"}`))
+		return
+	}
+	if !f.wait(f.effectContext(r)) {
+		return
+	}
+	type member struct {
+		ID           string `json:"id"`
+		EmailAddress string `json:"email_address"`
+		Status       string `json:"status"`
+	}
+	type refusal struct {
+		EmailAddress string `json:"email_address"`
+		Error        string `json:"error"`
+		ErrorCode    string `json:"error_code"`
+	}
+	added, refused := []member{}, []refusal{}
+	f.mu.Lock()
+	for i, m := range req.Members {
+		if f.upserts[hashes[i]] > 0 {
+			refused = append(refused, refusal{m.EmailAddress, m.EmailAddress + " is already a list member.", "ERROR_CONTACT_EXISTS"})
+			continue
+		}
+		f.upserts[hashes[i]]++
+		if len(m.Tags) > 0 {
+			f.tags[hashes[i]]++
+		}
+		added = append(added, member{ID: hashes[i], EmailAddress: m.EmailAddress, Status: m.Status})
+	}
+	f.mu.Unlock()
+	body, _ := json.Marshal(map[string]any{"new_members": added, "updated_members": []member{}, "errors": refused,
+		"total_created": len(added), "total_updated": 0, "error_count": len(refused)})
 	writeFakeJSON(w, http.StatusOK, body)
 }
 

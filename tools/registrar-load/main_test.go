@@ -12,7 +12,8 @@ import (
 	"time"
 )
 
-// buildRegistrar builds cmd/registrar into a temporary directory.
+// buildRegistrar builds cmd/registrar, in registrar's own module two
+// directories up, into a temporary directory.
 func buildRegistrar(t *testing.T) string {
 	t.Helper()
 	goTool, err := exec.LookPath("go")
@@ -20,9 +21,9 @@ func buildRegistrar(t *testing.T) string {
 		t.Skip("go is not on PATH: cannot build the registrar binary for the end-to-end load test")
 	}
 	bin := filepath.Join(t.TempDir(), "registrar")
-	cmd := exec.Command(goTool, "build", "-o", bin, "../registrar")
+	cmd := exec.Command(goTool, "build", "-C", "../..", "-o", bin, "./cmd/registrar")
 	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build ../registrar: %v\n%s", err, out)
+		t.Fatalf("go build -C ../.. ./cmd/registrar: %v\n%s", err, out)
 	}
 	return bin
 }

@@ -10,8 +10,8 @@
 // Usage:
 //
 //	go build -o /tmp/registrar ./cmd/registrar
-//	go run ./cmd/registrar-load -registrar /tmp/registrar -rate 500/s -duration 20s -probe
-//	go run ./cmd/registrar-load -registrar /tmp/registrar -burst 20000 -capacity 1000 -retries 3
+//	go run -C tools/registrar-load . -registrar /tmp/registrar -rate 500/s -duration 20s -probe
+//	go run -C tools/registrar-load . -registrar /tmp/registrar -burst 20000 -capacity 1000 -retries 3
 //
 // Crash recovery: -kill-after D SIGKILLs the started registrar D after the
 // attack's start and restarts it at once (same environment, address and
@@ -22,8 +22,15 @@
 // PostgreSQL one) and runs registrar on them with SendGrid and Mailchimp
 // stalled:
 //
-//	go run ./cmd/registrar-load -registrar /tmp/registrar -rate 50/s -duration 6s -capacity 1000000 -kill-after 3s -retries 3 -repeat 5
-//	go run ./cmd/registrar-load -registrar /tmp/registrar -backlog 1000000 -backlog-for 60s
+//	go run -C tools/registrar-load . -registrar /tmp/registrar -rate 50/s -duration 6s -capacity 1000000 -kill-after 3s -retries 3 -repeat 5
+//	go run -C tools/registrar-load . -registrar /tmp/registrar -backlog 1000000 -backlog-for 60s
+//
+// The highest rate sustained end to end: -find-max tries rates on a fresh
+// registrar each, from -find-max-start, doubling until one fails, then
+// bisecting to within 10%, and prints each step's verdict and the rate
+// found:
+//
+//	go run -C tools/registrar-load . -registrar /tmp/registrar -find-max -probe
 package main
 
 import (
@@ -64,6 +71,7 @@ type options struct {
 	registrarEnv  []string
 	pid           int
 	capacity      int
+	capacitySet   bool // -capacity was given
 	price         string
 	providerDelay time.Duration
 	fakeAddr      string
@@ -99,6 +107,11 @@ type options struct {
 	backlog         int
 	backlogFor      time.Duration
 	backlogBatch    int
+
+	findMax         bool
+	findMaxDuration time.Duration
+	findMaxStart    rate
+	findMaxSteps    int
 
 	json       bool
 	cpuProfile string
@@ -159,7 +172,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs := flag.NewFlagSet("registrar-load", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, `usage: registrar-load (-registrar PATH | -target URL) (-rate N/s -duration D | -burst N) [flags]
+		fmt.Fprintln(stderr, `usage: registrar-load (-registrar PATH | -target URL) (-rate N/s -duration D | -burst N | -find-max) [flags]
 
 Starts registrar PATH (built beforehand with go build -o /tmp/registrar ./cmd/registrar) with
 fake providers, or targets the registrar at URL, drives POST /api/registrations and reports
@@ -209,6 +222,11 @@ throughput, latency, completion, exactness and memory. Flags:`)
 	fs.IntVar(&o.backlog, "backlog", 0, "memory with a backlog: seed N queued activity jobs (N/3 paid registrations) straight into a fresh SQLite database (or the fresh PostgreSQL one of -database), start registrar on it with SendGrid and Mailchimp stalled, and report its RSS (instead of -rate or -burst)")
 	fs.DurationVar(&o.backlogFor, "backlog-for", 60*time.Second, "how long registrar runs on the backlog")
 	fs.IntVar(&o.backlogBatch, "backlog-batch", 5000, "registrations seeded per transaction")
+	o.findMaxStart = rate{Freq: 100, Per: time.Second}
+	fs.BoolVar(&o.findMax, "find-max", false, "search the highest rate sustained end to end (every request 202, p99 within 250 ms plus the PayPal wait, completion p99 within 1 s plus the three providers' waits, nothing left to complete 5 s after the load), each step on a fresh registrar: from -find-max-start, doubling until a step fails, then bisecting to 10% (instead of -rate or -burst; with -probe, the probe runs at the rate found)")
+	fs.DurationVar(&o.findMaxDuration, "find-max-duration", 60*time.Second, "with -find-max: how long each step sends")
+	fs.Var(&o.findMaxStart, "find-max-start", "with -find-max: the first rate tried, e.g. 100/s")
+	fs.IntVar(&o.findMaxSteps, "find-max-steps", 8, "with -find-max: the most rates tried")
 	fs.BoolVar(&o.json, "json", false, "print the report as JSON")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of this process (load generator, fakes and probe) to FILE")
 	fs.StringVar(&o.pprofAddr, "pprof-addr", "", "serve this process's /debug/pprof/ (load generator, fakes and probe) at ADDR, e.g. 127.0.0.1:6062")
@@ -221,6 +239,7 @@ throughput, latency, completion, exactness and memory. Flags:`)
 	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	o.capacitySet = set["capacity"]
 	if !set["probe-wait"] {
 		o.probeWait = o.providerDelay
 	}
@@ -249,8 +268,9 @@ throughput, latency, completion, exactness and memory. Flags:`)
 		problems = append(problems, "use either -registrar or -target, not both")
 	}
 	problems = append(problems, restartProblems(o)...)
+	problems = append(problems, findMaxProblems(o)...)
 	switch {
-	case o.backlog > 0:
+	case o.backlog > 0, o.findMax:
 	case o.burst < 0:
 		problems = append(problems, "-burst must not be negative")
 	case o.burst > 0 && o.rate.Freq > 0:
@@ -369,6 +389,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		log.Info("data directory", "dir", dir)
 	}
 
+	if o.findMax {
+		return findMax(ctx, o, dir, getenv, log, stdout)
+	}
 	var reports []*Report
 	for i := range o.repeat {
 		if o.repeat > 1 {
