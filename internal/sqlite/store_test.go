@@ -328,12 +328,7 @@ func TestRescueRunningJobs(t *testing.T) {
 func TestHeldSeatsCount(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
-	db, _ := openDB(t)
-	s := NewStore(db)
-	ev := &event.Event{ID: "testconf", Currency: "EUR", Tickets: []event.Ticket{{ID: "standard", Price: 100, Capacity: 3}}}
-	if err := s.SyncTickets(ctx, ev); err != nil {
-		t.Fatal(err)
-	}
+	db, s, attempt := stockFixture(t, 3)
 	check := func(want int) {
 		t.Helper()
 		var held, holds int
@@ -344,23 +339,16 @@ func TestHeldSeatsCount(t *testing.T) {
 			t.Errorf("held %d, holds %d; want %d", held, holds, want)
 		}
 	}
-	now := time.Now().UTC()
 	var as []registration.Attempt
 	for range 3 {
-		id, err := registration.NewID()
-		if err != nil {
-			t.Fatal(err)
-		}
-		a := registration.Attempt{ID: id, EventID: ev.ID, TicketID: "standard", CreatedAt: now, ResolveAfter: now.Add(time.Hour)}
+		a := attempt("")
 		if _, err := s.StartAttempt(ctx, a, registration.Outcome{}); err != nil {
 			t.Fatal(err)
 		}
 		as = append(as, a)
 	}
 	check(3)
-	id, _ := registration.NewID()
-	extra := registration.Attempt{ID: id, EventID: ev.ID, TicketID: "standard", CreatedAt: now, ResolveAfter: now.Add(time.Hour)}
-	if _, err := s.StartAttempt(ctx, extra, registration.Outcome{}); !errors.Is(err, registration.ErrSeatsHeld) {
+	if _, err := s.StartAttempt(ctx, attempt(""), registration.Outcome{}); !errors.Is(err, registration.ErrSeatsHeld) {
 		t.Errorf("a fourth attempt while three are held: %v; want ErrSeatsHeld", err)
 	}
 	if err := s.FailAttempt(ctx, as[0], nil); err != nil {
@@ -379,21 +367,7 @@ func TestHeldSeatsCount(t *testing.T) {
 func TestSoldOutAnsweredWithoutWrite(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
-	db, _ := openDB(t)
-	s := NewStore(db)
-	ev := &event.Event{ID: "testconf", Currency: "EUR", Tickets: []event.Ticket{{ID: "standard", Price: 100, Capacity: 1}}}
-	if err := s.SyncTickets(ctx, ev); err != nil {
-		t.Fatal(err)
-	}
-	now := time.Now().UTC()
-	attempt := func(key string) registration.Attempt {
-		id, err := registration.NewID()
-		if err != nil {
-			t.Fatal(err)
-		}
-		return registration.Attempt{ID: id, EventID: ev.ID, TicketID: "standard", IdempotencyKey: key,
-			RequestHash: "h-" + key, CreatedAt: now, ResolveAfter: now.Add(time.Hour)}
-	}
+	db, s, attempt := stockFixture(t, 1)
 	keys := func() int {
 		var n int
 		if err := db.Write.QueryRowContext(ctx, `SELECT count(*) FROM idempotency_keys`).Scan(&n); err != nil {
@@ -405,7 +379,8 @@ func TestSoldOutAnsweredWithoutWrite(t *testing.T) {
 	if _, err := s.StartAttempt(ctx, paid, registration.Outcome{}); err != nil {
 		t.Fatal(err)
 	}
-	reg := registration.Registration{ID: paid.ID, EventID: ev.ID, TicketID: "standard", Status: registration.StatusPaid,
+	now := paid.CreatedAt
+	reg := registration.Registration{ID: paid.ID, EventID: paid.EventID, TicketID: "standard", Status: registration.StatusPaid,
 		Amount: 100, Currency: "EUR", FirstName: "Ada", LastName: "Lovelace", Email: "ada@example.org",
 		Payment: payment.Charge{Provider: "test", Reference: "ref", Brand: "visa", Last4: "1111"}, CreatedAt: now, UpdatedAt: now}
 	if err := s.CompleteAttempt(ctx, paid, reg, func(context.Context, *sql.Tx, string) error { return nil }); err != nil {
@@ -460,26 +435,12 @@ func TestSoldOutAnsweredWithoutWrite(t *testing.T) {
 func TestSeatsHeldAnsweredWithoutWriter(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
-	db, _ := openDB(t)
-	s := NewStore(db)
-	ev := &event.Event{ID: "testconf", Currency: "EUR", Tickets: []event.Ticket{{ID: "standard", Price: 100, Capacity: 1}}}
-	if err := s.SyncTickets(ctx, ev); err != nil {
-		t.Fatal(err)
-	}
-	now := time.Now().UTC()
-	attempt := func() registration.Attempt {
-		id, err := registration.NewID()
-		if err != nil {
-			t.Fatal(err)
-		}
-		return registration.Attempt{ID: id, EventID: ev.ID, TicketID: "standard", IdempotencyKey: "k-" + id,
-			RequestHash: "h", CreatedAt: now, ResolveAfter: now.Add(time.Hour)}
-	}
-	holding := attempt()
+	db, s, attempt := stockFixture(t, 1)
+	holding := attempt(fmt.Sprintf("k-%d", 1))
 	if _, err := s.StartAttempt(ctx, holding, registration.Outcome{}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.StartAttempt(ctx, attempt(), registration.Outcome{}); !errors.Is(err, registration.ErrSeatsHeld) {
+	if _, err := s.StartAttempt(ctx, attempt(fmt.Sprintf("k-%d", 2)), registration.Outcome{}); !errors.Is(err, registration.ErrSeatsHeld) {
 		t.Fatalf("attempt while the seat is held: %v; want ErrSeatsHeld", err)
 	}
 	busy, err := db.Write.BeginTx(ctx, nil)
@@ -487,7 +448,7 @@ func TestSeatsHeldAnsweredWithoutWriter(t *testing.T) {
 		t.Fatal(err)
 	}
 	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	_, err = s.StartAttempt(wctx, attempt(), registration.Outcome{})
+	_, err = s.StartAttempt(wctx, attempt(fmt.Sprintf("k-%d", 3)), registration.Outcome{})
 	cancel()
 	busy.Rollback()
 	if !errors.Is(err, registration.ErrSeatsHeld) {
@@ -496,7 +457,29 @@ func TestSeatsHeldAnsweredWithoutWriter(t *testing.T) {
 	if err := s.FailAttempt(ctx, holding, nil); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.StartAttempt(ctx, attempt(), registration.Outcome{}); err != nil {
+	if _, err := s.StartAttempt(ctx, attempt(fmt.Sprintf("k-%d", 4)), registration.Outcome{}); err != nil {
 		t.Errorf("attempt after the hold was released: %v; want the seat", err)
+	}
+}
+
+// stockFixture is a store whose one ticket "standard" has capacity seats,
+// and a maker of attempts for it (key "" for none).
+func stockFixture(t *testing.T, capacity int) (*DB, *Store, func(key string) registration.Attempt) {
+	t.Helper()
+	db, _ := openDB(t)
+	s := NewStore(db)
+	ev := &event.Event{ID: "testconf", Currency: "EUR", Tickets: []event.Ticket{{ID: "standard", Price: 100, Capacity: capacity}}}
+	if err := s.SyncTickets(t.Context(), ev); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UTC()
+	return db, s, func(key string) registration.Attempt {
+		t.Helper()
+		id, err := registration.NewID()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return registration.Attempt{ID: id, EventID: ev.ID, TicketID: "standard", IdempotencyKey: key,
+			RequestHash: "h-" + key, CreatedAt: now, ResolveAfter: now.Add(time.Hour)}
 	}
 }
