@@ -41,6 +41,7 @@ type store interface {
 	pipeline.OfficeStore
 	pipeline.MailingList
 	SyncTickets(ctx context.Context, ev *event.Event) error
+	EmailSending(ctx context.Context, id string) error
 }
 
 // engine opens a migrated, empty database of its own for one test, with

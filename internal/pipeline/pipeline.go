@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"sync"
 	"time"
 
 	"github.com/riverqueue/river"
@@ -31,13 +32,16 @@ type Store interface {
 	Write(ctx context.Context, fn func(ctx context.Context, tx *sql.Tx) error) error
 	Registration(ctx context.Context, id string) (registration.Registration, error)
 	StartPipelineTx(ctx context.Context, tx *sql.Tx, id string) error
-	// StepStarted counts an attempt of a step and marks it running.
-	StepStarted(ctx context.Context, id string, step registration.StepName) error
+	// StepStartedTx counts an attempt of a step and marks it running.
+	StepStartedTx(ctx context.Context, tx *sql.Tx, id string, step registration.StepName) error
 	StepFailed(ctx context.Context, id string, step registration.StepName, msg string, final bool) error
+	StepFailedTx(ctx context.Context, tx *sql.Tx, id string, step registration.StepName, msg string, final bool) error
 	FinishStepTx(ctx context.Context, tx *sql.Tx, id string, step registration.StepName) error
 	SaveOrderTx(ctx context.Context, tx *sql.Tx, r registration.Registration) error
 	EmailSent(ctx context.Context, id string) (bool, error)
-	EmailSending(ctx context.Context, id string) error
+	// EmailSendingTx records that the confirmation is about to be handed
+	// to the mailer, so a crash before EmailSentTx is known to be in doubt.
+	EmailSendingTx(ctx context.Context, tx *sql.Tx, id string) error
 	EmailSentTx(ctx context.Context, tx *sql.Tx, id, reference string) error
 }
 
@@ -191,7 +195,10 @@ type Options struct {
 	// RetryCap, with ±10% jitter.
 	RetryBase, RetryCap time.Duration
 	// Workers is how many jobs of the default queue (every job but the
-	// mailing-list activity) run at once in this process.
+	// mailing-list activity) run at once in this process. A register job
+	// spends most of its time waiting for the email provider, so many run
+	// at once: 200 kept pace with 800 registrations/s where 50 completed
+	// ~580/s.
 	Workers int
 	// ListWorkers is how many mailing-list activities run at once in this
 	// process. The provider client caps its own connections; a few times as
@@ -219,7 +226,7 @@ func DefaultOptions() Options {
 		MaxAttempts:       15,
 		RetryBase:         2 * time.Second,
 		RetryCap:          time.Hour,
-		Workers:           50,
+		Workers:           200,
 		ListWorkers:       20,
 		RescueAfter:       5 * time.Minute,
 		JobTimeout:        time.Minute,
@@ -269,14 +276,21 @@ func (d Deps) observe(step registration.StepName, result string) {
 // retryPolicy is exponential backoff with jitter and a cap.
 type retryPolicy struct{ base, cap time.Duration }
 
+// NextRetry counts the step's attempts made before the job, so a step's
+// back-off doubles from attempt to attempt wherever they ran.
 func (p retryPolicy) NextRetry(job *rivertype.JobRow) time.Time {
+	return time.Now().Add(p.delay(job.Attempt + priorAttempts(job.Metadata)))
+}
+
+// delay is the wait after a step's attempt-th failed attempt.
+func (p retryPolicy) delay(attempt int) time.Duration {
 	d := p.base
-	for i := 1; i < job.Attempt && d < p.cap; i++ {
+	for i := 1; i < attempt && d < p.cap; i++ {
 		d *= 2
 	}
 	d = min(d, p.cap)
 	jitter := time.Duration(float64(d) * (rand.Float64()*0.2 - 0.1))
-	return time.Now().Add(d + jitter)
+	return d + jitter
 }
 
 // Config returns the River configuration for a process. With workers false
@@ -303,17 +317,14 @@ func Config(d Deps, o Options, workers bool, log *slog.Logger) (*river.Config, e
 		d.newsletter = r
 	}
 	ws := river.NewWorkers()
-	if err := river.AddWorkerSafely(ws, &registerWorker{d: d}); err != nil {
+	acts := activityTable()
+	if err := river.AddWorkerSafely(ws, &registerWorker{d: d, o: o, acts: acts}); err != nil {
 		return nil, err
 	}
-	if err := river.AddWorkerSafely(ws, newActivity[SaveOrderArgs](d, registration.StepSaveOrder, saveOrder)); err != nil {
-		return nil, err
-	}
-	if err := river.AddWorkerSafely(ws, newActivity[SendConfirmationArgs](d, registration.StepSendConfirmation, sendConfirmation)); err != nil {
-		return nil, err
-	}
-	if err := river.AddWorkerSafely(ws, newActivity[AddToMailingListArgs](d, registration.StepAddToMailingList, addToMailingList)); err != nil {
-		return nil, err
+	for _, a := range acts {
+		if err := a.addWorker(ws, d, a); err != nil {
+			return nil, fmt.Errorf("activity %s: %w", a.step, err)
+		}
 	}
 	if err := river.AddWorkerSafely(ws, &resolveWorker{d: d}); err != nil {
 		return nil, err
@@ -384,16 +395,116 @@ func insertJobs(ctx context.Context, client *river.Client[*sql.Tx], tx *sql.Tx, 
 // completer marks jobs completed in batches after Work returns, which costs
 // far less than completing each job inside its own transaction (River's
 // completer updates the row again anyway). A crash in between runs the job
-// once more, and every job is idempotent: the fan-out inserts unique jobs,
-// and an activity whose step is already done only returns.
+// once more, and every job is idempotent: a step already done is not done
+// again, and the jobs inserted along the way are unique.
+
+// activity is one step of a registration's pipeline. The activities of a
+// registration are the table activityTable returns: a new step is one entry
+// there, its arguments type and its registration's step row.
+type activity struct {
+	step registration.StepName
+	// queue is where the step's own job runs. A step on the default queue
+	// is first attempted inside the register job, beside the others, and
+	// its job only carries its retries; a step on another queue always runs
+	// as a job of its own there (the mailing list: its provider allows few
+	// connections, and waiting for one must not hold up the rest).
+	queue string
+	// args are the arguments of the step's job.
+	args func(id string) river.JobArgs
+	// addWorker registers the step's job worker.
+	addWorker func(ws *river.Workers, d Deps, a activity) error
+	// begin, when set, is written in the transaction that records an
+	// attempt's start, before run.
+	begin func(ctx context.Context, d Deps, tx *sql.Tx, reg registration.Registration) error
+	// run does the step's effect. What it returns, when not nil, is written
+	// with the step's success, in one transaction.
+	run func(ctx context.Context, d Deps, reg registration.Registration) (record, error)
+}
+
+// record writes the outcome of an activity's effect.
+type record func(ctx context.Context, tx *sql.Tx) error
+
+// activityTable is every step of a registration's pipeline, in the order
+// their rows are created.
+func activityTable() []activity {
+	return []activity{
+		{
+			step:      registration.StepSaveOrder,
+			queue:     river.QueueDefault,
+			args:      func(id string) river.JobArgs { return SaveOrderArgs{RegistrationID: id} },
+			addWorker: addActivity[SaveOrderArgs],
+			run:       saveOrder,
+		},
+		{
+			step:      registration.StepSendConfirmation,
+			queue:     river.QueueDefault,
+			args:      func(id string) river.JobArgs { return SendConfirmationArgs{RegistrationID: id} },
+			addWorker: addActivity[SendConfirmationArgs],
+			begin: func(ctx context.Context, d Deps, tx *sql.Tx, reg registration.Registration) error {
+				return d.Store.EmailSendingTx(ctx, tx, reg.ID)
+			},
+			run: sendConfirmation,
+		},
+		{
+			step:      registration.StepAddToMailingList,
+			queue:     QueueMailingList,
+			args:      func(id string) river.JobArgs { return AddToMailingListArgs{RegistrationID: id} },
+			addWorker: addActivity[AddToMailingListArgs],
+			run:       addToMailingList,
+		},
+	}
+}
+
+// findActivity returns the activity of step.
+func findActivity(acts []activity, step registration.StepName) (activity, bool) {
+	for _, a := range acts {
+		if a.step == step {
+			return a, true
+		}
+	}
+	return activity{}, false
+}
+
+// job is the insert of the step's job for registration id, unique by its
+// arguments when unique is set (a job that may be inserted again by a
+// re-run of the job inserting it).
+func (a activity) job(id string, unique bool) river.InsertManyParams {
+	opts := &river.InsertOpts{Queue: a.queue}
+	if unique {
+		opts.UniqueOpts = river.UniqueOpts{ByArgs: true}
+	}
+	return river.InsertManyParams{Args: a.args(id), InsertOpts: opts}
+}
+
+// activityJob is the job of one step of a registration; see activity.job.
+func activityJob(id string, step registration.StepName, unique bool) river.InsertManyParams {
+	a, ok := findActivity(activityTable(), step)
+	if !ok {
+		panic(fmt.Sprintf("pipeline: no activity for step %q", step))
+	}
+	return a.job(id, unique)
+}
 
 type registerWorker struct {
 	river.WorkerDefaults[RegisterArgs]
-	d Deps
+	d    Deps
+	o    Options
+	acts []activity
 }
 
-// Work fans out: it inserts the activity jobs of the registration's pending
-// steps and completes itself, all in one transaction.
+// Work is a registration's pipeline in one job: it marks the registration
+// processing and the attempts of its default-queue steps started, and
+// inserts the jobs of the steps that run elsewhere, in one transaction;
+// then it runs those steps at once (the fan-out) and writes every outcome
+// in one more transaction. A step that failed and may be retried gets a
+// job of its own in that transaction, scheduled after the step's back-off:
+// only unfinished steps run again, each with its own attempts. The last
+// step to succeed, here or in its job, completes the registration (the
+// fan-in).
+//
+// A step found already attempted (this job's earlier run died, or its
+// retry job exists) is not run here: its own job is inserted instead,
+// unique, so it has exactly one.
 func (w *registerWorker) Work(ctx context.Context, job *river.Job[RegisterArgs]) error {
 	id := job.Args.RegistrationID
 	reg, err := w.d.Store.Registration(ctx, id)
@@ -407,42 +518,155 @@ func (w *registerWorker) Work(ctx context.Context, job *river.Job[RegisterArgs])
 		return nil // cancelled before its pipeline started: nothing to do
 	}
 	client := river.ClientFromContext[*sql.Tx](ctx)
-	var params []river.InsertManyParams
-	for _, st := range reg.Steps {
-		if st.Status.Done() {
+	var here []activity
+	var jobs []river.InsertManyParams
+	for _, a := range w.acts {
+		st, ok := reg.Step(a.step)
+		if !ok || st.Status.Done() || st.Status == registration.StepFailed {
+			continue // done, or waiting for an operator
+		}
+		if a.queue == river.QueueDefault && st.Status == registration.StepPending {
+			here = append(here, a)
 			continue
 		}
-		params = append(params, activityJob(id, st.Name, true))
+		jobs = append(jobs, a.job(id, true))
 	}
-	return w.d.Store.Write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+	err = w.d.Store.Write(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		if err := w.d.Store.StartPipelineTx(ctx, tx, id); err != nil {
 			return err
 		}
-		if err := insertJobs(ctx, client, tx, params...); err != nil {
+		for _, a := range here {
+			if err := w.d.Store.StepStartedTx(ctx, tx, id, a.step); err != nil {
+				return err
+			}
+			if a.begin != nil {
+				if err := a.begin(ctx, w.d, tx, reg); err != nil {
+					return err
+				}
+			}
+		}
+		if err := insertJobs(ctx, client, tx, jobs...); err != nil {
 			return fmt.Errorf("fan out %s: %w", id, err)
 		}
 		return nil
 	})
+	if err != nil || len(here) == 0 {
+		return err
+	}
+
+	outcomes := make([]outcome, len(here))
+	var wg sync.WaitGroup
+	for i, a := range here {
+		wg.Go(func() {
+			rec, err := a.run(ctx, w.d, reg)
+			outcomes[i] = outcome{a: a, rec: rec, err: err}
+		})
+	}
+	wg.Wait()
+
+	var failed bool
+	for i, oc := range outcomes {
+		if oc.err == nil {
+			continue
+		}
+		failed = true
+		outcomes[i].final = permanent(oc.err) || w.o.MaxAttempts <= 1
+		w.logFailure(oc.a.step, id, 1, outcomes[i].final, oc.err)
+	}
+	if failed && cancelled(ctx, w.d.Store, id) {
+		w.d.Log.Info("activity failed after its registration was cancelled; not retried", "registration", id)
+		kept := outcomes[:0]
+		for _, oc := range outcomes {
+			if oc.err == nil {
+				kept = append(kept, oc)
+			}
+		}
+		outcomes = kept
+	}
+	// The effects may already have happened at the providers: record them
+	// even if the job's time has just run out, or a retry repeats them.
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	err = w.d.Store.Write(wctx, func(ctx context.Context, tx *sql.Tx) error {
+		var retries []river.InsertManyParams
+		for _, oc := range outcomes {
+			if oc.err == nil {
+				if err := finishStep(ctx, w.d.Store, tx, id, oc.a.step, oc.rec); err != nil {
+					return err
+				}
+				continue
+			}
+			if err := w.d.Store.StepFailedTx(ctx, tx, id, oc.a.step, oc.err.Error(), oc.final); err != nil {
+				return err
+			}
+			if !oc.final {
+				retries = append(retries, w.retryJob(id, oc.a, oc.err))
+			}
+		}
+		if err := insertJobs(ctx, client, tx, retries...); err != nil {
+			return fmt.Errorf("retry steps of %s: %w", id, err)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("record steps of %s: %w", id, err)
+	}
+	// The job itself succeeded: its failed steps carry on in their own jobs.
+	for _, oc := range outcomes {
+		switch {
+		case oc.err == nil:
+			w.d.observe(oc.a.step, "succeeded")
+		case oc.final:
+			w.d.observe(oc.a.step, "failed")
+		default:
+			w.d.observe(oc.a.step, "retrying")
+		}
+	}
+	return nil
 }
 
-// activityJob is the job of one step of a registration, unique by its
-// arguments when unique is set (the fan-out, which may run again).
-func activityJob(id string, step registration.StepName, unique bool) river.InsertManyParams {
-	var args river.JobArgs
-	opts := &river.InsertOpts{}
-	if unique {
-		opts.UniqueOpts = river.UniqueOpts{ByArgs: true}
+// outcome is what one step's attempt inside the register job came to.
+type outcome struct {
+	a     activity
+	rec   record
+	err   error
+	final bool
+}
+
+// retryJob is the job that retries step a of registration id after its
+// first attempt (made in the register job) failed with err: it starts
+// after the first back-off, or when the provider asked us to come back,
+// with one attempt fewer, and its metadata tells the retry policy that one
+// attempt came before it.
+func (w *registerWorker) retryJob(id string, a activity, err error) river.InsertManyParams {
+	p := a.job(id, true)
+	wait := retryPolicy{base: w.o.RetryBase, cap: w.o.RetryCap}.delay(1)
+	if ra := retryAfter(err); ra > 0 {
+		wait = min(ra, time.Hour)
 	}
-	switch step {
-	case registration.StepSaveOrder:
-		args = SaveOrderArgs{RegistrationID: id}
-	case registration.StepSendConfirmation:
-		args = SendConfirmationArgs{RegistrationID: id}
-	case registration.StepAddToMailingList:
-		args = AddToMailingListArgs{RegistrationID: id}
-		opts.Queue = QueueMailingList
+	p.InsertOpts.ScheduledAt = time.Now().Add(wait)
+	p.InsertOpts.MaxAttempts = w.o.MaxAttempts - 1
+	p.InsertOpts.Metadata = []byte(`{"prior_attempts":1}`)
+	return p
+}
+
+func (w *registerWorker) logFailure(step registration.StepName, id string, attempt int, final bool, err error) {
+	w.d.Log.Warn("activity failed", "registration", id, "step", step, "attempt", attempt, "final", final, "err", err)
+}
+
+// finishStep writes rec, when set, and the step's success in tx.
+func finishStep(ctx context.Context, store Store, tx *sql.Tx, id string, step registration.StepName, rec record) error {
+	if rec != nil {
+		if err := rec(ctx, tx); err != nil {
+			return err
+		}
 	}
-	return river.InsertManyParams{Args: args, InsertOpts: opts}
+	return store.FinishStepTx(ctx, tx, id, step)
+}
+
+// addActivity registers the job worker of activity a, whose arguments are T.
+func addActivity[T activityArgs](ws *river.Workers, d Deps, a activity) error {
+	return river.AddWorkerSafely(ws, &activityWorker[T]{d: d, a: a})
 }
 
 type activityArgs interface {
@@ -450,24 +674,19 @@ type activityArgs interface {
 	registrationID() string
 }
 
-// perform does one activity's effect and then commits, in tx, the step's
-// success and the job's completion via finish.
-type perform func(ctx context.Context, d Deps, reg registration.Registration, finish func(func(tx *sql.Tx) error) error) error
-
-type activity[T activityArgs] struct {
+// activityWorker works the jobs of one activity: the retries of a
+// default-queue step, every attempt of a step on a queue of its own, and
+// the steps an operator retries.
+type activityWorker[T activityArgs] struct {
 	river.WorkerDefaults[T]
-	d       Deps
-	step    registration.StepName
-	perform perform
-}
-
-func newActivity[T activityArgs](d Deps, step registration.StepName, p perform) *activity[T] {
-	return &activity[T]{d: d, step: step, perform: p}
+	d Deps
+	a activity
 }
 
 // Work runs one attempt of an activity and records it on the step.
-func (w *activity[T]) Work(ctx context.Context, job *river.Job[T]) error {
+func (w *activityWorker[T]) Work(ctx context.Context, job *river.Job[T]) error {
 	id := job.Args.registrationID()
+	step := w.a.step
 	reg, err := w.d.Store.Registration(ctx, id)
 	if errors.Is(err, registration.ErrNotFound) {
 		return river.JobCancel(fmt.Errorf("registration %s does not exist", id))
@@ -475,59 +694,66 @@ func (w *activity[T]) Work(ctx context.Context, job *river.Job[T]) error {
 	if err != nil {
 		return err
 	}
-	finish := func(effect func(tx *sql.Tx) error) error {
+	finish := func(rec record) error {
 		// The effect may already have happened at the provider: record it
 		// even if the job's time has just run out, or a retry repeats it.
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 		defer cancel()
 		err := w.d.Store.Write(ctx, func(ctx context.Context, tx *sql.Tx) error {
-			if effect != nil {
-				if err := effect(tx); err != nil {
-					return err
-				}
-			}
-			return w.d.Store.FinishStepTx(ctx, tx, id, w.step)
+			return finishStep(ctx, w.d.Store, tx, id, step, rec)
 		})
 		if err != nil {
-			return fmt.Errorf("finish %s: %w", w.step, err)
+			return fmt.Errorf("finish %s: %w", step, err)
 		}
 		return nil
 	}
 	if reg.Status == registration.StatusCancelled {
 		// An organiser cancelled it: the rest of its work is not wanted,
 		// and it must not come back as needing attention.
-		w.d.Log.Info("activity skipped: registration cancelled", "registration", id, "step", w.step)
+		w.d.Log.Info("activity skipped: registration cancelled", "registration", id, "step", step)
 		return nil
 	}
-	if st, ok := reg.Step(w.step); ok && st.Status.Done() {
+	if st, ok := reg.Step(step); ok && st.Status.Done() {
 		return finish(nil) // already done by an earlier run that died before its job was completed
 	}
-	if err := w.d.Store.StepStarted(ctx, id, w.step); err != nil {
+	err = w.d.Store.Write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		if err := w.d.Store.StepStartedTx(ctx, tx, id, step); err != nil {
+			return err
+		}
+		if w.a.begin != nil {
+			return w.a.begin(ctx, w.d, tx, reg)
+		}
+		return nil
+	})
+	if err != nil {
 		return err
 	}
-	err = w.perform(ctx, w.d, reg, finish)
+	rec, err := w.a.run(ctx, w.d, reg)
 	if err == nil {
-		w.d.observe(w.step, "succeeded")
+		if err := finish(rec); err != nil {
+			return err
+		}
+		w.d.observe(step, "succeeded")
 		return nil
 	}
 	if cancelled(ctx, w.d.Store, id) {
-		w.d.Log.Info("activity failed after its registration was cancelled; not retried", "registration", id, "step", w.step, "err", err)
+		w.d.Log.Info("activity failed after its registration was cancelled; not retried", "registration", id, "step", step, "err", err)
 		return nil
 	}
 	isPermanent := permanent(err)
 	final := job.Attempt >= job.MaxAttempts || isPermanent
 	if final {
-		w.d.observe(w.step, "failed")
+		w.d.observe(step, "failed")
 	} else {
-		w.d.observe(w.step, "retrying")
+		w.d.observe(step, "retrying")
 	}
 	// Record the failure even if the job's context has run out.
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
-	if ferr := w.d.Store.StepFailed(rctx, id, w.step, err.Error(), final); ferr != nil {
-		w.d.Log.Error("recording step failure", "registration", id, "step", w.step, "err", ferr)
+	if ferr := w.d.Store.StepFailed(rctx, id, step, err.Error(), final); ferr != nil {
+		w.d.Log.Error("recording step failure", "registration", id, "step", step, "err", ferr)
 	}
-	w.d.Log.Warn("activity failed", "registration", id, "step", w.step, "attempt", job.Attempt,
+	w.d.Log.Warn("activity failed", "registration", id, "step", step, "attempt", job.Attempt+priorAttempts(job.Metadata),
 		"final", final, "err", err)
 	if isPermanent {
 		return river.JobCancel(err)
@@ -562,30 +788,45 @@ func snoozes(metadata []byte) int {
 	return m.Snoozes
 }
 
-func saveOrder(ctx context.Context, d Deps, reg registration.Registration, finish func(func(*sql.Tx) error) error) error {
-	return finish(func(tx *sql.Tx) error { return d.Store.SaveOrderTx(ctx, tx, reg) })
+// priorAttempts is how many attempts of a job's step came before the job
+// (its metadata's "prior_attempts"): the register job makes the first
+// attempt of most steps.
+func priorAttempts(metadata []byte) int {
+	var m struct {
+		Prior int `json:"prior_attempts"`
+	}
+	if err := json.Unmarshal(metadata, &m); err != nil {
+		return 0
+	}
+	return m.Prior
 }
 
-func sendConfirmation(ctx context.Context, d Deps, reg registration.Registration, finish func(func(*sql.Tx) error) error) error {
-	sent, err := d.Store.EmailSent(ctx, reg.ID)
-	if err != nil {
-		return err
-	}
-	if sent {
-		return finish(nil)
+func saveOrder(ctx context.Context, d Deps, reg registration.Registration) (record, error) {
+	return func(ctx context.Context, tx *sql.Tx) error { return d.Store.SaveOrderTx(ctx, tx, reg) }, nil
+}
+
+// sendConfirmation sends the confirmation. Its attempt's start recorded
+// the delivery as sending; an earlier attempt (reg is read before this
+// one's start) may have sent it already.
+func sendConfirmation(ctx context.Context, d Deps, reg registration.Registration) (record, error) {
+	if st, _ := reg.Step(registration.StepSendConfirmation); st.Attempts > 0 {
+		sent, err := d.Store.EmailSent(ctx, reg.ID)
+		if err != nil {
+			return nil, err
+		}
+		if sent {
+			return nil, nil
+		}
 	}
 	msg, err := d.renderConfirmation(reg, "", reg.Email, time.Now())
 	if err != nil {
-		return &PermanentError{Err: fmt.Errorf("render confirmation: %w", err)}
-	}
-	if err := d.Store.EmailSending(ctx, reg.ID); err != nil {
-		return err
+		return nil, &PermanentError{Err: fmt.Errorf("render confirmation: %w", err)}
 	}
 	ref, err := d.Mailer.Send(ctx, msg)
 	if err != nil {
-		return fmt.Errorf("send confirmation: %w", err)
+		return nil, fmt.Errorf("send confirmation: %w", err)
 	}
-	return finish(func(tx *sql.Tx) error { return d.Store.EmailSentTx(ctx, tx, reg.ID, ref) })
+	return func(ctx context.Context, tx *sql.Tx) error { return d.Store.EmailSentTx(ctx, tx, reg.ID, ref) }, nil
 }
 
 // renderConfirmation renders a registration's confirmation, its receipt and
@@ -637,9 +878,9 @@ func ticketName(t event.Ticket, id string) string {
 	return id
 }
 
-func addToMailingList(ctx context.Context, d Deps, reg registration.Registration, finish func(func(*sql.Tx) error) error) error {
+func addToMailingList(ctx context.Context, d Deps, reg registration.Registration) (record, error) {
 	if !reg.Newsletter {
-		return finish(nil)
+		return nil, nil
 	}
 	sub := registration.Subscriber{
 		Email:          reg.Email,
@@ -649,15 +890,12 @@ func addToMailingList(ctx context.Context, d Deps, reg registration.Registration
 		RegistrationID: reg.ID,
 	}
 	if list, ok := d.List.(OptInList); ok {
-		if err := askToConfirm(ctx, d, list, reg, sub); err != nil {
-			return err
-		}
-		return finish(nil)
+		return nil, askToConfirm(ctx, d, list, reg, sub)
 	}
 	if err := d.List.Subscribe(ctx, sub); err != nil {
-		return fmt.Errorf("add to mailing list: %w", err)
+		return nil, fmt.Errorf("add to mailing list: %w", err)
 	}
-	return finish(nil)
+	return nil, nil
 }
 
 // askToConfirm adds sub to list as pending under a new link and emails

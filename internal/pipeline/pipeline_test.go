@@ -453,7 +453,8 @@ func TestHappyPath(t *testing.T) {
 
 			checkStep(t, r, registration.StepSaveOrder, registration.StepSucceeded, 1)
 			checkStep(t, r, registration.StepSendConfirmation, registration.StepSucceeded, 1)
-			wantKinds := []string{"register", "save_order", "send_confirmation"}
+			// One job per registration; the mailing list has its own.
+			wantKinds := []string{"register"}
 			if tt.newsletter {
 				checkStep(t, r, registration.StepAddToMailingList, registration.StepSucceeded, 1)
 				wantKinds = append(wantKinds, "add_to_mailing_list")
@@ -605,9 +606,14 @@ func TestRetriedEmailSucceeds(t *testing.T) {
 	if got := h.emails(t); len(got) != 1 {
 		t.Errorf("outbox = %v; want exactly one email", got)
 	}
+	// The first attempt ran in the register job, the other two in the
+	// step's own job.
 	j := h.jobOf(t, id, pipeline.KindSendConfirmation)
-	if j.state != "completed" || j.attempt != 3 {
-		t.Errorf("send_confirmation job is %s at attempt %d; want completed at attempt 3", j.state, j.attempt)
+	if j.state != "completed" || j.attempt != 2 {
+		t.Errorf("send_confirmation job is %s at attempt %d; want completed at attempt 2", j.state, j.attempt)
+	}
+	if j := h.jobOf(t, id, pipeline.KindRegister); j.state != "completed" || j.attempt != 1 {
+		t.Errorf("register job is %s at attempt %d; want completed at attempt 1", j.state, j.attempt)
 	}
 }
 
@@ -618,8 +624,9 @@ func TestExhaustedRetriesThenOperatorRetry(t *testing.T) {
 	h.waitStatus(t, id, registration.StatusNeedsAttention)
 	sendJob := h.jobOf(t, id, pipeline.KindSendConfirmation)
 	row := h.waitJob(t, sendJob.id, "discarded", stateIs(rivertype.JobStateDiscarded))
-	if row.Attempt != maxAttempts || len(row.Errors) != maxAttempts {
-		t.Errorf("discarded job: attempt %d with %d errors; want %d and %d", row.Attempt, len(row.Errors), maxAttempts, maxAttempts)
+	// The register job made the first attempt; the step's job the others.
+	if row.Attempt != maxAttempts-1 || len(row.Errors) != maxAttempts-1 {
+		t.Errorf("discarded job: attempt %d with %d errors; want %d and %d", row.Attempt, len(row.Errors), maxAttempts-1, maxAttempts-1)
 	}
 	r := h.waitStatus(t, id, registration.StatusNeedsAttention)
 	st := checkStep(t, r, registration.StepSendConfirmation, registration.StepFailed, maxAttempts)
@@ -656,11 +663,7 @@ func TestPermanentErrorFailsAtOnce(t *testing.T) {
 	h := newHarness(t, func(m *testMailer) { m.permanent = true })
 	id := h.register(t, 1, false)
 	h.waitStatus(t, id, registration.StatusNeedsAttention)
-	sendJob := h.jobOf(t, id, pipeline.KindSendConfirmation)
-	row := h.waitJob(t, sendJob.id, "cancelled", stateIs(rivertype.JobStateCancelled))
-	if row.Attempt != 1 {
-		t.Errorf("cancelled job ran %d attempts; want 1", row.Attempt)
-	}
+	checkNoRetryJob(t, h, id)
 	r := h.waitStatus(t, id, registration.StatusNeedsAttention)
 	st := checkStep(t, r, registration.StepSendConfirmation, registration.StepFailed, 1)
 	if !strings.Contains(st.LastError, "550 recipient rejected") {
@@ -689,9 +692,9 @@ func TestEmailAtMostOnce(t *testing.T) {
 		attempts int
 	}{
 		{
-			name: "operator retries the completed job",
+			name: "operator retries the completed register job",
 			rerun: func(t *testing.T, h *harness, id string) (int64, int) {
-				j := h.jobOf(t, id, pipeline.KindSendConfirmation)
+				j := h.jobOf(t, id, pipeline.KindRegister)
 				if _, err := h.client.JobRetry(t.Context(), j.id); err != nil {
 					t.Fatalf("JobRetry: %v", err)
 				}
@@ -754,6 +757,56 @@ func TestEmailAtMostOnce(t *testing.T) {
 			// The re-run sent nothing; the step counts the runs of its activity.
 			checkStep(t, r, registration.StepSendConfirmation, registration.StepSucceeded, tt.attempts)
 		})
+	}
+}
+
+// TestRegisterJobResumesAfterCrash: a register job that died after
+// recording its attempts started (steps running, the email in doubt) runs
+// again; it does not attempt those steps itself but gives each unfinished
+// one its own job, once, and the registration completes. A step already
+// done is not attempted again.
+func TestRegisterJobResumesAfterCrash(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, nil)
+	id := h.register(t, 1, false)
+	h.waitStatus(t, id, registration.StatusCompleted)
+	// The state a crash between the job's two writes leaves behind.
+	for _, q := range []string{
+		`UPDATE registrations SET status = 'processing' WHERE id = ?`,
+		`UPDATE registration_steps SET status = 'running' WHERE registration_id = ? AND step = 'send_confirmation'`,
+		`UPDATE email_deliveries SET state = 'sending' WHERE registration_id = ?`,
+	} {
+		if _, err := h.db.Write.ExecContext(t.Context(), q, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	reg := h.jobOf(t, id, pipeline.KindRegister)
+	for range 2 { // twice: the second run finds the step's job and adds none
+		if _, err := h.client.JobRetry(t.Context(), reg.id); err != nil {
+			t.Fatalf("JobRetry: %v", err)
+		}
+		h.waitJob(t, reg.id, "completed again", func(j *rivertype.JobRow) bool {
+			return j.State == rivertype.JobStateCompleted && j.Attempt >= 2
+		})
+	}
+	r := h.waitStatus(t, id, registration.StatusCompleted)
+	checkStep(t, r, registration.StepSendConfirmation, registration.StepSucceeded, 2)
+	checkStep(t, r, registration.StepSaveOrder, registration.StepSucceeded, 1)
+	var sends int
+	for _, j := range h.jobsOf(t, id) {
+		if j.kind == pipeline.KindSendConfirmation {
+			sends++
+		}
+		if j.kind == pipeline.KindSaveOrder {
+			t.Errorf("a save_order job %d was inserted for a step already done", j.id)
+		}
+	}
+	if sends != 1 {
+		t.Errorf("%d send_confirmation jobs; want 1", sends)
+	}
+	// The email was in doubt: sent again, once.
+	if got := h.mailer.Calls(); got != 2 {
+		t.Errorf("mailer called %d times; want 2", got)
 	}
 }
 
@@ -944,6 +997,23 @@ func TestResolvePaymentsJob(t *testing.T) {
 	checkNoCardStored(t, h.db)
 }
 
+// checkNoRetryJob fails unless the registration's only job is its register
+// job, completed: its attempt of the steps failed for good, with nothing to
+// retry.
+func checkNoRetryJob(t *testing.T, h *harness, id string) {
+	t.Helper()
+	reg := h.jobOf(t, id, pipeline.KindRegister)
+	row := h.waitJob(t, reg.id, "completed", stateIs(rivertype.JobStateCompleted))
+	if row.Attempt != 1 {
+		t.Errorf("register job ran %d attempts; want 1", row.Attempt)
+	}
+	for _, j := range h.jobsOf(t, id) {
+		if j.kind == pipeline.KindSendConfirmation {
+			t.Errorf("a %s job %d exists; want none after a permanent failure", j.kind, j.id)
+		}
+	}
+}
+
 // TestProviderPermanentError: a provider adapter's own error type that says
 // Permanent() fails the step at once and cancels the job.
 func TestProviderPermanentError(t *testing.T) {
@@ -953,11 +1023,7 @@ func TestProviderPermanentError(t *testing.T) {
 	})
 	id := h.register(t, 1, false)
 	h.waitStatus(t, id, registration.StatusNeedsAttention)
-	sendJob := h.jobOf(t, id, pipeline.KindSendConfirmation)
-	row := h.waitJob(t, sendJob.id, "cancelled", stateIs(rivertype.JobStateCancelled))
-	if row.Attempt != 1 {
-		t.Errorf("cancelled job ran %d attempts; want 1", row.Attempt)
-	}
+	checkNoRetryJob(t, h, id)
 	r := h.waitStatus(t, id, registration.StatusNeedsAttention)
 	st := checkStep(t, r, registration.StepSendConfirmation, registration.StepFailed, 1)
 	if !strings.Contains(st.LastError, "400 invalid from address") {
@@ -969,13 +1035,14 @@ func TestProviderPermanentError(t *testing.T) {
 }
 
 // TestProviderRetryAfter: a provider adapter's error that says RetryAfter()
-// snoozes the job for that long instead of the backoff; the step shows it
-// retrying and then succeeds.
+// delays the next attempt that long instead of the backoff — the first
+// retry's job is scheduled then, a later attempt snoozes its job; the step
+// shows it retrying and then succeeds.
 func TestProviderRetryAfter(t *testing.T) {
 	t.Parallel()
 	const wait = 300 * time.Millisecond // well above testOptions' backoff of 10–50 ms
 	h := newHarness(t, func(m *testMailer) {
-		m.errs = []error{fmt.Errorf("sendgrid: %w", &rateLimited{wait: wait})}
+		m.errs = []error{fmt.Errorf("sendgrid: %w", &rateLimited{wait: wait}), fmt.Errorf("sendgrid: %w", &rateLimited{wait: wait})}
 	})
 	id := h.register(t, 1, false)
 	sawRetrying := false
@@ -1003,19 +1070,22 @@ func TestProviderRetryAfter(t *testing.T) {
 		t.Errorf("step = %+v; want succeeded, keeping the 429 as last error", st)
 	}
 	times := h.mailer.CallTimes()
-	if len(times) != 2 {
-		t.Fatalf("mailer called %d times; want 2", len(times))
+	if len(times) != 3 {
+		t.Fatalf("mailer called %d times; want 3", len(times))
 	}
-	if gap := times[1].Sub(times[0]); gap < wait {
-		t.Errorf("second send %s after the first; want at least the provider's %s", gap, wait)
+	for i := 1; i < len(times); i++ {
+		if gap := times[i].Sub(times[i-1]); gap < wait {
+			t.Errorf("send %d came %s after the one before; want at least the provider's %s", i+1, gap, wait)
+		}
 	}
 	sendJob := h.jobOf(t, id, pipeline.KindSendConfirmation)
 	row := h.waitJob(t, sendJob.id, "completed", stateIs(rivertype.JobStateCompleted))
 	var meta struct {
 		Snoozes int `json:"snoozes"`
+		Prior   int `json:"prior_attempts"`
 	}
-	if err := json.Unmarshal(row.Metadata, &meta); err != nil || meta.Snoozes != 1 {
-		t.Errorf("job metadata %s; want one snooze", row.Metadata)
+	if err := json.Unmarshal(row.Metadata, &meta); err != nil || meta.Snoozes != 1 || meta.Prior != 1 {
+		t.Errorf("job metadata %s; want one snooze and one prior attempt", row.Metadata)
 	}
 	if len(row.Errors) != 0 {
 		t.Errorf("job errors %+v; want none (snoozed, not retried)", row.Errors)
@@ -1035,8 +1105,8 @@ func TestProviderRetryAfterForever(t *testing.T) {
 	h.waitStatus(t, id, registration.StatusNeedsAttention)
 	sendJob := h.jobOf(t, id, pipeline.KindSendConfirmation)
 	row := h.waitJob(t, sendJob.id, "discarded", stateIs(rivertype.JobStateDiscarded))
-	if row.Attempt != maxAttempts {
-		t.Errorf("discarded job at attempt %d; want %d", row.Attempt, maxAttempts)
+	if row.Attempt != maxAttempts-1 {
+		t.Errorf("discarded job at attempt %d; want %d (the first attempt was the register job's)", row.Attempt, maxAttempts-1)
 	}
 	r := h.waitStatus(t, id, registration.StatusNeedsAttention)
 	st, _ := r.Step(registration.StepSendConfirmation)
@@ -1236,7 +1306,7 @@ func TestResolverRunsWhileActivitiesStall(t *testing.T) {
 		h.register(t, i, false)
 	}
 	deadline := time.Now().Add(waitFor)
-	for h.count(t, `SELECT count(*) FROM river_job WHERE kind = ? AND state = 'running'`, pipeline.KindSendConfirmation) < testOptions().Workers {
+	for h.count(t, `SELECT count(*) FROM river_job WHERE kind = ? AND state = 'running'`, pipeline.KindRegister) < testOptions().Workers {
 		if time.Now().After(deadline) {
 			t.Fatal("the email sends never filled the workers")
 		}

@@ -35,15 +35,16 @@ func (s *Store) StartPipelineTx(ctx context.Context, tx *sql.Tx, id string) erro
 	return nil
 }
 
-// StepStarted records that an attempt of a step began. A registration an
-// operator is retrying goes back to processing, unless another of its steps
-// is still failed and so still needs attention.
+// StepStarted records that an attempt of a step began, in a transaction of
+// its own.
 func (s *Store) StepStarted(ctx context.Context, id string, step registration.StepName) error {
-	tx, err := s.BeginTx(ctx)
-	if err != nil {
-		return err
-	}
-	defer tx.Rollback()
+	return s.Write(ctx, func(ctx context.Context, tx *sql.Tx) error { return s.StepStartedTx(ctx, tx, id, step) })
+}
+
+// StepStartedTx records in tx that an attempt of a step began. A
+// registration an operator is retrying goes back to processing, unless
+// another of its steps is still failed and so still needs attention.
+func (s *Store) StepStartedTx(ctx context.Context, tx *sql.Tx, id string, step registration.StepName) error {
 	if err := lockRegistration(ctx, tx, id); err != nil {
 		return err
 	}
@@ -57,21 +58,19 @@ func (s *Store) StepStarted(ctx context.Context, id string, step registration.St
 			WHERE registration_id = $2 AND step <> $3 AND status = 'failed')`, now, id, step); err != nil {
 		return fmt.Errorf("mark registration processing: %w", err)
 	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("mark step running: %w", err)
-	}
 	return nil
 }
 
-// StepFailed records a failed attempt. A final failure marks the
-// registration as needing attention and tells the organisers (a notice, in
-// the same transaction); a cancelled registration stays cancelled.
+// StepFailed records a failed attempt, in a transaction of its own. A final
+// failure marks the registration as needing attention and tells the
+// organisers (a notice, in the same transaction); a cancelled registration
+// stays cancelled.
 func (s *Store) StepFailed(ctx context.Context, id string, step registration.StepName, msg string, final bool) error {
-	tx, err := s.BeginTx(ctx)
-	if err != nil {
-		return err
-	}
-	defer tx.Rollback()
+	return s.Write(ctx, func(ctx context.Context, tx *sql.Tx) error { return s.StepFailedTx(ctx, tx, id, step, msg, final) })
+}
+
+// StepFailedTx records a failed attempt in tx, as StepFailed does.
+func (s *Store) StepFailedTx(ctx context.Context, tx *sql.Tx, id string, step registration.StepName, msg string, final bool) error {
 	if err := lockRegistration(ctx, tx, id); err != nil {
 		return err
 	}
@@ -97,9 +96,6 @@ func (s *Store) StepFailed(ctx context.Context, id string, step registration.Ste
 				return err
 			}
 		}
-	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("mark step failed: %w", err)
 	}
 	return nil
 }
@@ -160,7 +156,12 @@ func (s *Store) EmailSent(ctx context.Context, id string) (bool, error) {
 // EmailSending records that a confirmation is about to be handed to the
 // mailer, so a crash before EmailSentTx is known to have been in doubt.
 func (s *Store) EmailSending(ctx context.Context, id string) error {
-	if _, err := s.db.SQL.ExecContext(ctx, `INSERT INTO email_deliveries (registration_id, state, updated_at)
+	return s.Write(ctx, func(ctx context.Context, tx *sql.Tx) error { return s.EmailSendingTx(ctx, tx, id) })
+}
+
+// EmailSendingTx records in tx what EmailSending records.
+func (s *Store) EmailSendingTx(ctx context.Context, tx *sql.Tx, id string) error {
+	if _, err := tx.ExecContext(ctx, `INSERT INTO email_deliveries (registration_id, state, updated_at)
 		VALUES ($1, 'sending', $2) ON CONFLICT (registration_id) DO UPDATE SET updated_at = excluded.updated_at
 		WHERE email_deliveries.state = 'sending'`, id, s.now().UTC()); err != nil {
 		return fmt.Errorf("record email sending: %w", err)

@@ -19,56 +19,62 @@ func (s *Store) StartPipelineTx(ctx context.Context, tx *sql.Tx, id string) erro
 	return nil
 }
 
-// StepStarted records that an attempt of a step began. A registration an
-// operator is retrying goes back to processing, unless another of its steps
-// is still failed and so still needs attention.
+// StepStarted records that an attempt of a step began, in a write of its own.
 func (s *Store) StepStarted(ctx context.Context, id string, step registration.StepName) error {
-	return s.batch.Do(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		now := formatTime(s.now())
-		if _, err := tx.ExecContext(ctx, `UPDATE registration_steps SET status = 'running', attempts = attempts + 1, updated_at = ?
+	return s.batch.Do(ctx, func(ctx context.Context, tx *sql.Tx) error { return s.StepStartedTx(ctx, tx, id, step) })
+}
+
+// StepStartedTx records in tx that an attempt of a step began. A
+// registration an operator is retrying goes back to processing, unless
+// another of its steps is still failed and so still needs attention.
+func (s *Store) StepStartedTx(ctx context.Context, tx *sql.Tx, id string, step registration.StepName) error {
+	now := formatTime(s.now())
+	if _, err := tx.ExecContext(ctx, `UPDATE registration_steps SET status = 'running', attempts = attempts + 1, updated_at = ?
 		WHERE registration_id = ? AND step = ? AND status NOT IN ('succeeded', 'skipped')`, now, id, step); err != nil {
-			return fmt.Errorf("mark step running: %w", err)
-		}
-		if _, err := tx.ExecContext(ctx, `UPDATE registrations SET status = 'processing', updated_at = ?
+		return fmt.Errorf("mark step running: %w", err)
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE registrations SET status = 'processing', updated_at = ?
 		WHERE id = ? AND status IN ('paid', 'needs_attention') AND NOT EXISTS (SELECT 1 FROM registration_steps
 			WHERE registration_id = ? AND step <> ? AND status = 'failed')`, now, id, id, step); err != nil {
-			return fmt.Errorf("mark registration processing: %w", err)
-		}
-		return nil
-	})
+		return fmt.Errorf("mark registration processing: %w", err)
+	}
+	return nil
 }
 
 // StepFailed records a failed attempt. A final failure marks the
 // registration as needing attention and tells the organisers (a notice, in
 // the same transaction); a cancelled registration stays cancelled.
 func (s *Store) StepFailed(ctx context.Context, id string, step registration.StepName, msg string, final bool) error {
-	return s.batch.Do(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		at := s.now()
-		now := formatTime(at)
-		status := registration.StepRetrying
-		if final {
-			status = registration.StepFailed
+	return s.batch.Do(ctx, func(ctx context.Context, tx *sql.Tx) error { return s.StepFailedTx(ctx, tx, id, step, msg, final) })
+}
+
+// StepFailedTx records a failed attempt in tx, as StepFailed does.
+func (s *Store) StepFailedTx(ctx context.Context, tx *sql.Tx, id string, step registration.StepName, msg string, final bool) error {
+	at := s.now()
+	now := formatTime(at)
+	status := registration.StepRetrying
+	if final {
+		status = registration.StepFailed
+	}
+	msg = truncate(msg, 1000)
+	if _, err := tx.ExecContext(ctx, `UPDATE registration_steps SET status = ?, last_error = ?, updated_at = ?
+	WHERE registration_id = ? AND step = ? AND status NOT IN ('succeeded', 'skipped')`,
+		status, msg, now, id, step); err != nil {
+		return fmt.Errorf("mark step failed: %w", err)
+	}
+	if final {
+		res, err := tx.ExecContext(ctx, `UPDATE registrations SET status = 'needs_attention', updated_at = ?
+		WHERE id = ? AND status NOT IN ('completed', 'cancelled')`, now, id)
+		if err != nil {
+			return fmt.Errorf("mark registration needs attention: %w", err)
 		}
-		msg = truncate(msg, 1000)
-		if _, err := tx.ExecContext(ctx, `UPDATE registration_steps SET status = ?, last_error = ?, updated_at = ?
-		WHERE registration_id = ? AND step = ? AND status NOT IN ('succeeded', 'skipped')`,
-			status, msg, now, id, step); err != nil {
-			return fmt.Errorf("mark step failed: %w", err)
-		}
-		if final {
-			res, err := tx.ExecContext(ctx, `UPDATE registrations SET status = 'needs_attention', updated_at = ?
-			WHERE id = ? AND status NOT IN ('completed', 'cancelled')`, now, id)
-			if err != nil {
-				return fmt.Errorf("mark registration needs attention: %w", err)
+		if n, _ := res.RowsAffected(); n > 0 {
+			if err := insertNotice(ctx, tx, registration.NoticeNeedsAttention, id, string(step)+": "+msg, at); err != nil {
+				return err
 			}
-			if n, _ := res.RowsAffected(); n > 0 {
-				if err := insertNotice(ctx, tx, registration.NoticeNeedsAttention, id, string(step)+": "+msg, at); err != nil {
-					return err
-				}
-			}
 		}
-		return nil
-	})
+	}
+	return nil
 }
 
 // FinishStepTx marks a step succeeded and, when it was the last one
@@ -125,6 +131,11 @@ func (s *Store) EmailSending(ctx context.Context, id string) error {
 	return s.batch.Do(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		return emailSending(ctx, tx, id, formatTime(s.now()))
 	})
+}
+
+// EmailSendingTx records in tx what EmailSending records.
+func (s *Store) EmailSendingTx(ctx context.Context, tx *sql.Tx, id string) error {
+	return emailSending(ctx, tx, id, formatTime(s.now()))
 }
 
 func emailSending(ctx context.Context, tx *sql.Tx, id, now string) error {
