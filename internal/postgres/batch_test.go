@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/registrar/registrar/internal/event"
+	"github.com/registrar/registrar/internal/groupcommit"
 	"github.com/registrar/registrar/internal/registration"
 )
 
@@ -80,24 +81,31 @@ func TestOpenBatchBlocksNoOtherTransaction(t *testing.T) {
 	held, release := make(chan struct{}), make(chan struct{})
 	batchDone := make(chan error, 1)
 	go func() {
-		batchDone <- s.batch.Do(ctx, func(ctx context.Context, tx *sql.Tx) error {
-			if err := s.failAttempt(ctx, tx, locked, nil); err != nil {
+		batchDone <- func() error {
+			tx, err := s.BeginTx(ctx)
+			if err != nil {
 				return err
 			}
-			var replay *registration.Outcome
-			var refused error
-			if err := beginAttempt(ctx, tx, fresh, registration.Outcome{}, &replay, &refused); err != nil || replay != nil || refused != nil {
-				return fmt.Errorf("beginAttempt = %v, %v, %v", replay, refused, err)
+			defer tx.Rollback()
+			fails := []*groupcommit.Item[*failItem]{{Ctx: ctx, Val: &failItem{a: locked, now: time.Now()}}}
+			if err := runFails(ctx, tx, fails); err != nil || fails[0].Err != nil {
+				return fmt.Errorf("runFails = %v, %v", err, fails[0].Err)
+			}
+			starts := []*groupcommit.Item[*startItem]{{Ctx: ctx, Val: &startItem{a: fresh}}}
+			if err := runStarts(ctx, tx, starts); err != nil || starts[0].Err != nil || starts[0].Val.replay != nil || starts[0].Val.refused != nil {
+				return fmt.Errorf("runStarts = %v, %v, %v, %v", err, starts[0].Err, starts[0].Val.replay, starts[0].Val.refused)
 			}
 			reg := r
 			reg.ID = paid.ID
-			if err := completeAttempt(ctx, tx, paid, reg, func(context.Context, *sql.Tx, string) error { return nil }); err != nil {
-				return err
+			completes := []*groupcommit.Item[*completeItem]{{Ctx: ctx, Val: &completeItem{a: paid, r: reg,
+				enqueue: func(context.Context, *sql.Tx, string) error { return nil }}}}
+			if err := runCompletes(ctx, tx, completes); err != nil || completes[0].Err != nil {
+				return fmt.Errorf("runCompletes = %v, %v", err, completes[0].Err)
 			}
 			close(held)
 			<-release
-			return nil
-		})
+			return tx.Commit()
+		}()
 	}()
 	<-held
 
@@ -256,9 +264,9 @@ func TestBatchDoesNotWaitForPipelineTransactions(t *testing.T) {
 // tickets in random order, idempotency keys shared between the processes,
 // and SyncTickets of the two tickets in both orders (processes starting).
 // One batch's write locks a ticket or a key that a later write of another
-// process's batch needs, and the other way round; only the writers' lock
-// keeps them from waiting for each other in a circle (PostgreSQL would
-// abort one with "deadlock detected").
+// process's batch needs, and the other way round; only the order in which
+// every batch takes its locks keeps them from waiting for each other in a
+// circle (PostgreSQL would abort one with "deadlock detected").
 func TestBatchesOfSeveralProcessesDoNotDeadlock(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)

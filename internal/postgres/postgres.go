@@ -10,6 +10,7 @@ import (
 	"database/sql"
 	"database/sql/driver"
 	"embed"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/url"
@@ -33,9 +34,17 @@ type DB struct {
 	// SQL is the pool every query and transaction uses, River's included, so
 	// that a registration and its job commit in one transaction.
 	SQL *sql.DB
+	// Batch is the pool of the registration hot path's group-commit
+	// batches (see NewStore), apart from SQL so that they never wait for a
+	// connection behind River's workers and the pages; nil: they use SQL.
+	Batch *sql.DB
 	// Listener lends River the connections it LISTENs on.
 	Listener *pgxpool.Pool
 }
+
+// batchConns is the size of the batches' pool: one connection for each lane
+// that may run a batch at once.
+const batchConns = startLanes + completeLanes + failLanes
 
 // defaultMaxConns bounds the connections of one process unless the URL sets
 // pool_max_conns.
@@ -67,6 +76,11 @@ func Open(ctx context.Context, url string) (*DB, error) {
 	db.SQL.SetMaxIdleConns(maxConns)
 	db.SQL.SetConnMaxIdleTime(5 * time.Minute)
 	db.SQL.SetConnMaxLifetime(time.Hour)
+	db.Batch = stdlib.OpenDB(*cfg.ConnConfig.Copy())
+	db.Batch.SetMaxOpenConns(batchConns)
+	db.Batch.SetMaxIdleConns(batchConns)
+	db.Batch.SetConnMaxIdleTime(5 * time.Minute)
+	db.Batch.SetConnMaxLifetime(time.Hour)
 	listen := cfg.Copy()
 	listen.MinConns, listen.MaxConns = 0, 2
 	if db.Listener, err = pgxpool.NewWithConfig(ctx, listen); err != nil {
@@ -80,15 +94,19 @@ func Open(ctx context.Context, url string) (*DB, error) {
 	return db, nil
 }
 
-// Close closes both pools.
+// Close closes the pools.
 func (db *DB) Close() error {
 	if db.Listener != nil {
 		db.Listener.Close()
 	}
-	if db.SQL != nil {
-		return db.SQL.Close()
+	var err error
+	if db.Batch != nil {
+		err = db.Batch.Close()
 	}
-	return nil
+	if db.SQL != nil {
+		err = errors.Join(err, db.SQL.Close())
+	}
+	return err
 }
 
 // RiverDriver returns River's driver on the database: queries and

@@ -1,11 +1,13 @@
 package postgres
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -24,20 +26,25 @@ import (
 // transactions never wait for each other in a circle.
 //
 // The writes of the registration hot path (StartAttempt, FailAttempt,
-// CompleteAttempt) are group-committed: those that arrive together share
-// one transaction, each in a savepoint of its own, so a launch pays one
-// commit per batch, and the hot ticket_stock row is locked once per batch
-// rather than once per request. Since a batch holds every lock its writes
-// took until it commits, one write's locks precede the next one's, whatever
-// their rows: the per-write lock order alone no longer rules out a circle.
-// What does:
+// CompleteAttempt) are group-committed: those of one kind that arrive
+// together share one transaction and are written set-wise (hotpath.go), so
+// a launch pays one commit and a few statements per batch, and the hot
+// ticket_stock row is updated once per batch rather than once per request.
+// Several batches run at once (lanes of each kind, in every process), each
+// holding the locks it took until it commits, so a batch may wait for
+// another's rows. What keeps them from waiting in a circle:
 //
-//   - Batches run one at a time per database schema: each takes a
-//     transaction-level advisory lock before its first write, so the
-//     batches of several processes queue for the lock, not for each other's
-//     rows (within a process the Batcher already runs one batch at a time).
-//     SyncTickets, the only other transaction that locks several stock
-//     rows, takes the same lock.
+//   - Every batch takes its locks in one global order: registrations (the
+//     insert of a new one waits for a concurrent insert of the same id),
+//     then idempotency keys, then seat holds, then ticket stock; within a
+//     table in key order, each table's locks in one statement (ORDER BY,
+//     or a locking subquery ordered so), stock rows by ticket. The stock row
+//     is the seat lock: a conditional UPDATE taking all of a ticket's seats
+//     for the batch at once. Rows a batch inserted itself, or a fresh hold,
+//     are written later without waiting for anyone. A write that runs alone
+//     (per-write functions, after its batch failed) follows the same order.
+//   - SyncTickets, the only other transaction that locks several stock
+//     rows, locks them in ticket order and nothing after them.
 //   - Every other statement on these rows holds nothing while it waits, or
 //     does not wait: AbandonedAttempts skips locked holds (SKIP LOCKED),
 //     PostponeAttempt is one statement on one row.
@@ -47,9 +54,12 @@ import (
 //     detected by INSERT ... ON CONFLICT DO NOTHING, which reads the
 //     committed row without locking it.
 type Store struct {
-	db    *DB
-	now   func() time.Time
-	batch *groupcommit.Batcher // group commit for the writes of the registration hot path
+	db  *DB
+	now func() time.Time
+	// Group commit for the writes of the registration hot path.
+	starts    *groupcommit.Set[*startItem]
+	completes *groupcommit.Set[*completeItem]
+	fails     *groupcommit.Set[*failItem]
 }
 
 var (
@@ -61,18 +71,47 @@ var (
 // maxBatch bounds how many writes share one transaction.
 const maxBatch = 256
 
+// Lanes: how many batches of each kind run at a time in one process. A
+// StartAttempt batch holds the ticket's stock row from its UPDATE to its
+// commit, so starts of one ticket queue there; the lanes let the next
+// batches reserve their keys meanwhile, and completions (which rarely touch
+// the stock) commit alongside.
+const (
+	startLanes    = 4
+	completeLanes = 4
+	failLanes     = 2
+)
+
 // NewStore returns a Store on an open, migrated database.
 func NewStore(db *DB) *Store {
-	return &Store{db: db, now: time.Now, batch: groupcommit.New(db.SQL, maxBatch, groupcommit.OnBegin(lockWriters))}
+	s := &Store{db: db, now: time.Now}
+	pool := db.Batch
+	if pool == nil {
+		pool = db.SQL
+	}
+	s.starts = groupcommit.NewSet(pool, maxBatch, startLanes, runStarts,
+		func(ctx context.Context, tx *sql.Tx, v *startItem) error {
+			v.replay, v.refused = nil, nil
+			return beginAttempt(ctx, tx, v.a, v.soldOut, &v.replay, &v.refused)
+		})
+	s.completes = groupcommit.NewSet(pool, maxBatch, completeLanes, runCompletes,
+		func(ctx context.Context, tx *sql.Tx, v *completeItem) error {
+			return completeAttempt(ctx, tx, v.a, v.r, v.enqueue)
+		})
+	s.fails = groupcommit.NewSet(pool, maxBatch, failLanes, runFails,
+		func(ctx context.Context, tx *sql.Tx, v *failItem) error {
+			return failAttempt(ctx, tx, v.a, v.o, v.now)
+		})
+	return s
 }
 
-// writersLock is the first half of the advisory lock key that batches and
-// SyncTickets hold; the second half is a hash of the schema, as for
-// migrateLock.
+// writersLock is the first half of the advisory lock key that SyncTickets
+// and CancelRegistration hold; the second half is a hash of the schema, as
+// for migrateLock. Batches do not take it.
 const writersLock = 0x62617463 // "batc"
 
-// lockWriters waits until no other transaction writing seats holds the
-// writers' lock, and holds it until tx ends.
+// lockWriters waits until no other transaction writing several seats holds
+// the writers' lock, and holds it until tx ends.
 func lockWriters(ctx context.Context, tx *sql.Tx) error {
 	if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock($1, hashtext(coalesce(current_schema(), '')))`, writersLock); err != nil {
 		return fmt.Errorf("take the writers' lock: %w", err)
@@ -81,7 +120,14 @@ func lockWriters(ctx context.Context, tx *sql.Tx) error {
 }
 
 // Batches reports how many group-commit transactions the store has run.
-func (s *Store) Batches() int { return s.batch.Batches() }
+func (s *Store) Batches() int { return s.starts.Batches() + s.completes.Batches() + s.fails.Batches() }
+
+// BatchStats reports the batches of each kind and how many writes ran alone
+// after their batch failed, for diagnostics.
+func (s *Store) BatchStats() (starts, completes, fails, alone int) {
+	return s.starts.Batches(), s.completes.Batches(), s.fails.Batches(),
+		s.starts.Alones() + s.completes.Alones() + s.fails.Alones()
+}
 
 // Write implements pipeline.Store with a transaction of its own: the
 // pipeline's writes lock registration rows, which batches across processes
@@ -118,12 +164,14 @@ func (s *Store) SyncTickets(ctx context.Context, ev *event.Event) error {
 		return err
 	}
 	defer tx.Rollback()
-	// Several stock rows, locked in the event's order: only while no batch
-	// holds some of them.
+	// Several stock rows, locked in ticket order as batches lock them, and
+	// nothing after them.
 	if err := lockWriters(ctx, tx); err != nil {
 		return err
 	}
-	for _, t := range ev.Tickets {
+	tickets := slices.Clone(ev.Tickets)
+	slices.SortFunc(tickets, func(a, b event.Ticket) int { return cmp.Compare(a.ID, b.ID) })
+	for _, t := range tickets {
 		if _, err := tx.ExecContext(ctx, `INSERT INTO ticket_stock (event_id, ticket_id, capacity, taken) VALUES ($1, $2, $3, 0)
 			ON CONFLICT (event_id, ticket_id) DO UPDATE SET capacity = excluded.capacity`, ev.ID, t.ID, t.Capacity); err != nil {
 			return fmt.Errorf("sync ticket %s: %w", t.ID, err)
@@ -138,19 +186,14 @@ func (s *Store) SyncTickets(ctx context.Context, ev *event.Event) error {
 // StartAttempt implements registration.Store. It runs in a shared
 // transaction (group commit).
 func (s *Store) StartAttempt(ctx context.Context, a registration.Attempt, soldOut registration.Outcome) (*registration.Outcome, error) {
-	var replay *registration.Outcome
-	var refused error
-	err := s.batch.Do(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		replay, refused = nil, nil
-		return beginAttempt(ctx, tx, a, soldOut, &replay, &refused)
-	})
-	switch {
+	v := &startItem{a: a, soldOut: soldOut}
+	switch err := s.starts.Do(ctx, v); {
 	case err != nil:
 		return nil, err
-	case replay != nil:
-		return replay, nil
+	case v.replay != nil:
+		return v.replay, nil
 	}
-	return nil, refused
+	return nil, v.refused
 }
 
 // beginAttempt is StartAttempt's write. Conflicts return errors (nothing was
@@ -379,17 +422,16 @@ func releaseHold(ctx context.Context, tx *sql.Tx, id string) (bool, error) {
 // FailAttempt implements registration.Store. It runs in a shared
 // transaction (group commit).
 func (s *Store) FailAttempt(ctx context.Context, a registration.Attempt, o *registration.Outcome) error {
-	return s.batch.Do(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		return s.failAttempt(ctx, tx, a, o)
-	})
+	return s.fails.Do(ctx, &failItem{a: a, o: o, now: s.now()})
 }
 
-func (s *Store) failAttempt(ctx context.Context, tx *sql.Tx, a registration.Attempt, o *registration.Outcome) error {
+// failAttempt is FailAttempt's write for one attempt.
+func failAttempt(ctx context.Context, tx *sql.Tx, a registration.Attempt, o *registration.Outcome, now time.Time) error {
 	// The key before the seat: the lock order of StartAttempt.
 	if a.IdempotencyKey != "" {
 		var err error
 		if o != nil {
-			err = settleKey(ctx, tx, a, *o, s.now())
+			err = settleKey(ctx, tx, a, *o, now)
 		} else {
 			// Only a key still in progress: one this attempt already settled
 			// (a late resolver after the attempt completed) keeps its outcome.
@@ -413,9 +455,7 @@ func (s *Store) failAttempt(ctx context.Context, tx *sql.Tx, a registration.Atte
 // It runs in a shared transaction (group commit); its errors roll back its
 // own writes only.
 func (s *Store) CompleteAttempt(ctx context.Context, a registration.Attempt, r registration.Registration, enqueue registration.EnqueueFunc) error {
-	return s.batch.Do(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		return completeAttempt(ctx, tx, a, r, enqueue)
-	})
+	return s.completes.Do(ctx, &completeItem{a: a, r: r, enqueue: enqueue})
 }
 
 func completeAttempt(ctx context.Context, tx *sql.Tx, a registration.Attempt, r registration.Registration, enqueue registration.EnqueueFunc) error {
