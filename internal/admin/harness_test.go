@@ -42,6 +42,7 @@ type store interface {
 	pipeline.MailingList
 	SyncTickets(ctx context.Context, ev *event.Event) error
 	EmailSending(ctx context.Context, id string) error
+	StepFailed(ctx context.Context, id string, step registration.StepName, msg string, final bool) error
 }
 
 // engine opens a migrated, empty database of its own for one test, with

@@ -6,6 +6,8 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 )
@@ -37,6 +39,7 @@ type Batcher struct {
 }
 
 type write struct {
+	order    string // DoOrdered's key: a batch runs its writes in this order
 	ctx      context.Context
 	fn       func(ctx context.Context, tx *sql.Tx) error
 	done     chan outcome
@@ -150,7 +153,19 @@ func (b *Batcher) Batches() int {
 // SQLite may roll the whole transaction back). A write whose ctx is done
 // before its turn is not run.
 func (b *Batcher) Do(ctx context.Context, fn func(ctx context.Context, tx *sql.Tx) error) error {
-	w := &write{ctx: ctx, fn: fn, done: make(chan outcome, 1)}
+	return b.do(&write{ctx: ctx, fn: fn, done: make(chan outcome, 1)})
+}
+
+// DoOrdered is Do for a write whose locks follow key (the id of the one
+// row it locks first, say): a batch runs its writes in key order, writes
+// with equal keys (and every plain Do, whose key is "") in the order they
+// came. Batches of several processes then take those locks in one order
+// and never wait for each other in a circle.
+func (b *Batcher) DoOrdered(ctx context.Context, key string, fn func(ctx context.Context, tx *sql.Tx) error) error {
+	return b.do(&write{order: key, ctx: ctx, fn: fn, done: make(chan outcome, 1)})
+}
+
+func (b *Batcher) do(w *write) error {
 	b.mu.Lock()
 	b.queue = append(b.queue, w)
 	if b.leading {
@@ -167,7 +182,7 @@ func (b *Batcher) Do(ctx context.Context, fn func(ctx context.Context, tx *sql.T
 	b.queue = b.queue[n:]
 	b.batches++
 	b.mu.Unlock()
-	b.run(batch) // w is batch[0]
+	b.run(batch) // w is among them
 	b.mu.Lock()
 	if len(b.queue) > 0 {
 		b.queue[0].done <- outcome{lead: true}
@@ -202,6 +217,7 @@ func call(w *write, tx *sql.Tx, deadline time.Time) (err error) {
 // and the batch run again, each write inside its own savepoint so that the
 // failing ones are rolled back alone.
 func (b *Batcher) run(batch []*write) {
+	slices.SortStableFunc(batch, func(x, y *write) int { return strings.Compare(x.order, y.order) })
 	results := make([]error, len(batch))
 	defer func() {
 		for i, w := range batch {

@@ -612,3 +612,58 @@ func TestDeferFlushFailureFailsTheBatch(t *testing.T) {
 		}
 	})
 }
+
+// Writes queued behind a running batch run in the next one in the order of
+// their DoOrdered keys, plain writes (key "") first, equal keys in the
+// order they came.
+func TestBatcherDoOrdered(t *testing.T) {
+	t.Parallel()
+	forEngine(t, func(t *testing.T, e engine, db *sql.DB) {
+		b := New(db, 64)
+		release := make(chan struct{})
+		first := make(chan error, 1)
+		go func() {
+			first <- b.Do(context.Background(), func(ctx context.Context, tx *sql.Tx) error {
+				<-release
+				return nil
+			})
+		}()
+		for !b.leader() {
+			time.Sleep(time.Millisecond)
+		}
+		var mu sync.Mutex
+		var ran []string
+		keys := []string{"c", "a", "", "b", "a"}
+		var wg sync.WaitGroup
+		for i, k := range keys {
+			name := fmt.Sprintf("%s%d", k, i)
+			do := func(fn func(ctx context.Context, tx *sql.Tx) error) error {
+				return b.DoOrdered(context.Background(), k, fn)
+			}
+			if k == "" {
+				do = func(fn func(ctx context.Context, tx *sql.Tx) error) error { return b.Do(context.Background(), fn) }
+			}
+			wg.Go(func() {
+				if err := do(func(ctx context.Context, tx *sql.Tx) error {
+					mu.Lock()
+					defer mu.Unlock()
+					ran = append(ran, name)
+					return nil
+				}); err != nil {
+					t.Error(err)
+				}
+			})
+			for b.queued() < i+1 { // queue them in this order
+				time.Sleep(time.Millisecond)
+			}
+		}
+		close(release)
+		wg.Wait()
+		if err := <-first; err != nil {
+			t.Fatal(err)
+		}
+		if got, want := fmt.Sprint(ran), "[2 a1 a4 b3 c0]"; got != want || b.Batches() != 2 {
+			t.Errorf("writes ran as %s in %d batches; want %s in 2", got, b.Batches(), want)
+		}
+	})
+}

@@ -41,6 +41,7 @@ type officeStore interface {
 	registration.Store
 	admin.Store
 	SyncTickets(ctx context.Context, ev *event.Event) error
+	StepFailed(ctx context.Context, id string, step registration.StepName, msg string, final bool) error
 }
 
 // engines are the databases every back-office test runs on.

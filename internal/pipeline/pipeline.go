@@ -30,11 +30,14 @@ type Store interface {
 	// Write runs fn in a write transaction, which may be shared with other
 	// writes (group commit); fn's writes are kept only if it returns nil.
 	Write(ctx context.Context, fn func(ctx context.Context, tx *sql.Tx) error) error
+	// WriteSteps runs fn, a write of registration id's pipeline that locks
+	// only that registration's rows, in a write transaction that may be
+	// shared with the pipeline writes of other registrations (group commit).
+	WriteSteps(ctx context.Context, id string, fn func(ctx context.Context, tx *sql.Tx) error) error
 	Registration(ctx context.Context, id string) (registration.Registration, error)
 	StartPipelineTx(ctx context.Context, tx *sql.Tx, id string) error
 	// StepStartedTx counts an attempt of a step and marks it running.
 	StepStartedTx(ctx context.Context, tx *sql.Tx, id string, step registration.StepName) error
-	StepFailed(ctx context.Context, id string, step registration.StepName, msg string, final bool) error
 	StepFailedTx(ctx context.Context, tx *sql.Tx, id string, step registration.StepName, msg string, final bool) error
 	FinishStepTx(ctx context.Context, tx *sql.Tx, id string, step registration.StepName) error
 	SaveOrderTx(ctx context.Context, tx *sql.Tx, r registration.Registration) error
@@ -531,7 +534,7 @@ func (w *registerWorker) Work(ctx context.Context, job *river.Job[RegisterArgs])
 		}
 		jobs = append(jobs, a.job(id, true))
 	}
-	err = w.d.Store.Write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+	err = w.d.Store.WriteSteps(ctx, id, func(ctx context.Context, tx *sql.Tx) error {
 		if err := w.d.Store.StartPipelineTx(ctx, tx, id); err != nil {
 			return err
 		}
@@ -587,7 +590,7 @@ func (w *registerWorker) Work(ctx context.Context, job *river.Job[RegisterArgs])
 	// even if the job's time has just run out, or a retry repeats them.
 	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
-	err = w.d.Store.Write(wctx, func(ctx context.Context, tx *sql.Tx) error {
+	err = w.d.Store.WriteSteps(wctx, id, func(ctx context.Context, tx *sql.Tx) error {
 		var retries []river.InsertManyParams
 		for _, oc := range outcomes {
 			if oc.err == nil {
@@ -699,7 +702,7 @@ func (w *activityWorker[T]) Work(ctx context.Context, job *river.Job[T]) error {
 		// even if the job's time has just run out, or a retry repeats it.
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 		defer cancel()
-		err := w.d.Store.Write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		err := w.d.Store.WriteSteps(ctx, id, func(ctx context.Context, tx *sql.Tx) error {
 			return finishStep(ctx, w.d.Store, tx, id, step, rec)
 		})
 		if err != nil {
@@ -716,7 +719,7 @@ func (w *activityWorker[T]) Work(ctx context.Context, job *river.Job[T]) error {
 	if st, ok := reg.Step(step); ok && st.Status.Done() {
 		return finish(nil) // already done by an earlier run that died before its job was completed
 	}
-	err = w.d.Store.Write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+	err = w.d.Store.WriteSteps(ctx, id, func(ctx context.Context, tx *sql.Tx) error {
 		if err := w.d.Store.StepStartedTx(ctx, tx, id, step); err != nil {
 			return err
 		}
@@ -750,7 +753,9 @@ func (w *activityWorker[T]) Work(ctx context.Context, job *river.Job[T]) error {
 	// Record the failure even if the job's context has run out.
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
-	if ferr := w.d.Store.StepFailed(rctx, id, step, err.Error(), final); ferr != nil {
+	if ferr := w.d.Store.WriteSteps(rctx, id, func(ctx context.Context, tx *sql.Tx) error {
+		return w.d.Store.StepFailedTx(ctx, tx, id, step, err.Error(), final)
+	}); ferr != nil {
 		w.d.Log.Error("recording step failure", "registration", id, "step", step, "err", ferr)
 	}
 	w.d.Log.Warn("activity failed", "registration", id, "step", step, "attempt", job.Attempt+priorAttempts(job.Metadata),

@@ -38,7 +38,7 @@ func (s *Store) StartPipelineTx(ctx context.Context, tx *sql.Tx, id string) erro
 // StepStarted records that an attempt of a step began, in a transaction of
 // its own.
 func (s *Store) StepStarted(ctx context.Context, id string, step registration.StepName) error {
-	return s.Write(ctx, func(ctx context.Context, tx *sql.Tx) error { return s.StepStartedTx(ctx, tx, id, step) })
+	return s.WriteSteps(ctx, id, func(ctx context.Context, tx *sql.Tx) error { return s.StepStartedTx(ctx, tx, id, step) })
 }
 
 // StepStartedTx records in tx that an attempt of a step began. A
@@ -66,7 +66,7 @@ func (s *Store) StepStartedTx(ctx context.Context, tx *sql.Tx, id string, step r
 // organisers (a notice, in the same transaction); a cancelled registration
 // stays cancelled.
 func (s *Store) StepFailed(ctx context.Context, id string, step registration.StepName, msg string, final bool) error {
-	return s.Write(ctx, func(ctx context.Context, tx *sql.Tx) error { return s.StepFailedTx(ctx, tx, id, step, msg, final) })
+	return s.WriteSteps(ctx, id, func(ctx context.Context, tx *sql.Tx) error { return s.StepFailedTx(ctx, tx, id, step, msg, final) })
 }
 
 // StepFailedTx records a failed attempt in tx, as StepFailed does.
@@ -156,7 +156,7 @@ func (s *Store) EmailSent(ctx context.Context, id string) (bool, error) {
 // EmailSending records that a confirmation is about to be handed to the
 // mailer, so a crash before EmailSentTx is known to have been in doubt.
 func (s *Store) EmailSending(ctx context.Context, id string) error {
-	return s.Write(ctx, func(ctx context.Context, tx *sql.Tx) error { return s.EmailSendingTx(ctx, tx, id) })
+	return s.WriteSteps(ctx, id, func(ctx context.Context, tx *sql.Tx) error { return s.EmailSendingTx(ctx, tx, id) })
 }
 
 // EmailSendingTx records in tx what EmailSending records.

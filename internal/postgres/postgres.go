@@ -44,7 +44,7 @@ type DB struct {
 
 // batchConns is the size of the batches' pool: one connection for each lane
 // that may run a batch at once.
-const batchConns = startLanes + completeLanes + failLanes
+const batchConns = startLanes + completeLanes + failLanes + stepLanes
 
 // defaultMaxConns bounds the connections of one process unless the URL sets
 // pool_max_conns.

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"slices"
 	"strings"
 	"time"
@@ -60,6 +61,9 @@ type Store struct {
 	starts    *groupcommit.Set[*startItem]
 	completes *groupcommit.Set[*completeItem]
 	fails     *groupcommit.Set[*failItem]
+	// Group commit for the pipeline's bookkeeping (WriteSteps): lanes by
+	// registration, each batch's writes in registration order.
+	steps [stepLanes]*groupcommit.Batcher
 }
 
 var (
@@ -80,6 +84,10 @@ const (
 	startLanes    = 4
 	completeLanes = 4
 	failLanes     = 2
+	// stepLanes: how many batches of the pipeline's step bookkeeping run at
+	// a time in one process; a registration's writes always take the same
+	// lane, so two batches of one process never want one registration.
+	stepLanes = 4
 )
 
 // NewStore returns a Store on an open, migrated database.
@@ -88,6 +96,9 @@ func NewStore(db *DB) *Store {
 	pool := db.Batch
 	if pool == nil {
 		pool = db.SQL
+	}
+	for i := range s.steps {
+		s.steps[i] = groupcommit.New(pool, maxBatch)
 	}
 	s.starts = groupcommit.NewSet(pool, maxBatch, startLanes, runStarts,
 		func(ctx context.Context, tx *sql.Tx, v *startItem) error {
@@ -145,6 +156,19 @@ func (s *Store) Write(ctx context.Context, fn func(ctx context.Context, tx *sql.
 		return fmt.Errorf("commit: %w", err)
 	}
 	return nil
+}
+
+// WriteSteps implements pipeline.Store: the writes of a registration's
+// pipeline share transactions with those of other registrations arriving
+// at the same time (group commit), in one of a few lanes chosen by id. Each
+// such write locks its registration's row first (lockRegistration) and
+// then only rows of that registration, and a batch runs its writes in id
+// order: the batches of several processes take registration locks in one
+// order and never wait for each other in a circle.
+func (s *Store) WriteSteps(ctx context.Context, id string, fn func(ctx context.Context, tx *sql.Tx) error) error {
+	h := fnv.New32a()
+	h.Write([]byte(id))
+	return s.steps[h.Sum32()%stepLanes].DoOrdered(ctx, id, fn)
 }
 
 // BeginTx starts a write transaction.

@@ -192,6 +192,12 @@ func truncate(s string, n int) string {
 
 func utf8RuneStart(b byte) bool { return b&0xC0 != 0x80 }
 
+// WriteSteps implements pipeline.Store: on SQLite every write is
+// group-committed already, so it is Write.
+func (s *Store) WriteSteps(ctx context.Context, _ string, fn func(ctx context.Context, tx *sql.Tx) error) error {
+	return s.batch.Do(ctx, fn)
+}
+
 // Write implements pipeline.Store: writes share transactions with others
 // arriving at the same time (group commit).
 func (s *Store) Write(ctx context.Context, fn func(ctx context.Context, tx *sql.Tx) error) error {

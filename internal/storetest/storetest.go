@@ -31,9 +31,10 @@ type Store interface {
 	pipeline.OfficeStore
 	admin.Store
 	SyncTickets(ctx context.Context, ev *event.Event) error
-	// StepStarted and EmailSending are StepStartedTx and EmailSendingTx in
-	// a write of their own.
+	// StepStarted, StepFailed and EmailSending are StepStartedTx,
+	// StepFailedTx and EmailSendingTx in a write of their own.
 	StepStarted(ctx context.Context, id string, step registration.StepName) error
+	StepFailed(ctx context.Context, id string, step registration.StepName, msg string, final bool) error
 	EmailSending(ctx context.Context, id string) error
 	// BeginTx starts a transaction of its own, outside group commit.
 	BeginTx(ctx context.Context) (*sql.Tx, error)
