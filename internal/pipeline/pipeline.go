@@ -36,10 +36,13 @@ type Store interface {
 	WriteSteps(ctx context.Context, id string, fn func(ctx context.Context, tx *sql.Tx) error) error
 	Registration(ctx context.Context, id string) (registration.Registration, error)
 	StartPipelineTx(ctx context.Context, tx *sql.Tx, id string) error
-	// StepStartedTx counts an attempt of a step and marks it running.
-	StepStartedTx(ctx context.Context, tx *sql.Tx, id string, step registration.StepName) error
+	// StepsStartedTx counts an attempt of each of steps and marks them
+	// running.
+	StepsStartedTx(ctx context.Context, tx *sql.Tx, id string, steps ...registration.StepName) error
 	StepFailedTx(ctx context.Context, tx *sql.Tx, id string, step registration.StepName, msg string, final bool) error
-	FinishStepTx(ctx context.Context, tx *sql.Tx, id string, step registration.StepName) error
+	// FinishStepsTx marks steps succeeded and, when no other is left, the
+	// registration completed (the fan-in).
+	FinishStepsTx(ctx context.Context, tx *sql.Tx, id string, steps ...registration.StepName) error
 	SaveOrderTx(ctx context.Context, tx *sql.Tx, r registration.Registration) error
 	EmailSent(ctx context.Context, id string) (bool, error)
 	// EmailSendingTx records that the confirmation is about to be handed
@@ -535,13 +538,18 @@ func (w *registerWorker) Work(ctx context.Context, job *river.Job[RegisterArgs])
 		jobs = append(jobs, a.job(id, true))
 	}
 	err = w.d.Store.WriteSteps(ctx, id, func(ctx context.Context, tx *sql.Tx) error {
-		if err := w.d.Store.StartPipelineTx(ctx, tx, id); err != nil {
-			return err
+		steps := make([]registration.StepName, len(here))
+		for i, a := range here {
+			steps[i] = a.step
 		}
-		for _, a := range here {
-			if err := w.d.Store.StepStartedTx(ctx, tx, id, a.step); err != nil {
+		if len(steps) == 0 {
+			if err := w.d.Store.StartPipelineTx(ctx, tx, id); err != nil {
 				return err
 			}
+		} else if err := w.d.Store.StepsStartedTx(ctx, tx, id, steps...); err != nil {
+			return err // it starts the pipeline too
+		}
+		for _, a := range here {
 			if a.begin != nil {
 				if err := a.begin(ctx, w.d, tx, reg); err != nil {
 					return err
@@ -592,11 +600,15 @@ func (w *registerWorker) Work(ctx context.Context, job *river.Job[RegisterArgs])
 	defer cancel()
 	err = w.d.Store.WriteSteps(wctx, id, func(ctx context.Context, tx *sql.Tx) error {
 		var retries []river.InsertManyParams
+		var done []registration.StepName
 		for _, oc := range outcomes {
 			if oc.err == nil {
-				if err := finishStep(ctx, w.d.Store, tx, id, oc.a.step, oc.rec); err != nil {
-					return err
+				if oc.rec != nil {
+					if err := oc.rec(ctx, tx); err != nil {
+						return err
+					}
 				}
+				done = append(done, oc.a.step)
 				continue
 			}
 			if err := w.d.Store.StepFailedTx(ctx, tx, id, oc.a.step, oc.err.Error(), oc.final); err != nil {
@@ -604,6 +616,11 @@ func (w *registerWorker) Work(ctx context.Context, job *river.Job[RegisterArgs])
 			}
 			if !oc.final {
 				retries = append(retries, w.retryJob(id, oc.a, oc.err))
+			}
+		}
+		if len(done) > 0 {
+			if err := w.d.Store.FinishStepsTx(ctx, tx, id, done...); err != nil {
+				return err
 			}
 		}
 		if err := insertJobs(ctx, client, tx, retries...); err != nil {
@@ -664,7 +681,7 @@ func finishStep(ctx context.Context, store Store, tx *sql.Tx, id string, step re
 			return err
 		}
 	}
-	return store.FinishStepTx(ctx, tx, id, step)
+	return store.FinishStepsTx(ctx, tx, id, step)
 }
 
 // addActivity registers the job worker of activity a, whose arguments are T.
@@ -720,7 +737,7 @@ func (w *activityWorker[T]) Work(ctx context.Context, job *river.Job[T]) error {
 		return finish(nil) // already done by an earlier run that died before its job was completed
 	}
 	err = w.d.Store.WriteSteps(ctx, id, func(ctx context.Context, tx *sql.Tx) error {
-		if err := w.d.Store.StepStartedTx(ctx, tx, id, step); err != nil {
+		if err := w.d.Store.StepsStartedTx(ctx, tx, id, step); err != nil {
 			return err
 		}
 		if w.a.begin != nil {

@@ -45,20 +45,37 @@ func (s *Store) StepStarted(ctx context.Context, id string, step registration.St
 // registration an operator is retrying goes back to processing, unless
 // another of its steps is still failed and so still needs attention.
 func (s *Store) StepStartedTx(ctx context.Context, tx *sql.Tx, id string, step registration.StepName) error {
+	return s.StepsStartedTx(ctx, tx, id, step)
+}
+
+// StepsStartedTx is StepStartedTx for several steps at once: a paid
+// registration, or one an operator is retrying, goes to processing unless
+// a step not among them is still failed.
+func (s *Store) StepsStartedTx(ctx context.Context, tx *sql.Tx, id string, steps ...registration.StepName) error {
 	if err := lockRegistration(ctx, tx, id); err != nil {
 		return err
 	}
 	now := s.now().UTC()
+	names := stepNames(steps)
 	if _, err := tx.ExecContext(ctx, `UPDATE registration_steps SET status = 'running', attempts = attempts + 1, updated_at = $1
-		WHERE registration_id = $2 AND step = $3 AND status NOT IN ('succeeded', 'skipped')`, now, id, step); err != nil {
-		return fmt.Errorf("mark step running: %w", err)
+		WHERE registration_id = $2 AND step = ANY($3) AND status NOT IN ('succeeded', 'skipped')`, now, id, names); err != nil {
+		return fmt.Errorf("mark steps running: %w", err)
 	}
 	if _, err := tx.ExecContext(ctx, `UPDATE registrations SET status = 'processing', updated_at = $1
 		WHERE id = $2 AND status IN ('paid', 'needs_attention') AND NOT EXISTS (SELECT 1 FROM registration_steps
-			WHERE registration_id = $2 AND step <> $3 AND status = 'failed')`, now, id, step); err != nil {
+			WHERE registration_id = $2 AND step <> ALL($3) AND status = 'failed')`, now, id, names); err != nil {
 		return fmt.Errorf("mark registration processing: %w", err)
 	}
 	return nil
+}
+
+// stepNames is steps as a text[] parameter.
+func stepNames(steps []registration.StepName) []string {
+	names := make([]string, len(steps))
+	for i, st := range steps {
+		names[i] = string(st)
+	}
+	return names
 }
 
 // StepFailed records a failed attempt, in a transaction of its own. A final
@@ -107,13 +124,18 @@ func (s *Store) StepFailedTx(ctx context.Context, tx *sql.Tx, id string, step re
 // row lock, held until tx commits, makes the last of two steps finishing at
 // once see the other's success.
 func (s *Store) FinishStepTx(ctx context.Context, tx *sql.Tx, id string, step registration.StepName) error {
+	return s.FinishStepsTx(ctx, tx, id, step)
+}
+
+// FinishStepsTx is FinishStepTx for several steps at once.
+func (s *Store) FinishStepsTx(ctx context.Context, tx *sql.Tx, id string, steps ...registration.StepName) error {
 	if err := lockRegistration(ctx, tx, id); err != nil {
 		return err
 	}
 	now := s.now().UTC()
 	if _, err := tx.ExecContext(ctx, `UPDATE registration_steps SET status = 'succeeded', updated_at = $1
-		WHERE registration_id = $2 AND step = $3 AND status NOT IN ('succeeded', 'skipped')`, now, id, step); err != nil {
-		return fmt.Errorf("mark step succeeded: %w", err)
+		WHERE registration_id = $2 AND step = ANY($3) AND status NOT IN ('succeeded', 'skipped')`, now, id, stepNames(steps)); err != nil {
+		return fmt.Errorf("mark steps succeeded: %w", err)
 	}
 	if _, err := tx.ExecContext(ctx, `UPDATE registrations SET status = 'completed', updated_at = $1
 		WHERE id = $2 AND status <> 'cancelled' AND NOT EXISTS (SELECT 1 FROM registration_steps

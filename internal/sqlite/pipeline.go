@@ -3,6 +3,7 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -28,17 +29,39 @@ func (s *Store) StepStarted(ctx context.Context, id string, step registration.St
 // registration an operator is retrying goes back to processing, unless
 // another of its steps is still failed and so still needs attention.
 func (s *Store) StepStartedTx(ctx context.Context, tx *sql.Tx, id string, step registration.StepName) error {
+	return s.StepsStartedTx(ctx, tx, id, step)
+}
+
+// StepsStartedTx is StepStartedTx for several steps at once: a paid
+// registration, or one an operator is retrying, goes to processing unless
+// a step not among them is still failed.
+func (s *Store) StepsStartedTx(ctx context.Context, tx *sql.Tx, id string, steps ...registration.StepName) error {
 	now := formatTime(s.now())
+	names, err := stepNames(steps)
+	if err != nil {
+		return err
+	}
 	if _, err := tx.ExecContext(ctx, `UPDATE registration_steps SET status = 'running', attempts = attempts + 1, updated_at = ?
-		WHERE registration_id = ? AND step = ? AND status NOT IN ('succeeded', 'skipped')`, now, id, step); err != nil {
-		return fmt.Errorf("mark step running: %w", err)
+		WHERE registration_id = ? AND step IN (SELECT value FROM json_each(?)) AND status NOT IN ('succeeded', 'skipped')`,
+		now, id, names); err != nil {
+		return fmt.Errorf("mark steps running: %w", err)
 	}
 	if _, err := tx.ExecContext(ctx, `UPDATE registrations SET status = 'processing', updated_at = ?
 		WHERE id = ? AND status IN ('paid', 'needs_attention') AND NOT EXISTS (SELECT 1 FROM registration_steps
-			WHERE registration_id = ? AND step <> ? AND status = 'failed')`, now, id, id, step); err != nil {
+			WHERE registration_id = ? AND step NOT IN (SELECT value FROM json_each(?)) AND status = 'failed')`,
+		now, id, id, names); err != nil {
 		return fmt.Errorf("mark registration processing: %w", err)
 	}
 	return nil
+}
+
+// stepNames is steps as a JSON array, for json_each.
+func stepNames(steps []registration.StepName) (string, error) {
+	b, err := json.Marshal(steps)
+	if err != nil {
+		return "", fmt.Errorf("step names: %w", err)
+	}
+	return string(b), nil
 }
 
 // StepFailed records a failed attempt. A final failure marks the
@@ -82,10 +105,20 @@ func (s *Store) StepFailedTx(ctx context.Context, tx *sql.Tx, id string, step re
 // (a re-run of its job) keeps its recorded attempts, and a skipped step stays
 // skipped. A cancelled registration stays cancelled.
 func (s *Store) FinishStepTx(ctx context.Context, tx *sql.Tx, id string, step registration.StepName) error {
+	return s.FinishStepsTx(ctx, tx, id, step)
+}
+
+// FinishStepsTx is FinishStepTx for several steps at once.
+func (s *Store) FinishStepsTx(ctx context.Context, tx *sql.Tx, id string, steps ...registration.StepName) error {
 	now := formatTime(s.now())
+	names, err := stepNames(steps)
+	if err != nil {
+		return err
+	}
 	if _, err := tx.ExecContext(ctx, `UPDATE registration_steps SET status = 'succeeded', updated_at = ?
-		WHERE registration_id = ? AND step = ? AND status NOT IN ('succeeded', 'skipped')`, now, id, step); err != nil {
-		return fmt.Errorf("mark step succeeded: %w", err)
+		WHERE registration_id = ? AND step IN (SELECT value FROM json_each(?)) AND status NOT IN ('succeeded', 'skipped')`,
+		now, id, names); err != nil {
+		return fmt.Errorf("mark steps succeeded: %w", err)
 	}
 	if _, err := tx.ExecContext(ctx, `UPDATE registrations SET status = 'completed', updated_at = ?
 		WHERE id = ? AND status <> 'cancelled' AND NOT EXISTS (SELECT 1 FROM registration_steps

@@ -57,6 +57,18 @@ func testFanIn(t *testing.T, h Harness) {
 			return tx.Commit()
 		}
 	}
+	// startedTogether and finishedTogether are the register job's writes:
+	// several steps in one call.
+	startedTogether := func(steps ...registration.StepName) func(context.Context, Store, string) error {
+		return func(ctx context.Context, s Store, id string) error {
+			return inTx(ctx, s, func(tx *sql.Tx) error { return s.StepsStartedTx(ctx, tx, id, steps...) })
+		}
+	}
+	finishedTogether := func(steps ...registration.StepName) func(context.Context, Store, string) error {
+		return func(ctx context.Context, s Store, id string) error {
+			return inTx(ctx, s, func(tx *sql.Tx) error { return s.FinishStepsTx(ctx, tx, id, steps...) })
+		}
+	}
 	pipelineStarted := func(ctx context.Context, s Store, id string) error {
 		tx, err := s.BeginTx(ctx)
 		if err != nil {
@@ -100,6 +112,44 @@ func testFanIn(t *testing.T, h Harness) {
 					steps: map[registration.StepName]stepState{send: {"succeeded", 1, ""}}},
 				{name: "re-run of a finished step", do: finished(send), want: completed,
 					steps: map[registration.StepName]stepState{send: {"succeeded", 1, ""}}},
+			},
+		},
+		{
+			name:       "two steps started and finished together",
+			newsletter: true,
+			ops: []op{
+				{name: "both started (the pipeline with them)", do: startedTogether(save, send), want: processing,
+					steps: map[registration.StepName]stepState{save: {"running", 1, ""}, send: {"running", 1, ""}, list: {"pending", 0, ""}}},
+				{name: "both done, the list still pending", do: finishedTogether(save, send), want: processing,
+					steps: map[registration.StepName]stepState{save: {"succeeded", 1, ""}, send: {"succeeded", 1, ""}, list: {"pending", 0, ""}}},
+				{name: "list started", do: started(list), want: processing},
+				{name: "list done", do: finished(list), want: completed},
+				{name: "both again: a re-run", do: startedTogether(save, send), want: completed,
+					steps: map[registration.StepName]stepState{save: {"succeeded", 1, ""}, send: {"succeeded", 1, ""}}},
+			},
+		},
+		{
+			name:       "steps started together after another failed for good",
+			newsletter: true,
+			ops: []op{
+				{name: "pipeline started", do: pipelineStarted, want: processing},
+				{name: "list started", do: started(list), want: processing},
+				{name: "list fails for good", do: failed(list, "list broke", true), want: attention},
+				{name: "save and send started", do: startedTogether(save, send), want: attention},
+				{name: "save and send done", do: finishedTogether(save, send), want: attention},
+				{name: "operator retries list with send", do: startedTogether(list, send), want: processing,
+					steps: map[registration.StepName]stepState{list: {"running", 2, "list broke"}, send: {"succeeded", 1, ""}}},
+				{name: "list done", do: finishedTogether(list), want: completed},
+			},
+		},
+		{
+			name:       "the last two together complete it, a skipped one stays skipped",
+			newsletter: false,
+			ops: []op{
+				{name: "both started", do: startedTogether(save, send, list), want: processing,
+					steps: map[registration.StepName]stepState{list: {"skipped", 0, ""}}},
+				{name: "both done", do: finishedTogether(save, send, list), want: completed,
+					steps: map[registration.StepName]stepState{save: {"succeeded", 1, ""}, send: {"succeeded", 1, ""}, list: {"skipped", 0, ""}}},
 			},
 		},
 		{

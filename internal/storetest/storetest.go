@@ -34,6 +34,8 @@ type Store interface {
 	// StepStarted, StepFailed and EmailSending are StepStartedTx,
 	// StepFailedTx and EmailSendingTx in a write of their own.
 	StepStarted(ctx context.Context, id string, step registration.StepName) error
+	// FinishStepTx is FinishStepsTx for one step.
+	FinishStepTx(ctx context.Context, tx *sql.Tx, id string, step registration.StepName) error
 	StepFailed(ctx context.Context, id string, step registration.StepName, msg string, final bool) error
 	EmailSending(ctx context.Context, id string) error
 	// BeginTx starts a transaction of its own, outside group commit.
