@@ -799,29 +799,25 @@ func cancelled(ctx context.Context, store Store, id string) bool {
 	return err == nil && reg.Status == registration.StatusCancelled
 }
 
-// snoozes is how often River snoozed a job (its metadata's "snoozes").
-func snoozes(metadata []byte) int {
-	var m struct {
-		Snoozes int `json:"snoozes"`
-	}
-	if err := json.Unmarshal(metadata, &m); err != nil {
-		return 0
-	}
-	return m.Snoozes
+// jobMetadata is what the pipeline reads in a job's metadata: how often
+// River snoozed it ("snoozes"), and how many attempts of its step came
+// before the job ("prior_attempts": the register job makes the first
+// attempt of most steps).
+type jobMetadata struct {
+	Snoozes int `json:"snoozes"`
+	Prior   int `json:"prior_attempts"`
 }
 
-// priorAttempts is how many attempts of a job's step came before the job
-// (its metadata's "prior_attempts"): the register job makes the first
-// attempt of most steps.
-func priorAttempts(metadata []byte) int {
-	var m struct {
-		Prior int `json:"prior_attempts"`
-	}
+func readMetadata(metadata []byte) jobMetadata {
+	var m jobMetadata
 	if err := json.Unmarshal(metadata, &m); err != nil {
-		return 0
+		return jobMetadata{}
 	}
-	return m.Prior
+	return m
 }
+
+func snoozes(metadata []byte) int       { return readMetadata(metadata).Snoozes }
+func priorAttempts(metadata []byte) int { return readMetadata(metadata).Prior }
 
 func saveOrder(ctx context.Context, d Deps, reg registration.Registration) (record, error) {
 	return func(ctx context.Context, tx *sql.Tx) error { return d.Store.SaveOrderTx(ctx, tx, reg) }, nil
