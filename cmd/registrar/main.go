@@ -332,7 +332,7 @@ func (a *app) build(ctx context.Context) error {
 	// Attendees subscribing at once share one batch call (up to 500
 	// members), so a connection carries as many members as there are
 	// workers waiting for it: 40 per connection kept up with 400
-	// subscriptions/s at 50 ms per call where 4 per connection managed ~150.
+	// subscriptions/s at 50 ms per call where 4 per connection managed ~130.
 	opts.ListWorkers = 40 * listConns
 	opts.RescueAfter = 2 * cfg.JobTimeout
 	if opts.ClientID, err = clientID(); err != nil {
