@@ -142,7 +142,11 @@ func (o *Office) Retry(ctx context.Context, by admin.Actor, id string) error {
 	_, err = o.p.deps.Office.RetrySteps(ctx, id, audit, func(ctx context.Context, tx *sql.Tx, steps []registration.StepName) error {
 		jobs := make([]river.InsertManyParams, len(steps))
 		for i, st := range steps {
-			jobs[i] = activityJob(id, st, false)
+			a, ok := findActivity(activityTable(), st)
+			if !ok {
+				return fmt.Errorf("step %q has no activity to run it", st)
+			}
+			jobs[i] = a.job(id, false)
 		}
 		return o.insert(ctx, tx, jobs...)
 	})

@@ -482,15 +482,6 @@ func (a activity) job(id string, unique bool) river.InsertManyParams {
 	return river.InsertManyParams{Args: a.args(id), InsertOpts: opts}
 }
 
-// activityJob is the job of one step of a registration; see activity.job.
-func activityJob(id string, step registration.StepName, unique bool) river.InsertManyParams {
-	a, ok := findActivity(activityTable(), step)
-	if !ok {
-		panic(fmt.Sprintf("pipeline: no activity for step %q", step))
-	}
-	return a.job(id, unique)
-}
-
 type registerWorker struct {
 	river.WorkerDefaults[RegisterArgs]
 	d    Deps
@@ -538,23 +529,12 @@ func (w *registerWorker) Work(ctx context.Context, job *river.Job[RegisterArgs])
 		jobs = append(jobs, a.job(id, true))
 	}
 	err = w.d.Store.WriteSteps(ctx, id, func(ctx context.Context, tx *sql.Tx) error {
-		steps := make([]registration.StepName, len(here))
-		for i, a := range here {
-			steps[i] = a.step
-		}
-		if len(steps) == 0 {
+		if len(here) == 0 {
 			if err := w.d.Store.StartPipelineTx(ctx, tx, id); err != nil {
 				return err
 			}
-		} else if err := w.d.Store.StepsStartedTx(ctx, tx, id, steps...); err != nil {
+		} else if err := w.d.startAttempts(ctx, tx, reg, here...); err != nil {
 			return err // it starts the pipeline too
-		}
-		for _, a := range here {
-			if a.begin != nil {
-				if err := a.begin(ctx, w.d, tx, reg); err != nil {
-					return err
-				}
-			}
 		}
 		if err := insertJobs(ctx, client, tx, jobs...); err != nil {
 			return fmt.Errorf("fan out %s: %w", id, err)
@@ -582,7 +562,8 @@ func (w *registerWorker) Work(ctx context.Context, job *river.Job[RegisterArgs])
 		}
 		failed = true
 		outcomes[i].final = permanent(oc.err) || w.o.MaxAttempts <= 1
-		w.logFailure(oc.a.step, id, 1, outcomes[i].final, oc.err)
+		w.d.Log.Warn("activity failed", "registration", id, "step", oc.a.step, "attempt", 1,
+			"final", outcomes[i].final, "err", oc.err)
 	}
 	if failed && cancelled(ctx, w.d.Store, id) {
 		w.d.Log.Info("activity failed after its registration was cancelled; not retried", "registration", id)
@@ -670,8 +651,24 @@ func (w *registerWorker) retryJob(id string, a activity, err error) river.Insert
 	return p
 }
 
-func (w *registerWorker) logFailure(step registration.StepName, id string, attempt int, final bool, err error) {
-	w.d.Log.Warn("activity failed", "registration", id, "step", step, "attempt", attempt, "final", final, "err", err)
+// startAttempts records in tx that an attempt of each of acts begins (and
+// writes what their begin writes with it).
+func (d Deps) startAttempts(ctx context.Context, tx *sql.Tx, reg registration.Registration, acts ...activity) error {
+	steps := make([]registration.StepName, len(acts))
+	for i, a := range acts {
+		steps[i] = a.step
+	}
+	if err := d.Store.StepsStartedTx(ctx, tx, reg.ID, steps...); err != nil {
+		return err
+	}
+	for _, a := range acts {
+		if a.begin != nil {
+			if err := a.begin(ctx, d, tx, reg); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // finishStep writes rec, when set, and the step's success in tx.
@@ -737,13 +734,7 @@ func (w *activityWorker[T]) Work(ctx context.Context, job *river.Job[T]) error {
 		return finish(nil) // already done by an earlier run that died before its job was completed
 	}
 	err = w.d.Store.WriteSteps(ctx, id, func(ctx context.Context, tx *sql.Tx) error {
-		if err := w.d.Store.StepsStartedTx(ctx, tx, id, step); err != nil {
-			return err
-		}
-		if w.a.begin != nil {
-			return w.a.begin(ctx, w.d, tx, reg)
-		}
-		return nil
+		return w.d.startAttempts(ctx, tx, reg, w.a)
 	})
 	if err != nil {
 		return err

@@ -274,9 +274,10 @@ func readKeys(ctx context.Context, tx *sql.Tx, keys []string, rows map[string]ke
 
 // takeSeats takes n seats of ticket t, or as many as are free, and returns
 // how many it took. When it took fewer, final reports whether every seat is
-// paid (see takeSeat). The n attempts' holds are inserted already. The conditional UPDATE waits for a concurrent taker
-// and re-checks the latest row, so no interleaving oversells; when it finds
-// too few seats, the row is locked and read again, and what is left taken.
+// paid (see takeSeat). The n attempts' holds are inserted already. The
+// conditional UPDATE waits for a concurrent taker and re-checks the latest
+// row, so no interleaving oversells; when it finds too few seats, the row
+// is locked and read again, and what is left taken.
 func takeSeats(ctx context.Context, tx *sql.Tx, t ticketKey, n int) (granted int, final bool, err error) {
 	res, err := tx.ExecContext(ctx, `UPDATE ticket_stock SET taken = taken + $3
 		WHERE event_id = $1 AND ticket_id = $2 AND taken + $3 <= capacity`, t.event, t.ticket, n)

@@ -38,19 +38,13 @@ func (s *Store) StartPipelineTx(ctx context.Context, tx *sql.Tx, id string) erro
 // StepStarted records that an attempt of a step began, in a transaction of
 // its own.
 func (s *Store) StepStarted(ctx context.Context, id string, step registration.StepName) error {
-	return s.WriteSteps(ctx, id, func(ctx context.Context, tx *sql.Tx) error { return s.StepStartedTx(ctx, tx, id, step) })
+	return s.WriteSteps(ctx, id, func(ctx context.Context, tx *sql.Tx) error { return s.StepsStartedTx(ctx, tx, id, step) })
 }
 
-// StepStartedTx records in tx that an attempt of a step began. A
-// registration an operator is retrying goes back to processing, unless
-// another of its steps is still failed and so still needs attention.
-func (s *Store) StepStartedTx(ctx context.Context, tx *sql.Tx, id string, step registration.StepName) error {
-	return s.StepsStartedTx(ctx, tx, id, step)
-}
-
-// StepsStartedTx is StepStartedTx for several steps at once: a paid
-// registration, or one an operator is retrying, goes to processing unless
-// a step not among them is still failed.
+// StepsStartedTx records in tx that an attempt of each of steps began. A
+// paid registration, or one an operator is retrying, goes to processing
+// unless a step not among them is still failed and so still needs
+// attention.
 func (s *Store) StepsStartedTx(ctx context.Context, tx *sql.Tx, id string, steps ...registration.StepName) error {
 	if err := lockRegistration(ctx, tx, id); err != nil {
 		return err

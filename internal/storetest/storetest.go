@@ -31,8 +31,8 @@ type Store interface {
 	pipeline.OfficeStore
 	admin.Store
 	SyncTickets(ctx context.Context, ev *event.Event) error
-	// StepStarted, StepFailed and EmailSending are StepStartedTx,
-	// StepFailedTx and EmailSendingTx in a write of their own.
+	// StepStarted, StepFailed and EmailSending are StepsStartedTx (for one
+	// step), StepFailedTx and EmailSendingTx in a write of their own.
 	StepStarted(ctx context.Context, id string, step registration.StepName) error
 	// FinishStepTx is FinishStepsTx for one step.
 	FinishStepTx(ctx context.Context, tx *sql.Tx, id string, step registration.StepName) error
