@@ -85,7 +85,7 @@ func (o *Office) insert(ctx context.Context, tx *sql.Tx, jobs ...river.InsertMan
 	if len(jobs) == 0 {
 		return nil
 	}
-	if _, err := o.p.client.InsertManyTx(ctx, tx, jobs); err != nil {
+	if _, err := o.p.client.InsertManyTx(ctx, tx, stampAll(ctx, jobs)); err != nil {
 		return fmt.Errorf("insert %d jobs: %w", len(jobs), err)
 	}
 	return nil

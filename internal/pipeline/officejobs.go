@@ -104,9 +104,9 @@ func (w *sendMessageWorker) Work(ctx context.Context, job *river.Job[SendMessage
 		rctx, cancel := detached(ctx)
 		defer cancel()
 		if ferr := w.d.Office.MessageFailed(rctx, id, err.Error()); ferr != nil {
-			w.d.Log.Error("recording failed email", "message", id, "err", ferr)
+			w.d.Log.ErrorContext(ctx, "recording failed email", "message", id, "err", ferr)
 		}
-		w.d.Log.Warn("email to attendee failed", "message", id, "registration", m.RegistrationID, "kind", m.Kind, "err", err)
+		w.d.Log.WarnContext(ctx, "email to attendee failed", "message", id, "registration", m.RegistrationID, "kind", m.Kind, "err", err)
 		return river.JobCancel(err)
 	}
 	reg, err := w.d.Store.Registration(ctx, m.RegistrationID)
@@ -132,7 +132,7 @@ func (w *sendMessageWorker) Work(ctx context.Context, job *river.Job[SendMessage
 		if permanent(err) || job.Attempt >= job.MaxAttempts {
 			return fail(err)
 		}
-		w.d.Log.Warn("email to attendee will be retried", "message", id, "attempt", job.Attempt, "err", err)
+		w.d.Log.WarnContext(ctx, "email to attendee will be retried", "message", id, "attempt", job.Attempt, "err", err)
 		return err
 	}
 	rctx, cancel := detached(ctx)
@@ -195,20 +195,20 @@ func (w *refundWorker) Work(ctx context.Context, job *river.Job[RefundArgs]) err
 		if snoozes(job.Metadata) < pendingChecks {
 			return river.JobSnooze(time.Hour)
 		}
-		w.d.Log.Warn("refund still pending at the provider; no longer checked", "refund", id, "reference", out.Reference)
+		w.d.Log.WarnContext(ctx, "refund still pending at the provider; no longer checked", "refund", id, "reference", out.Reference)
 		return nil
 	case err == nil:
-		w.d.Log.Info("refund succeeded", "refund", id, "registration", rf.RegistrationID, "amount", rf.Amount, "reference", out.Reference)
+		w.d.Log.InfoContext(ctx, "refund succeeded", "refund", id, "registration", rf.RegistrationID, "amount", rf.Amount, "reference", out.Reference)
 		return finish(registration.RefundSucceeded, out.Reference, "")
 	case errors.As(err, &refused):
-		w.d.Log.Warn("refund refused by the provider", "refund", id, "registration", rf.RegistrationID, "err", err)
+		w.d.Log.WarnContext(ctx, "refund refused by the provider", "refund", id, "registration", rf.RegistrationID, "err", err)
 		return finish(registration.RefundFailed, "", refused.Reason)
 	case job.Attempt >= job.MaxAttempts:
-		w.d.Log.Error("refund failed: provider unavailable on every attempt", "refund", id, "registration", rf.RegistrationID, "err", err)
+		w.d.Log.ErrorContext(ctx, "refund failed: provider unavailable on every attempt", "refund", id, "registration", rf.RegistrationID, "err", err)
 		return finish(registration.RefundFailed, "", "the payment provider could not be reached after "+
 			strconv.Itoa(job.Attempt)+" attempts; check the payment at the provider before refunding again: "+err.Error())
 	}
-	w.d.Log.Warn("refund will be retried", "refund", id, "attempt", job.Attempt, "err", err)
+	w.d.Log.WarnContext(ctx, "refund will be retried", "refund", id, "attempt", job.Attempt, "err", err)
 	return err
 }
 
@@ -234,7 +234,7 @@ func (w *notifyWorker) Work(ctx context.Context, job *river.Job[NotifyOrganisers
 		}
 	}
 	if len(to) == 0 {
-		w.d.Log.Warn("organiser notices waiting, but there is nobody to send them to: create an owner account or set REGISTRAR_NOTIFY_EMAIL",
+		w.d.Log.WarnContext(ctx, "organiser notices waiting, but there is nobody to send them to: create an owner account or set REGISTRAR_NOTIFY_EMAIL",
 			"notices", len(notices))
 		return nil
 	}
@@ -265,7 +265,7 @@ func (w *notifyWorker) Work(ctx context.Context, job *river.Job[NotifyOrganisers
 	if err := w.d.Office.NoticesSent(rctx, ids, now.UTC()); err != nil {
 		return fmt.Errorf("record organiser notices sent: %w", err)
 	}
-	w.d.Log.Info("organisers notified", "notices", len(ids), "recipients", len(to))
+	w.d.Log.InfoContext(ctx, "organisers notified", "notices", len(ids), "recipients", len(to))
 	return nil
 }
 

@@ -23,6 +23,7 @@ import (
 	"github.com/registrar/registrar/internal/groupcommit"
 	"github.com/registrar/registrar/internal/payment"
 	"github.com/registrar/registrar/internal/registration"
+	"github.com/registrar/registrar/internal/telemetry"
 )
 
 // Store is what the pipeline needs from storage.
@@ -253,6 +254,8 @@ type Deps struct {
 	// Observe, when set, is told the result of every activity run:
 	// "succeeded", "retrying" or "failed".
 	Observe func(step, result string)
+	// Tracing traces each job and step; nil for none.
+	Tracing *telemetry.Tracing
 
 	// The back office's jobs: emails to attendees, refunds and the
 	// organisers' notices. With Office nil they are not registered.
@@ -311,6 +314,7 @@ func Config(d Deps, o Options, workers bool, log *slog.Logger) (*river.Config, e
 		DiscardedJobRetentionPeriod: -1, // discarded jobs are the dead letter: keep them
 		FetchPollInterval:           o.FetchPollInterval,
 		FetchCooldown:               10 * time.Millisecond,
+		Middleware:                  []rivertype.Middleware{&jobMiddleware{tracer: d.Tracing.Tracer()}},
 	}
 	if !workers {
 		return cfg, nil
@@ -387,7 +391,7 @@ func insertJobs(ctx context.Context, client *river.Client[*sql.Tx], tx *sql.Tx, 
 	}
 	items := make([]any, len(jobs))
 	for i, j := range jobs {
-		items[i] = j
+		items[i] = stamp(ctx, j)
 	}
 	for i, it := range items {
 		if !groupcommit.Defer(ctx, client, it, flush) {
@@ -549,7 +553,7 @@ func (w *registerWorker) Work(ctx context.Context, job *river.Job[RegisterArgs])
 	var wg sync.WaitGroup
 	for i, a := range here {
 		wg.Go(func() {
-			rec, err := a.run(ctx, w.d, reg)
+			rec, err := w.d.runStep(ctx, a, reg)
 			outcomes[i] = outcome{a: a, rec: rec, err: err}
 		})
 	}
@@ -562,11 +566,11 @@ func (w *registerWorker) Work(ctx context.Context, job *river.Job[RegisterArgs])
 		}
 		failed = true
 		outcomes[i].final = permanent(oc.err) || w.o.MaxAttempts <= 1
-		w.d.Log.Warn("activity failed", "registration", id, "step", oc.a.step, "attempt", 1,
+		w.d.Log.WarnContext(ctx, "activity failed", "registration", id, "step", oc.a.step, "attempt", 1,
 			"final", outcomes[i].final, "err", oc.err)
 	}
 	if failed && cancelled(ctx, w.d.Store, id) {
-		w.d.Log.Info("activity failed after its registration was cancelled; not retried", "registration", id)
+		w.d.Log.InfoContext(ctx, "activity failed after its registration was cancelled; not retried", "registration", id)
 		kept := outcomes[:0]
 		for _, oc := range outcomes {
 			if oc.err == nil {
@@ -727,7 +731,7 @@ func (w *activityWorker[T]) Work(ctx context.Context, job *river.Job[T]) error {
 	if reg.Status == registration.StatusCancelled {
 		// An organiser cancelled it: the rest of its work is not wanted,
 		// and it must not come back as needing attention.
-		w.d.Log.Info("activity skipped: registration cancelled", "registration", id, "step", step)
+		w.d.Log.InfoContext(ctx, "activity skipped: registration cancelled", "registration", id, "step", step)
 		return nil
 	}
 	if st, ok := reg.Step(step); ok && st.Status.Done() {
@@ -739,7 +743,7 @@ func (w *activityWorker[T]) Work(ctx context.Context, job *river.Job[T]) error {
 	if err != nil {
 		return err
 	}
-	rec, err := w.a.run(ctx, w.d, reg)
+	rec, err := w.d.runStep(ctx, w.a, reg)
 	if err == nil {
 		if err := finish(rec); err != nil {
 			return err
@@ -748,7 +752,7 @@ func (w *activityWorker[T]) Work(ctx context.Context, job *river.Job[T]) error {
 		return nil
 	}
 	if cancelled(ctx, w.d.Store, id) {
-		w.d.Log.Info("activity failed after its registration was cancelled; not retried", "registration", id, "step", step, "err", err)
+		w.d.Log.InfoContext(ctx, "activity failed after its registration was cancelled; not retried", "registration", id, "step", step, "err", err)
 		return nil
 	}
 	isPermanent := permanent(err)
@@ -764,9 +768,9 @@ func (w *activityWorker[T]) Work(ctx context.Context, job *river.Job[T]) error {
 	if ferr := w.d.Store.WriteSteps(rctx, id, func(ctx context.Context, tx *sql.Tx) error {
 		return w.d.Store.StepFailedTx(ctx, tx, id, step, err.Error(), final)
 	}); ferr != nil {
-		w.d.Log.Error("recording step failure", "registration", id, "step", step, "err", ferr)
+		w.d.Log.ErrorContext(ctx, "recording step failure", "registration", id, "step", step, "err", ferr)
 	}
-	w.d.Log.Warn("activity failed", "registration", id, "step", step, "attempt", job.Attempt+priorAttempts(job.Metadata),
+	w.d.Log.WarnContext(ctx, "activity failed", "registration", id, "step", step, "attempt", job.Attempt+priorAttempts(job.Metadata),
 		"final", final, "err", err)
 	if isPermanent {
 		return river.JobCancel(err)
@@ -949,7 +953,7 @@ type resolveWorker struct {
 func (w *resolveWorker) Work(ctx context.Context, job *river.Job[ResolvePaymentsArgs]) error {
 	n, err := w.d.Payments.ResolveAbandoned(ctx, time.Now())
 	if n > 0 {
-		w.d.Log.Warn("settled abandoned payment attempts", "count", n)
+		w.d.Log.WarnContext(ctx, "settled abandoned payment attempts", "count", n)
 	}
 	return err
 }

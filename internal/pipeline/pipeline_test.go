@@ -27,6 +27,7 @@ import (
 	"github.com/registrar/registrar/internal/registration"
 	"github.com/registrar/registrar/internal/sqlite"
 	"github.com/registrar/registrar/internal/sqlite/sqlitetest"
+	"github.com/registrar/registrar/internal/telemetry"
 )
 
 const (
@@ -186,8 +187,13 @@ func newHarness(t *testing.T, configure func(m *testMailer)) *harness {
 // one).
 func newHarnessList(t *testing.T, configure func(m *testMailer), list pipeline.MailingList) *harness {
 	t.Helper()
+	return newHarnessWith(t, configure, list, slog.New(slog.DiscardHandler), nil)
+}
+
+// newHarnessWith is newHarnessList logging to log and tracing to tracing.
+func newHarnessWith(t *testing.T, configure func(m *testMailer), list pipeline.MailingList, log *slog.Logger, tracing *telemetry.Tracing) *harness {
+	t.Helper()
 	ctx := t.Context()
-	log := slog.New(slog.DiscardHandler)
 	dir := t.TempDir()
 	ev := event.Demo()
 	db, store := template.Open(t, ev)
@@ -220,6 +226,7 @@ func newHarnessList(t *testing.T, configure func(m *testMailer), list pipeline.M
 		Event:    ev,
 		BaseURL:  "http://registrar.test",
 		Log:      log,
+		Tracing:  tracing,
 	}
 	cfg, err := pipeline.Config(deps, testOptions(), true, log)
 	if err != nil {

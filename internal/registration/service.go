@@ -186,7 +186,7 @@ func (s *Service) Register(ctx context.Context, req Request, key string) (string
 	if err := s.complete(ctx, a, reg); err != nil {
 		return "", err
 	}
-	s.log.Info("registration paid", "registration", reg.ID, "ticket", reg.TicketID,
+	s.log.InfoContext(ctx, "registration paid", "registration", reg.ID, "ticket", reg.TicketID,
 		"amount", reg.Amount, "provider", reg.Payment.Provider, "reference", reg.Payment.Reference)
 	return reg.ID, nil
 }
@@ -264,7 +264,7 @@ func (s *Service) replayKey(ctx context.Context, req Request, key string) (id st
 	case errors.Is(kerr, ErrKeyReused):
 		return "", true, &Error{Code: CodeIdempotencyKeyReused, Message: "This Idempotency-Key was used with a different request."}
 	case kerr != nil:
-		s.log.Warn("reading an idempotency key outside the sales window", "err", kerr)
+		s.log.WarnContext(ctx, "reading an idempotency key outside the sales window", "err", kerr)
 	}
 	return "", false, nil
 }
@@ -308,7 +308,7 @@ func (s *Service) chargeFailed(ctx context.Context, a Attempt, req payment.Charg
 	if errors.As(err, &declined) {
 		o := Outcome{Code: CodePaymentDeclined, Message: declined.Reason}
 		if ferr := s.store.FailAttempt(ctx, a, &o); ferr != nil {
-			s.log.Error("releasing seat after decline", "attempt", a.ID, "err", ferr)
+			s.log.ErrorContext(ctx, "releasing seat after decline", "attempt", a.ID, "err", ferr)
 		}
 		return payment.Charge{}, &Error{Code: o.Code, Message: o.Message, Err: err}
 	}
@@ -316,7 +316,7 @@ func (s *Service) chargeFailed(ctx context.Context, a Attempt, req payment.Charg
 		// The provider certainly took nothing (the order was never sent, or
 		// was refused before any charge): the seat and key go back at once.
 		if ferr := s.store.FailAttempt(ctx, a, nil); ferr != nil {
-			s.log.Error("releasing seat after payment failure", "attempt", a.ID, "err", ferr)
+			s.log.ErrorContext(ctx, "releasing seat after payment failure", "attempt", a.ID, "err", ferr)
 		}
 		return payment.Charge{}, &Error{Code: CodePaymentUnavailable, Message: msgNotCharged, Err: err}
 	}
@@ -326,16 +326,16 @@ func (s *Service) chargeFailed(ctx context.Context, a Attempt, req payment.Charg
 	cancel()
 	switch {
 	case rerr == nil:
-		s.log.Warn("charge reported failure but was taken; proceeding", "attempt", a.ID, "err", err)
+		s.log.WarnContext(ctx, "charge reported failure but was taken; proceeding", "attempt", a.ID, "err", err)
 		return charge, nil
 	case errors.Is(rerr, payment.ErrNotCharged):
 		// Nothing was charged: forget the key so the client may try again.
 		if ferr := s.store.FailAttempt(ctx, a, nil); ferr != nil {
-			s.log.Error("releasing seat after payment failure", "attempt", a.ID, "err", ferr)
+			s.log.ErrorContext(ctx, "releasing seat after payment failure", "attempt", a.ID, "err", ferr)
 		}
 		return payment.Charge{}, &Error{Code: CodePaymentUnavailable, Message: msgNotCharged, Err: err}
 	default:
-		s.log.Warn("payment outcome unknown; left to the resolver", "attempt", a.ID, "err", err, "resolve_err", rerr)
+		s.log.WarnContext(ctx, "payment outcome unknown; left to the resolver", "attempt", a.ID, "err", err, "resolve_err", rerr)
 		return payment.Charge{}, &Error{Code: CodePaymentUnavailable, Message: "We could not confirm your payment with the payment service. If it went through, your registration completes by itself and you receive a confirmation email; you will not be charged twice.", Err: errors.Join(err, rerr)}
 	}
 }
@@ -354,10 +354,10 @@ func (s *Service) complete(ctx context.Context, a Attempt, reg Registration) err
 	if !errors.Is(err, ErrAttemptUnavailable) {
 		switch stored, lerr := s.stored(ctx, a.ID); {
 		case lerr == nil && stored:
-			s.log.Warn("registration stored although its commit reported an error", "attempt", a.ID, "err", err)
+			s.log.WarnContext(ctx, "registration stored although its commit reported an error", "attempt", a.ID, "err", err)
 			return nil
 		case lerr != nil || outcomeUnknown(err):
-			s.log.Error("registration may not be stored; the resolver settles it (completes it: the money was taken)",
+			s.log.ErrorContext(ctx, "registration may not be stored; the resolver settles it (completes it: the money was taken)",
 				"attempt", a.ID, "reference", reg.Payment.Reference, "err", err, "lookup_err", lerr)
 			return &Error{Code: CodeInternal, Message: msgPaymentSafe, Err: errors.Join(err, lerr)}
 		}
@@ -368,7 +368,7 @@ func (s *Service) complete(ctx context.Context, a Attempt, reg Registration) err
 			rerr = nil // refunded in full already: nothing was kept
 		}
 		if rerr != nil {
-			s.log.Error("REFUND NEEDED: charge taken, registration not stored, refund failed; the resolver retries",
+			s.log.ErrorContext(ctx, "REFUND NEEDED: charge taken, registration not stored, refund failed; the resolver retries",
 				"attempt", a.ID, "provider", reg.Payment.Provider, "reference", reg.Payment.Reference,
 				"amount", reg.Amount, "currency", reg.Currency, "cause", err, "err", rerr)
 			s.incident(ctx, a, reg, IncidentRefundFailed, errors.Join(err, rerr).Error())
@@ -376,7 +376,7 @@ func (s *Service) complete(ctx context.Context, a Attempt, reg Registration) err
 			// again and completes or refunds it, and a retry cannot charge twice.
 			return &Error{Code: CodeInternal, Message: msgPaymentSafe, Err: errors.Join(err, rerr)}
 		}
-		s.log.Warn("charge refunded: registration could not be stored", "attempt", a.ID,
+		s.log.WarnContext(ctx, "charge refunded: registration could not be stored", "attempt", a.ID,
 			"reference", reg.Payment.Reference, "cause", err)
 		s.incident(ctx, a, reg, IncidentRefunded, err.Error())
 	}
@@ -392,12 +392,12 @@ func (s *Service) complete(ctx context.Context, a Attempt, reg Registration) err
 		if s.finalSoldOut(ctx, a.TicketID) {
 			soldOut := s.soldOut(a.TicketID)
 			if ferr := s.store.FailAttempt(ctx, a, &soldOut); ferr != nil {
-				s.log.Error("settling key after lost hold", "attempt", a.ID, "err", ferr)
+				s.log.ErrorContext(ctx, "settling key after lost hold", "attempt", a.ID, "err", ferr)
 			}
 			return &Error{Code: soldOut.Code, Message: strings.TrimSpace(soldOut.Message + " " + note), Err: err}
 		}
 		if ferr := s.store.FailAttempt(ctx, a, nil); ferr != nil {
-			s.log.Error("forgetting key after lost hold", "attempt", a.ID, "err", ferr)
+			s.log.ErrorContext(ctx, "forgetting key after lost hold", "attempt", a.ID, "err", ferr)
 		}
 		ticket, ok := s.event.Ticket(a.TicketID)
 		if !ok {
@@ -408,7 +408,7 @@ func (s *Service) complete(ctx context.Context, a Attempt, reg Registration) err
 		return e
 	}
 	if ferr := s.store.FailAttempt(ctx, a, nil); ferr != nil {
-		s.log.Error("releasing seat after failed commit", "attempt", a.ID, "err", ferr)
+		s.log.ErrorContext(ctx, "releasing seat after failed commit", "attempt", a.ID, "err", ferr)
 	}
 	return &Error{Code: CodePaymentUnavailable, Message: "We could not complete your registration and your payment was reversed. Please try again.", Err: err}
 }
@@ -419,7 +419,7 @@ func (s *Service) complete(ctx context.Context, a Attempt, reg Registration) err
 func (s *Service) finalSoldOut(ctx context.Context, ticketID string) bool {
 	av, err := s.store.Availability(ctx, s.event.ID)
 	if err != nil {
-		s.log.Warn("reading seats to settle a lost hold", "ticket", ticketID, "err", err)
+		s.log.WarnContext(ctx, "reading seats to settle a lost hold", "ticket", ticketID, "err", err)
 		return false
 	}
 	return av[ticketID].SoldOut()
@@ -459,7 +459,7 @@ func (s *Service) incident(ctx context.Context, a Attempt, reg Registration, kin
 	in := Incident{AttemptID: a.ID, Kind: kind, Provider: reg.Payment.Provider, Reference: reg.Payment.Reference,
 		Amount: reg.Amount, Currency: reg.Currency, Detail: detail, CreatedAt: s.now().UTC()}
 	if err := s.store.RecordIncident(ctx, in); err != nil {
-		s.log.Error("recording payment incident", "attempt", a.ID, "kind", kind, "err", err)
+		s.log.ErrorContext(ctx, "recording payment incident", "attempt", a.ID, "kind", kind, "err", err)
 	}
 }
 
@@ -592,7 +592,7 @@ func (s *Service) resolve(ctx, ask context.Context, a Attempt, now time.Time) (b
 	cancel()
 	switch {
 	case errors.Is(err, payment.ErrNotCharged):
-		s.log.Info("abandoned attempt took no money; seat released", "attempt", a.ID)
+		s.log.InfoContext(ctx, "abandoned attempt took no money; seat released", "attempt", a.ID)
 		if err := s.store.FailAttempt(ctx, a, nil); err != nil {
 			return false, err
 		}
@@ -601,23 +601,23 @@ func (s *Service) resolve(ctx, ask context.Context, a Attempt, now time.Time) (b
 	case err != nil && ask.Err() != nil:
 		// Out of time to ask (SettleAll's bound, or a shutdown): not an
 		// answer from the provider, so never a reason to give up.
-		s.log.Warn("payment outcome not asked in time; will ask again", "attempt", a.ID, "err", err)
+		s.log.WarnContext(ctx, "payment outcome not asked in time; will ask again", "attempt", a.ID, "err", err)
 		return false, s.store.PostponeAttempt(ctx, a.ID, now.Add(time.Minute))
 	case err != nil:
 		if now.Sub(a.CreatedAt) > s.giveUpAfter {
-			s.log.Error("PAYMENT UNRESOLVED: outcome still unknown; seat released, check the provider",
+			s.log.ErrorContext(ctx, "PAYMENT UNRESOLVED: outcome still unknown; seat released, check the provider",
 				"attempt", a.ID, "amount", reg.Amount, "currency", reg.Currency, "err", err)
 			s.incident(ctx, a, reg, IncidentUnresolved, err.Error())
 			return true, s.store.FailAttempt(ctx, a, nil)
 		}
-		s.log.Warn("payment outcome still unknown; will ask again", "attempt", a.ID, "err", err)
+		s.log.WarnContext(ctx, "payment outcome still unknown; will ask again", "attempt", a.ID, "err", err)
 		return false, s.store.PostponeAttempt(ctx, a.ID, now.Add(time.Minute))
 	}
 	reg.Payment = charge
-	s.log.Warn("abandoned attempt was paid; completing the registration", "attempt", a.ID,
+	s.log.WarnContext(ctx, "abandoned attempt was paid; completing the registration", "attempt", a.ID,
 		"provider", charge.Provider, "reference", charge.Reference)
 	if err := s.complete(ctx, a, reg); err != nil {
-		s.log.Error("completing resolved attempt", "attempt", a.ID, "err", err)
+		s.log.ErrorContext(ctx, "completing resolved attempt", "attempt", a.ID, "err", err)
 		return false, nil
 	}
 	s.incident(ctx, a, reg, IncidentResolvedCharged, "payment confirmed after the fact; registration completed")

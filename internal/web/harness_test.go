@@ -27,6 +27,7 @@ import (
 	"github.com/registrar/registrar/internal/pipeline"
 	"github.com/registrar/registrar/internal/registration"
 	"github.com/registrar/registrar/internal/sqlite"
+	"github.com/registrar/registrar/internal/telemetry"
 )
 
 // testBaseURL is the public URL the harness configures; status_url and
@@ -99,7 +100,7 @@ func newHarness(t *testing.T, o harnessOptions) *harness {
 	}
 	dir := t.TempDir()
 	h := &harness{t: t, event: ev, logs: &syncBuffer{}, dbPath: filepath.Join(dir, "registrar.db"), closeOnce: &sync.Once{}}
-	log := slog.New(slog.NewTextHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	log := slog.New(telemetry.NewLogHandler(slog.NewTextHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
 
 	h.db, err = sqlite.Open(ctx, h.dbPath)
 	if err != nil {

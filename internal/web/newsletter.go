@@ -94,7 +94,7 @@ func (s *server) newsletterConfirm() http.Handler {
 			s.errorPage(w, r, s.asError(r, err))
 			return
 		}
-		s.Log.Info("newsletter subscription confirmed", "registration", sub.RegistrationID)
+		s.Log.InfoContext(r.Context(), "newsletter subscription confirmed", "registration", sub.RegistrationID)
 		http.Redirect(w, r, "/newsletter/confirmed", http.StatusSeeOther)
 	})
 }

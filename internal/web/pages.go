@@ -194,7 +194,7 @@ func field(v formView, name string) (fieldView, error) {
 func (s *server) render(w http.ResponseWriter, r *http.Request, code int, name string, data any) {
 	var buf bytes.Buffer
 	if err := s.pages.ExecuteTemplate(&buf, name, data); err != nil {
-		s.Log.Error("render page", "page", name, "err", err)
+		s.Log.ErrorContext(r.Context(), "render page", "page", name, "err", err)
 		http.Error(w, "Something went wrong on our side. Please try again.", http.StatusInternalServerError)
 		return
 	}
@@ -219,7 +219,7 @@ func (s *server) newForm(ctx context.Context) (formView, error) {
 	seats, err := s.Registrar.Availability(ctx)
 	if err != nil {
 		// The form still works without: registering checks the seats.
-		s.Log.Warn("reading seats for the form", "err", err)
+		s.Log.WarnContext(ctx, "reading seats for the form", "err", err)
 		seats = nil
 	}
 	for _, t := range ev.Tickets {

@@ -17,6 +17,7 @@ import (
 	"github.com/registrar/registrar/internal/event"
 	"github.com/registrar/registrar/internal/metrics"
 	"github.com/registrar/registrar/internal/registration"
+	"github.com/registrar/registrar/internal/telemetry"
 )
 
 //go:embed templates/*.html
@@ -57,6 +58,9 @@ type Deps struct {
 	// attendees: "paypal", "test" (the built-in test processor), or "" to
 	// say nothing.
 	PaymentProcessor string
+	// Tracing, when on, traces each request in a span named after its
+	// route; nil for none.
+	Tracing *telemetry.Tracing
 }
 
 // server holds the parsed templates and dependencies.
@@ -100,7 +104,7 @@ func Handler(d Deps) (http.Handler, error) {
 		mux.Handle("/admin/", d.Admin)
 	}
 	cop := http.NewCrossOriginProtection()
-	return d.Metrics.Wrap(securityHeaders(cop.Handler(s.routeErrors(mux)))), nil
+	return withRequestID(d.Tracing.Handler(tagSpan(d.Metrics.Wrap(securityHeaders(cop.Handler(s.routeErrors(mux))))))), nil
 }
 
 // HealthHandler serves only health, readiness and metrics, for worker-only
@@ -113,7 +117,7 @@ func HealthHandler(ready func(ctx context.Context) error, log *slog.Logger, m *m
 	if m != nil {
 		mux.Handle("GET /metrics", m.Handler())
 	}
-	return m.Wrap(mux)
+	return withRequestID(m.Wrap(mux))
 }
 
 // register takes a registration and counts its outcome.
@@ -144,7 +148,7 @@ func (s *server) readyz() http.Handler {
 		defer cancel()
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		if err := s.Ready(ctx); err != nil {
-			s.Log.Warn("not ready", "err", err)
+			s.Log.WarnContext(ctx, "not ready", "err", err)
 			w.WriteHeader(http.StatusServiceUnavailable)
 			w.Write([]byte("not ready\n"))
 			return
@@ -243,11 +247,11 @@ func (s *server) asError(r *http.Request, err error) *registration.Error {
 		e = &registration.Error{Code: registration.CodeInternal, Err: err}
 	}
 	if e.Code == registration.CodeInternal {
-		s.Log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+		s.Log.ErrorContext(r.Context(), "request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 		return &registration.Error{Code: e.Code, Message: "Something went wrong on our side. Please try again."}
 	}
 	if e.Err != nil {
-		s.Log.Info("request refused", "path", r.URL.Path, "code", e.Code, "err", e.Err)
+		s.Log.InfoContext(r.Context(), "request refused", "path", r.URL.Path, "code", e.Code, "err", e.Err)
 	}
 	return e
 }
