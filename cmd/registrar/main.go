@@ -38,6 +38,7 @@ import (
 	"github.com/registrar/registrar/internal/sendgrid"
 	"github.com/registrar/registrar/internal/smtprelay"
 	"github.com/registrar/registrar/internal/sqlite"
+	"github.com/registrar/registrar/internal/telemetry"
 	"github.com/registrar/registrar/internal/web"
 )
 
@@ -90,13 +91,18 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 	if err != nil {
 		return err
 	}
+	traces, err := telemetry.FromEnv(getenv)
+	if err != nil {
+		return err
+	}
 	level := slog.LevelInfo
 	if cmd == "admin" {
 		// The command's own output is what matters there; migrations and the
 		// like are reported only when something goes wrong.
 		level = slog.LevelWarn
 	}
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	// Lines written with a request's or a job's context carry its ids.
+	log := slog.New(telemetry.NewLogHandler(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})))
 	ev, err := event.Load(cfg.EventFile)
 	if err != nil {
 		return err
@@ -120,11 +126,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 	if err := db.store.SyncTickets(ctx, ev); err != nil {
 		return err
 	}
-	log.Info("starting registrar", "version", version(), "config", cfg, "event", ev.ID)
+	log.Info("starting registrar", "version", version(), "config", cfg, "event", ev.ID, "tracing", traces.String())
 	if err := bootstrapOwner(ctx, db.store, cfg.AdminEmail, cfg.AdminPassword, cfg.BaseURL, stderr, log); err != nil {
 		return err
 	}
-	return serve(ctx, cfg, ev, db, log, stdout)
+	tracing, err := telemetry.New(traces, version())
+	if err != nil {
+		return err
+	}
+	return serve(ctx, cfg, ev, db, tracing, log, stdout)
 }
 
 // store is everything registrar keeps, on either engine.
@@ -214,11 +224,17 @@ type adapters struct {
 	list      pipeline.MailingList
 }
 
-func newAdapters(cfg config.Config, store store, log *slog.Logger) (adapters, error) {
+func newAdapters(cfg config.Config, store store, tracing *telemetry.Tracing, log *slog.Logger) (adapters, error) {
 	var a adapters
+	// Each provider call is a client span when tracing is on.
+	traced := func(provider string, hc *http.Client) *http.Client {
+		hc.Transport = tracing.Transport(provider, hc.Transport)
+		return hc
+	}
 	switch cfg.Payment {
 	case "paypal":
-		a.processor = paypal.New(cfg.PayPal.APIBase, cfg.PayPal.ClientID, cfg.PayPal.ClientSecret, nil, log.With("component", "paypal"))
+		a.processor = paypal.New(cfg.PayPal.APIBase, cfg.PayPal.ClientID, cfg.PayPal.ClientSecret,
+			traced("paypal", paypal.HTTPClient()), log.With("component", "paypal"))
 	default:
 		a.processor = payment.NewTestProcessor()
 	}
@@ -230,7 +246,7 @@ func newAdapters(cfg config.Config, store store, log *slog.Logger) (adapters, er
 		}
 		a.mailer = sender
 	case "sendgrid":
-		a.mailer = sendgrid.New(cfg.SendGrid.APIBase, cfg.SendGrid.APIKey, nil)
+		a.mailer = sendgrid.New(cfg.SendGrid.APIBase, cfg.SendGrid.APIKey, traced("sendgrid", sendgrid.HTTPClient()))
 	default:
 		outbox, err := email.NewOutbox(filepath.Join(cfg.DataDir, "outbox"))
 		if err != nil {
@@ -241,7 +257,8 @@ func newAdapters(cfg config.Config, store store, log *slog.Logger) (adapters, er
 	switch cfg.MailingList {
 	case "mailchimp":
 		a.list = mailchimp.New(cfg.Mailchimp.APIBase, cfg.Mailchimp.APIKey, cfg.Mailchimp.ListID,
-			mailchimp.Options{DoubleOptIn: cfg.Mailchimp.DoubleOptIn, MaxConns: listConns})
+			mailchimp.Options{DoubleOptIn: cfg.Mailchimp.DoubleOptIn, MaxConns: listConns,
+				HTTPClient: traced("mailchimp", mailchimp.HTTPClient(listConns))})
 	default:
 		a.list = store
 	}
@@ -256,6 +273,8 @@ type app struct {
 	ev  *event.Event
 	db  *engine
 	log *slog.Logger
+	// tracing is flushed last by shutdown.
+	tracing *telemetry.Tracing
 
 	svc     *registration.Service
 	pipe    *pipeline.Pipeline
@@ -273,8 +292,8 @@ type app struct {
 	served    chan error
 }
 
-func serve(ctx context.Context, cfg config.Config, ev *event.Event, db *engine, log *slog.Logger, stdout io.Writer) (err error) {
-	a := &app{cfg: cfg, ev: ev, db: db, log: log}
+func serve(ctx context.Context, cfg config.Config, ev *event.Event, db *engine, tracing *telemetry.Tracing, log *slog.Logger, stdout io.Writer) (err error) {
+	a := &app{cfg: cfg, ev: ev, db: db, log: log, tracing: tracing}
 	defer func() { err = errors.Join(err, a.shutdown()) }()
 	if err := a.build(ctx); err != nil {
 		return err
@@ -298,7 +317,7 @@ func serve(ctx context.Context, cfg config.Config, ev *event.Event, db *engine, 
 // job console's caches.
 func (a *app) build(ctx context.Context) error {
 	cfg, store, log := a.cfg, a.db.store, a.log
-	ad, err := newAdapters(cfg, store, log)
+	ad, err := newAdapters(cfg, store, a.tracing, log)
 	if err != nil {
 		return err
 	}
@@ -314,6 +333,7 @@ func (a *app) build(ctx context.Context) error {
 	m := metrics.New()
 	deps := pipeline.Deps{
 		Observe:  m.Activity,
+		Tracing:  a.tracing,
 		Store:    store,
 		Mailer:   ad.mailer,
 		List:     ad.list,
@@ -380,6 +400,7 @@ func (a *app) build(ctx context.Context) error {
 		// The local list's confirmation links; a provider's list confirms
 		// by itself.
 		Newsletter: localNewsletter(ad.list, store),
+		Tracing:    a.tracing,
 	})
 	return err
 }
@@ -524,6 +545,13 @@ func (a *app) shutdown() error {
 		case <-ctx.Done():
 			errs = append(errs, errors.New("stopped while settling payment attempts; the next start settles the rest"))
 		}
+	}
+	// The spans of everything that ran are flushed last, within a few
+	// seconds of their own.
+	fctx, fcancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer fcancel()
+	if err := a.tracing.Shutdown(fctx); err != nil {
+		errs = append(errs, err)
 	}
 	a.log.Info("stopped")
 	return errors.Join(errs...)

@@ -145,7 +145,7 @@ func (c *Client) Subscribe(ctx context.Context, s registration.Subscriber) error
 	if s.EventID != "" {
 		e.member.Tags = []string{s.EventID}
 	}
-	b := c.join(e)
+	b := c.join(ctx, e)
 	if b == nil {
 		// The same address is already in the open batch (Mailchimp refuses
 		// duplicates in one call): upsert it on its own.
@@ -165,8 +165,9 @@ func (c *Client) Subscribe(ctx context.Context, s registration.Subscriber) error
 
 // join adds e to the open batch, opening one (and starting its flusher)
 // when there is none. It returns nil when the address is in the open batch
-// already.
-func (c *Client) join(e *entry) *batch {
+// already. A batch's call is traced under the caller that opened it: its
+// context's values, not its cancellation, are the batch's.
+func (c *Client) join(ctx context.Context, e *entry) *batch {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	b := c.open
@@ -179,7 +180,7 @@ func (c *Client) join(e *entry) *batch {
 		return nil
 	}
 	if b == nil {
-		ctx, cancel := context.WithCancel(context.Background())
+		ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 		b = &batch{hashes: map[string]bool{}, full: make(chan struct{}), ctx: ctx, cancel: cancel}
 		c.open = b
 		go c.flush(b)

@@ -65,6 +65,16 @@ type Client struct {
 	open *batch // the batch new members join; nil when none is open
 }
 
+// HTTPClient is the client New uses by default: a 30 s timeout and at
+// most maxConns connections to the API. Its Transport may be wrapped
+// (tracing).
+func HTTPClient(maxConns int) *http.Client {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxConnsPerHost = maxConns
+	tr.MaxIdleConnsPerHost = maxConns
+	return &http.Client{Timeout: defaultTimeout, Transport: tr}
+}
+
 // New returns a client for the audience listID. apiBase is the API root
 // including /3.0, e.g. https://us21.api.mailchimp.com/3.0.
 func New(apiBase, apiKey, listID string, o Options) *Client {
@@ -73,10 +83,7 @@ func New(apiBase, apiKey, listID string, o Options) *Client {
 	}
 	hc := o.HTTPClient
 	if hc == nil {
-		tr := http.DefaultTransport.(*http.Transport).Clone()
-		tr.MaxConnsPerHost = o.MaxConns
-		tr.MaxIdleConnsPerHost = o.MaxConns
-		hc = &http.Client{Timeout: defaultTimeout, Transport: tr}
+		hc = HTTPClient(o.MaxConns)
 	}
 	if o.BatchWindow <= 0 {
 		o.BatchWindow = DefaultBatchWindow

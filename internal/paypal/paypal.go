@@ -73,15 +73,21 @@ type tokenCall struct {
 // carries them all anyway.
 const maxIdleConns = 1024
 
+// HTTPClient is the client New uses by default: a 30 s timeout, and
+// connections kept for reuse. Its Transport may be wrapped (tracing).
+func HTTPClient() *http.Client {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConns = maxIdleConns
+	tr.MaxIdleConnsPerHost = maxIdleConns
+	return &http.Client{Timeout: defaultTimeout, Transport: tr}
+}
+
 // New returns a client for the PayPal REST API at baseURL (e.g.
-// https://api-m.sandbox.paypal.com). A nil httpClient is replaced by one with
-// a 30 s timeout that keeps connections for reuse; a nil log discards.
+// https://api-m.sandbox.paypal.com). A nil httpClient is replaced by
+// HTTPClient(); a nil log discards.
 func New(baseURL, clientID, clientSecret string, httpClient *http.Client, log *slog.Logger) *Client {
 	if httpClient == nil {
-		tr := http.DefaultTransport.(*http.Transport).Clone()
-		tr.MaxIdleConns = maxIdleConns
-		tr.MaxIdleConnsPerHost = maxIdleConns
-		httpClient = &http.Client{Timeout: defaultTimeout, Transport: tr}
+		httpClient = HTTPClient()
 	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)

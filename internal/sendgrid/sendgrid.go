@@ -93,16 +93,21 @@ type Client struct {
 // other send would open a new TLS connection).
 const maxIdleConns = 64
 
+// HTTPClient is the client New uses by default: a DefaultTimeout timeout,
+// and connections kept for reuse. Its Transport may be wrapped (tracing).
+func HTTPClient() *http.Client {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConns = maxIdleConns
+	tr.MaxIdleConnsPerHost = maxIdleConns
+	return &http.Client{Timeout: DefaultTimeout, Transport: tr}
+}
+
 // New returns a client for the API at baseURL (e.g. DefaultBaseURL; a
 // trailing slash is ignored) authenticating with apiKey. A nil httpClient
-// means an http.Client with a DefaultTimeout timeout that keeps connections
-// for reuse.
+// means HTTPClient().
 func New(baseURL, apiKey string, httpClient *http.Client) *Client {
 	if httpClient == nil {
-		tr := http.DefaultTransport.(*http.Transport).Clone()
-		tr.MaxIdleConns = maxIdleConns
-		tr.MaxIdleConnsPerHost = maxIdleConns
-		httpClient = &http.Client{Timeout: DefaultTimeout, Transport: tr}
+		httpClient = HTTPClient()
 	}
 	return &Client{
 		endpoint: strings.TrimRight(baseURL, "/") + sendPath,
