@@ -130,10 +130,13 @@ func TestOneRegistrationOneTrace(t *testing.T) {
 			for _, sp := range spans {
 				for _, kv := range sp.Attributes {
 					v := kv.Value.Emit()
-					for _, secret := range []string{"Ada", "Lovelace", "Example.org", "example.org", paypalCard, cardCVC} {
+					for _, secret := range []string{"Ada", "Lovelace", "Example.org", "example.org", paypalCard} {
 						if strings.Contains(v, secret) {
 							t.Errorf("span %q attribute %s = %q shows %q", sp.Name, kv.Key, v, secret)
 						}
+					}
+					if cvcAlone.MatchString(v) { // random ids may hold its digits
+						t.Errorf("span %q attribute %s = %q shows the CVC", sp.Name, kv.Key, v)
 					}
 				}
 			}
