@@ -62,11 +62,21 @@ func startServe(t *testing.T, e env, tracing *telemetry.Tracing) *server {
 // the request's server span, the payment's client span under it, the
 // register job under the request, each step under its job with its
 // provider's call under it. No span keeps the attendee's name, email or
-// card.
+// card. On SQLite, and on PostgreSQL when TEST_DATABASE_URL is set.
 func TestOneRegistrationOneTrace(t *testing.T) {
 	t.Parallel()
+	for _, engine := range engines {
+		t.Run(engine, func(t *testing.T) {
+			t.Parallel()
+			oneRegistrationOneTrace(t, engine)
+		})
+	}
+}
+
+func oneRegistrationOneTrace(t *testing.T, engine string) {
 	dir := t.TempDir()
 	e, _ := providerEnv(t, dir, "sendgrid")
+	useEngine(t, e, engine, dir)
 	exp := tracetest.NewInMemoryExporter()
 	tracing := telemetry.NewWithExporter(telemetry.Config{ServiceName: "registrar", Sampler: "parentbased_always_on"}, "test", exp)
 	s := startServe(t, e, tracing)
