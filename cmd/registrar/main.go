@@ -130,7 +130,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 	if err := bootstrapOwner(ctx, db.store, cfg.AdminEmail, cfg.AdminPassword, cfg.BaseURL, stderr, log); err != nil {
 		return err
 	}
-	tracing, err := telemetry.New(traces, version())
+	tracing, err := telemetry.New(traces, version(), log.With("component", "tracing"))
 	if err != nil {
 		return err
 	}

@@ -2,6 +2,7 @@ package telemetry
 
 import (
 	"context"
+	"log/slog"
 	"net/url"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -13,7 +14,13 @@ import (
 // paths hash the email address; newsletter confirmation paths hold a
 // token) and client addresses. URLs keep their scheme and host; server
 // spans are named after their route instead.
-type scrubber struct{ sdktrace.SpanExporter }
+//
+// It is also where a failed export is reported: logged, when log is set,
+// instead of going to OpenTelemetry's process-wide error handler.
+type scrubber struct {
+	sdktrace.SpanExporter
+	log *slog.Logger
+}
 
 // dropped are the attributes never exported.
 var dropped = map[attribute.Key]bool{
@@ -32,7 +39,12 @@ func (s scrubber) ExportSpans(ctx context.Context, spans []sdktrace.ReadOnlySpan
 	for i, sp := range spans {
 		out[i] = scrubbed{sp}
 	}
-	return s.SpanExporter.ExportSpans(ctx, out)
+	err := s.SpanExporter.ExportSpans(ctx, out)
+	if err != nil && s.log != nil {
+		s.log.WarnContext(ctx, "exporting spans failed; they are dropped", "spans", len(spans), "err", err)
+		return nil
+	}
+	return err
 }
 
 // scrubbed is a span whose attributes are scrubbed.

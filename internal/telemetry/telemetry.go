@@ -3,6 +3,7 @@ package telemetry
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"strings"
 
@@ -25,8 +26,9 @@ type Tracing struct {
 
 // New returns the tracing of cfg: spans batched and posted over OTLP/HTTP
 // (protobuf) to cfg.Endpoint, or, when cfg is not Enabled, none at all (no
-// exporter is created).
-func New(cfg Config, version string) (*Tracing, error) {
+// exporter is created). Failed exports are logged to log, at most one line
+// per batch, and the spans dropped.
+func New(cfg Config, version string, log *slog.Logger) (*Tracing, error) {
 	if !cfg.Enabled() {
 		return &Tracing{}, nil
 	}
@@ -39,13 +41,13 @@ func New(cfg Config, version string) (*Tracing, error) {
 	if err != nil {
 		return nil, fmt.Errorf("OTEL_EXPORTER_OTLP_ENDPOINT: %w", err)
 	}
-	return newTracing(cfg, version, sdktrace.WithBatcher(scrubber{exp})), nil
+	return newTracing(cfg, version, sdktrace.WithBatcher(scrubber{SpanExporter: exp, log: log})), nil
 }
 
 // NewWithExporter returns tracing that hands each span to exp as it ends
 // (tests pass an in-memory exporter), scrubbed as New's are.
 func NewWithExporter(cfg Config, version string, exp sdktrace.SpanExporter) *Tracing {
-	return newTracing(cfg, version, sdktrace.WithSyncer(scrubber{exp}))
+	return newTracing(cfg, version, sdktrace.WithSyncer(scrubber{SpanExporter: exp}))
 }
 
 func newTracing(cfg Config, version string, processor sdktrace.TracerProviderOption) *Tracing {

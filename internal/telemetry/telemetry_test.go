@@ -48,7 +48,7 @@ func TestOffCreatesNothing(t *testing.T) {
 
 func mustNew(t *testing.T, cfg Config) *Tracing {
 	t.Helper()
-	tr, err := New(cfg, "v1.2.3")
+	tr, err := New(cfg, "v1.2.3", slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
@@ -241,5 +241,32 @@ func TestRequestIDs(t *testing.T) {
 	a, b := NewRequestID(), NewRequestID()
 	if a == b || len(a) != 16 || !ValidRequestID(a) {
 		t.Errorf("NewRequestID gave %q and %q", a, b)
+	}
+}
+
+// TestFailedExportIsLogged: a collector refusing spans costs one log line
+// of ours, naming no header value.
+func TestFailedExportIsLogged(t *testing.T) {
+	t.Parallel()
+	collector := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		http.Error(w, "no", http.StatusBadRequest)
+	}))
+	defer collector.Close()
+	var buf bytes.Buffer
+	tr, err := New(Config{Endpoint: collector.URL + "/v1/traces", ServiceName: "registrar", Sampler: "always_on",
+		Headers: map[string]string{"x-api-key": "S3CRET"}}, "v0", slog.New(slog.NewTextHandler(&buf, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, span := tr.Tracer().Start(context.Background(), "work")
+	span.End()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := tr.Shutdown(ctx); err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+	if out := buf.String(); !strings.Contains(out, `msg="exporting spans failed; they are dropped" spans=1`) || strings.Contains(out, "S3CRET") {
+		t.Errorf("log:\n%s", out)
 	}
 }
