@@ -29,6 +29,7 @@ import (
 	"github.com/registrar/registrar/internal/config"
 	"github.com/registrar/registrar/internal/email"
 	"github.com/registrar/registrar/internal/event"
+	"github.com/registrar/registrar/internal/logredact"
 	"github.com/registrar/registrar/internal/mailchimp"
 	"github.com/registrar/registrar/internal/metrics"
 	"github.com/registrar/registrar/internal/payment"
@@ -101,8 +102,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		// like are reported only when something goes wrong.
 		level = slog.LevelWarn
 	}
-	// Lines written with a request's or a job's context carry its ids.
-	log := slog.New(telemetry.NewLogHandler(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})))
+	// Every logger derives from this one: lines written with a request's or a
+	// job's context carry its ids, and card numbers and the configured
+	// secrets never reach the log, whatever a provider's error echoes.
+	log := slog.New(telemetry.NewLogHandler(logredact.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}), cfg.Secrets())))
 	ev, err := event.Load(cfg.EventFile)
 	if err != nil {
 		return err

@@ -86,6 +86,7 @@ type PayPal struct {
 	requireApproval bool
 	pendCaptures    bool
 	pendRefunds     bool
+	echoCard        bool
 	refundRefusals  []string
 	nTokens         int
 	nRequests       int
@@ -205,6 +206,15 @@ func (p *PayPal) FailAfterNext(n, status int) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.failAfterN, p.failAfterStatus = n, status
+}
+
+// EchoCardInErrors makes error answers to calls whose body holds a card
+// number echo it, as PayPal's INVALID_PARAMETER_VALUE details do: in the
+// detail's value, and in its description with spaces between groups of four.
+func (p *PayPal) EchoCardInErrors(on bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.echoCard = on
 }
 
 // SetLatency delays every answer (token requests too) by d.
@@ -508,9 +518,13 @@ func (p *PayPal) api(spec *Spec, texts ppTexts, op func(r *http.Request, body []
 		p.count()
 		debugID := ppDebugID()
 		w.Header().Set("Paypal-Debug-Id", debugID)
+		echo := "" // the card number an error answer echoes
 		answer := func(res ppResult) {
 			if res.status >= 400 && res.body == nil {
 				res.body = ppErrorBody(res.status, res.issue, texts)
+			}
+			if res.status >= 400 && echo != "" {
+				res.body = ppEchoCard(res.body, echo)
 			}
 			if res.status >= 400 {
 				res.body = ppWithDebugID(res.body, debugID)
@@ -535,6 +549,11 @@ func (p *PayPal) api(spec *Spec, texts ppTexts, op func(r *http.Request, body []
 			answer(ppFail(http.StatusBadRequest, "MALFORMED_REQUEST_JSON"))
 			return
 		}
+		p.mu.Lock()
+		if p.echoCard {
+			echo = ppCardNumber(body)
+		}
+		p.mu.Unlock()
 		if res, ok := p.authenticate(r, where); !ok {
 			answer(res)
 			return
@@ -1172,6 +1191,40 @@ func ppErrorBody(status int, issue string, texts ppTexts) map[string]any {
 		m["details"] = []any{map[string]string{"issue": issue, "description": description}}
 		m["links"] = []any{ppLink("https://developer.paypal.com/api/rest/reference/orders/v2/errors/#"+issue, "information_link", "GET")}
 	}
+	return m
+}
+
+// ppCardNumber is the payment_source.card.number of a request body, if any.
+func ppCardNumber(body []byte) string {
+	var v struct {
+		PaymentSource struct {
+			Card struct {
+				Number string `json:"number"`
+			} `json:"card"`
+		} `json:"payment_source"`
+	}
+	_ = json.Unmarshal(body, &v)
+	return v.PaymentSource.Card.Number
+}
+
+// ppEchoCard adds to an error body a detail that echoes the card number.
+func ppEchoCard(body any, number string) any {
+	m, ok := body.(map[string]any)
+	if !ok {
+		return body
+	}
+	var spaced strings.Builder
+	for i, c := range number {
+		if i > 0 && i%4 == 0 {
+			spaced.WriteByte(' ')
+		}
+		spaced.WriteRune(c)
+	}
+	details, _ := m["details"].([]any)
+	m["details"] = append([]any{map[string]string{
+		"field": "/payment_source/card/number", "value": number, "location": "body",
+		"issue": "INVALID_PARAMETER_VALUE", "description": "The card " + spaced.String() + " could not be processed.",
+	}}, details...)
 	return m
 }
 
