@@ -16,3 +16,9 @@ func lockFile(path string) (*os.File, error) {
 	}
 	return f, nil
 }
+
+// inUseError is the refusal of a database another process holds; never
+// returned here.
+type inUseError struct{ path string }
+
+func (e *inUseError) Error() string { return "database " + e.path + " is in use by another registrar process" }

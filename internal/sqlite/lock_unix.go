@@ -19,9 +19,16 @@ func lockFile(path string) (*os.File, error) {
 	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
 		f.Close()
 		if errors.Is(err, syscall.EWOULDBLOCK) {
-			return nil, fmt.Errorf("database %s is in use by another registrar process: stop it, or use PostgreSQL to run several processes", path[:len(path)-len(".lock")])
+			return nil, &inUseError{path: path[:len(path)-len(".lock")]}
 		}
 		return nil, fmt.Errorf("lock %s: %w", path, err)
 	}
 	return f, nil
+}
+
+// inUseError is the refusal of a database another process holds.
+type inUseError struct{ path string }
+
+func (e *inUseError) Error() string {
+	return fmt.Sprintf("database %s is in use by another registrar process: stop it, or use PostgreSQL to run several processes", e.path)
 }

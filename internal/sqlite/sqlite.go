@@ -62,6 +62,12 @@ func Open(ctx context.Context, path string) (*DB, error) {
 	if err != nil {
 		return nil, err
 	}
+	return openLocked(ctx, path, lock)
+}
+
+// openLocked opens the database file at path, whose process lock the caller
+// holds; the DB releases it on Close.
+func openLocked(ctx context.Context, path string, lock *os.File) (*DB, error) {
 	db := &DB{path: path, lock: lock}
 	dsn := func(extra ...string) string {
 		q := url.Values{}
