@@ -60,6 +60,8 @@ commands:
   admin password EMAIL           set an account's password, read from standard input,
                                  and end its sessions
   admin list                     list the back-office accounts
+  backup PATH                    write a consistent copy of the SQLite database to PATH
+  restore PATH                   put a backup in place of the SQLite database (service stopped)
   version                        print the version and exit
 
 Configuration is read from the environment; see README.md.`
@@ -77,6 +79,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 	case "admin":
 		if err := checkAdminArgs(args[1:]); err != nil {
 			return err
+		}
+	case "backup", "restore":
+		if len(args) != 2 {
+			return fmt.Errorf("%s needs one argument, the backup file's path\n%s", cmd, usage)
 		}
 	case "version":
 		fmt.Fprintln(stdout, "registrar", version())
@@ -106,6 +112,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 	// job's context carry its ids, and card numbers and the configured
 	// secrets never reach the log, whatever a provider's error echoes.
 	log := slog.New(telemetry.NewLogHandler(logredact.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}), cfg.Secrets())))
+	switch cmd {
+	case "backup":
+		return backupCommand(ctx, cfg.Database, args[1], stdout)
+	case "restore":
+		return restoreCommand(ctx, cfg.Database, args[1], stdout, log)
+	}
 	ev, err := event.Load(cfg.EventFile)
 	if err != nil {
 		return err

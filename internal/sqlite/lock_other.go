@@ -21,4 +21,6 @@ func lockFile(path string) (*os.File, error) {
 // returned here.
 type inUseError struct{ path string }
 
-func (e *inUseError) Error() string { return "database " + e.path + " is in use by another registrar process" }
+func (e *inUseError) Error() string {
+	return "database " + e.path + " is in use by another registrar process"
+}
