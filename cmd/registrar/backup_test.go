@@ -1,9 +1,13 @@
 package main
 
 import (
+	"net/http"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 )
 
 func TestBackupCommandRefuses(t *testing.T) {
@@ -34,5 +38,64 @@ func TestBackupCommandRefuses(t *testing.T) {
 				t.Fatalf("run %v: %v; want an error saying %q", tc.args, err, tc.want)
 			}
 		})
+	}
+}
+
+// A backup taken while registrations pour in holds every registration
+// answered 202 before it started, passes integrity_check, and restores.
+func TestBackupWhileRegistering(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	e := baseEnv(dir)
+	s := startRun(t, e)
+	var (
+		mu       sync.Mutex
+		accepted []string
+		wg       sync.WaitGroup
+	)
+	stopAt := time.Now().Add(2 * time.Second)
+	for g := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; time.Now().Before(stopAt); i++ {
+				code, c, err := post(http.DefaultClient, s.url, registrationBody(g*10000+i, "standard", false, "4111111111111111"), "")
+				if err == nil && code == http.StatusAccepted {
+					mu.Lock()
+					accepted = append(accepted, c.ID)
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	time.Sleep(time.Second)
+	mu.Lock()
+	before := slices.Clone(accepted)
+	mu.Unlock()
+	backup := filepath.Join(t.TempDir(), "backup.db")
+	var out syncBuffer
+	if err := run(t.Context(), []string{"backup", backup}, e.get, strings.NewReader(""), &out, &out); err != nil {
+		t.Fatalf("backup while serving: %v", err)
+	}
+	wg.Wait()
+	s.stop(t)
+	if len(before) < 20 {
+		t.Fatalf("only %d registrations before the backup; want a backup under load", len(before))
+	}
+	out = syncBuffer{}
+	if err := run(t.Context(), []string{"restore", backup}, e.get, strings.NewReader(""), &out, &out); err != nil {
+		t.Fatalf("restore: %v\n%s", err, out.String())
+	}
+	db := openDB(t, filepath.Join(dir, "registrar.db"))
+	defer db.Close()
+	var ok string
+	if err := db.QueryRow(`PRAGMA integrity_check`).Scan(&ok); err != nil || ok != "ok" {
+		t.Fatalf("integrity_check = %q, %v", ok, err)
+	}
+	for _, id := range before {
+		var n int
+		if err := db.QueryRow(`SELECT count(*) FROM registrations WHERE id = ?`, id).Scan(&n); err != nil || n != 1 {
+			t.Errorf("registration %s, answered before the backup, is not in it (%d, %v)", id, n, err)
+		}
 	}
 }
