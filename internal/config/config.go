@@ -162,7 +162,7 @@ func Load(getenv func(string) string) (Config, error) {
 	c.PayPal = PayPal{
 		ClientID:     get("PAYPAL_CLIENT_ID", ""),
 		ClientSecret: get("PAYPAL_CLIENT_SECRET", ""),
-		APIBase:      httpURL(&p, "PAYPAL_API_BASE", get("PAYPAL_API_BASE", defaultPayPalAPIBase), defaultPayPalAPIBase),
+		APIBase:      providerURL(&p, "PAYPAL_API_BASE", get("PAYPAL_API_BASE", defaultPayPalAPIBase), defaultPayPalAPIBase),
 	}
 	if c.Payment == "paypal" {
 		require(&p, "PAYPAL_CLIENT_ID", c.PayPal.ClientID, "REGISTRAR_PAYMENT=paypal", "set it to the client ID of your PayPal REST app")
@@ -178,7 +178,7 @@ func Load(getenv func(string) string) (Config, error) {
 	}
 	c.SendGrid = SendGrid{
 		APIKey:  get("SENDGRID_API_KEY", ""),
-		APIBase: httpURL(&p, "SENDGRID_API_BASE", get("SENDGRID_API_BASE", defaultSendGridAPIBase), defaultSendGridAPIBase),
+		APIBase: providerURL(&p, "SENDGRID_API_BASE", get("SENDGRID_API_BASE", defaultSendGridAPIBase), defaultSendGridAPIBase),
 	}
 	if c.Email == "sendgrid" {
 		require(&p, "SENDGRID_API_KEY", c.SendGrid.APIKey, "REGISTRAR_EMAIL=sendgrid", "create an API key with Mail Send permission in SendGrid")
@@ -200,6 +200,7 @@ func Load(getenv func(string) string) (Config, error) {
 	c.RateLimit = rateLimit(&p, "REGISTRAR_RATE_LIMIT", get("REGISTRAR_RATE_LIMIT", defaultRateLimit))
 	if c.DebugAddr = get("REGISTRAR_DEBUG_ADDR", ""); c.DebugAddr != "" {
 		checkAddr(&p, "REGISTRAR_DEBUG_ADDR", c.DebugAddr)
+		loopbackAddr(&p, "REGISTRAR_DEBUG_ADDR", c.DebugAddr)
 	}
 
 	if len(p) > 0 {
@@ -283,6 +284,40 @@ func checkAddr(p *problems, name, v string) {
 	if _, err := strconv.ParseUint(port, 10, 16); err != nil {
 		p.add(name, "port %q is not a number from 0 to 65535; %s", port, fix)
 	}
+}
+
+// loopbackAddr checks that the host of the listen address v is a loopback
+// one: what is served there (Go's profiles) is for the operator alone.
+func loopbackAddr(p *problems, name, v string) {
+	host, _, err := net.SplitHostPort(v)
+	if err != nil {
+		return // checkAddr reported it
+	}
+	if !isLoopback(host) {
+		p.add(name, "%q is not a loopback address: it would serve Go's profiles to the network; use e.g. \"127.0.0.1:6060\" or \"localhost:6060\"", v)
+	}
+}
+
+// isLoopback reports whether host (no port) is localhost or a loopback IP;
+// an empty host (all interfaces) is not.
+func isLoopback(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// providerURL is httpURL for a provider's API: https only, since the
+// client secret, the API key and the card data travel there; plain http
+// only to a loopback host (a local fake or proxy).
+func providerURL(p *problems, name, v, example string) string {
+	u, err := url.Parse(v)
+	if err == nil && u.Scheme == "http" && u.User == nil && u.Hostname() != "" && !isLoopback(u.Hostname()) {
+		p.add(name, "%q must be an https:// URL (http:// is allowed for loopback hosts only): it would send the credentials and card data in clear; use e.g. %q", v, example)
+		return strings.TrimRight(v, "/")
+	}
+	return httpURL(p, name, v, example)
 }
 
 // httpURL checks that v is an absolute http or https URL without
@@ -431,7 +466,7 @@ func mailchimp(p *problems, key, listID, base string) Mailchimp {
 		p.add("MAILCHIMP_LIST_ID", "%q is not a Mailchimp audience ID (letters and digits only); use the audience ID from Audience > Settings in Mailchimp", listID)
 	}
 	if base != "" {
-		m.APIBase = httpURL(p, "MAILCHIMP_API_BASE", base, "https://us21.api.mailchimp.com/3.0")
+		m.APIBase = providerURL(p, "MAILCHIMP_API_BASE", base, "https://us21.api.mailchimp.com/3.0")
 		return m
 	}
 	if key == "" {

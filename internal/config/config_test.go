@@ -116,6 +116,16 @@ func TestLoadValid(t *testing.T) {
 			eq(t, c.Payment, "paypal")
 			eq(t, c.PayPal, PayPal{ClientID: "cid", ClientSecret: "csecret", APIBase: "https://api-m.paypal.com"})
 		}},
+		{"debug addr on IPv6 loopback", map[string]string{"REGISTRAR_DEBUG_ADDR": "[::1]:6060"}, func(t *testing.T, c Config) {
+			eq(t, c.DebugAddr, "[::1]:6060")
+		}},
+		{"debug addr on localhost", map[string]string{"REGISTRAR_DEBUG_ADDR": "localhost:6060"}, func(t *testing.T, c Config) {
+			eq(t, c.DebugAddr, "localhost:6060")
+		}},
+		{"provider fakes over http on loopback names", map[string]string{"PAYPAL_API_BASE": "http://localhost:43210", "SENDGRID_API_BASE": "http://[::1]:5000", "REGISTRAR_EMAIL": "sendgrid", "SENDGRID_API_KEY": "SG.key"}, func(t *testing.T, c Config) {
+			eq(t, c.PayPal.APIBase, "http://localhost:43210")
+			eq(t, c.SendGrid.APIBase, "http://[::1]:5000")
+		}},
 		{"paypal fake over http", map[string]string{"PAYPAL_API_BASE": "http://127.0.0.1:43210"}, func(t *testing.T, c Config) {
 			eq(t, c.PayPal.APIBase, "http://127.0.0.1:43210")
 		}},
@@ -299,6 +309,18 @@ func TestLoadInvalid(t *testing.T) {
 			`MAILCHIMP_DOUBLE_OPT_IN: "maybe" is not true or false; use true to make new members confirm by email first`}},
 		{"job timeout too short", map[string]string{"REGISTRAR_JOB_TIMEOUT": "10ms"}, []string{
 			`REGISTRAR_JOB_TIMEOUT: "10ms" is not a duration from 1s to 1h0m0s; use e.g. 1m or 30s`}},
+		{"debug addr on every interface", map[string]string{"REGISTRAR_DEBUG_ADDR": ":6060"}, []string{
+			`REGISTRAR_DEBUG_ADDR: ":6060" is not a loopback address: it would serve Go's profiles to the network; use e.g. "127.0.0.1:6060" or "localhost:6060"`}},
+		{"debug addr unspecified IPv4", map[string]string{"REGISTRAR_DEBUG_ADDR": "0.0.0.0:6060"}, []string{
+			`REGISTRAR_DEBUG_ADDR: "0.0.0.0:6060" is not a loopback address: it would serve Go's profiles to the network; use e.g. "127.0.0.1:6060" or "localhost:6060"`}},
+		{"debug addr public IP", map[string]string{"REGISTRAR_DEBUG_ADDR": "192.0.2.7:6060"}, []string{
+			`REGISTRAR_DEBUG_ADDR: "192.0.2.7:6060" is not a loopback address: it would serve Go's profiles to the network; use e.g. "127.0.0.1:6060" or "localhost:6060"`}},
+		{"paypal API base over plain http", map[string]string{"PAYPAL_API_BASE": "http://api-m.paypal.com"}, []string{
+			`PAYPAL_API_BASE: "http://api-m.paypal.com" must be an https:// URL (http:// is allowed for loopback hosts only): it would send the credentials and card data in clear; use e.g. "https://api-m.sandbox.paypal.com"`}},
+		{"sendgrid API base over plain http", map[string]string{"SENDGRID_API_BASE": "http://api.sendgrid.com/"}, []string{
+			`SENDGRID_API_BASE: "http://api.sendgrid.com/" must be an https:// URL (http:// is allowed for loopback hosts only): it would send the credentials and card data in clear; use e.g. "https://api.sendgrid.com"`}},
+		{"mailchimp API base over plain http", map[string]string{"REGISTRAR_MAILING_LIST": "mailchimp", "MAILCHIMP_API_KEY": "k-us21", "MAILCHIMP_LIST_ID": "l", "MAILCHIMP_API_BASE": "http://us21.api.mailchimp.com/3.0"}, []string{
+			`MAILCHIMP_API_BASE: "http://us21.api.mailchimp.com/3.0" must be an https:// URL (http:// is allowed for loopback hosts only): it would send the credentials and card data in clear; use e.g. "https://us21.api.mailchimp.com/3.0"`}},
 		{"debug addr without port", map[string]string{"REGISTRAR_DEBUG_ADDR": "localhost"}, []string{
 			`REGISTRAR_DEBUG_ADDR: "localhost" is not host:port; use host:port, e.g. ":8080" or "127.0.0.1:8080"`}},
 		{"rate limit negative", map[string]string{"REGISTRAR_RATE_LIMIT": "-1"}, []string{
