@@ -490,7 +490,7 @@ func (a *app) start(ctx context.Context, stdout io.Writer) error {
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
 	}
-	fmt.Fprintf(stdout, "registrar listening on http://%s\n", a.ln.Addr())
+	fmt.Fprintf(stdout, "registrar listening on %s\n", openableURL(a.ln.Addr()))
 	log.Info("listening", "addr", a.ln.Addr().String(), "roles", cfg.Roles)
 	a.served = make(chan error, 1)
 	go func() { a.served <- a.srv.Serve(a.ln) }()
@@ -609,4 +609,18 @@ func (h levelHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
 
 func (h levelHandler) WithGroup(name string) slog.Handler {
 	return levelHandler{h.min, h.Handler.WithGroup(name)}
+}
+
+// openableURL is the URL a person can open for the listen address addr: a
+// listener on every interface (":8080", "0.0.0.0:8080", "[::]:8080") is
+// reached at localhost; a specific host is kept (an IPv6 one in brackets).
+func openableURL(addr net.Addr) string {
+	host, port, err := net.SplitHostPort(addr.String())
+	if err != nil {
+		return "http://" + addr.String()
+	}
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		host = "localhost"
+	}
+	return "http://" + net.JoinHostPort(host, port)
 }
