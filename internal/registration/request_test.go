@@ -3,6 +3,7 @@ package registration
 import (
 	"fmt"
 	"maps"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -435,12 +436,16 @@ func TestValidID(t *testing.T) {
 
 func TestCardInputRedacted(t *testing.T) {
 	t.Parallel()
+	pointer := regexp.MustCompile(`0x[0-9a-f]+`)
 	c := validReq().Billing.Card
 	for _, s := range []string{c.String(), strings.Join([]string{
 		// the ways a card ends up in a log line or error message
 		fmt.Sprintf("%v", c), fmt.Sprintf("%+v", c), fmt.Sprintf("%s", c), fmt.Sprintf("%+v", *validReq().Billing),
 		fmt.Sprintf("%v", validReq()),
 	}, " ")} {
+		// %v of a struct holding a pointer prints its address, whose hex
+		// digits can spell the CVC by chance.
+		s = pointer.ReplaceAllString(s, "0x…")
 		if strings.Contains(s, c.Number) || strings.Contains(s, "123") {
 			t.Errorf("card input printed as %q", s)
 		}
