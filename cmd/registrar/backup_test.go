@@ -53,12 +53,20 @@ func TestBackupWhileRegistering(t *testing.T) {
 		accepted []string
 		wg       sync.WaitGroup
 	)
-	stopAt := time.Now().Add(2 * time.Second)
+	// Eight clients register until the backup is done; it starts once
+	// twenty were answered, so it runs under load, whatever the machine's
+	// speed.
+	stop := make(chan struct{})
 	for g := range 8 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for i := 0; time.Now().Before(stopAt); i++ {
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
 				code, c, err := post(http.DefaultClient, s.url, registrationBody(g*10000+i, "standard", false, "4111111111111111"), "")
 				if err == nil && code == http.StatusAccepted {
 					mu.Lock()
@@ -68,20 +76,26 @@ func TestBackupWhileRegistering(t *testing.T) {
 			}
 		}()
 	}
-	time.Sleep(time.Second)
-	mu.Lock()
-	before := slices.Clone(accepted)
-	mu.Unlock()
+	var before []string
+	for deadline := time.Now().Add(60 * time.Second); len(before) < 20; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			close(stop)
+			wg.Wait()
+			t.Fatalf("only %d registrations answered in 60 s; want 20 before the backup", len(before))
+		}
+		mu.Lock()
+		before = slices.Clone(accepted)
+		mu.Unlock()
+	}
 	backup := filepath.Join(t.TempDir(), "backup.db")
 	var out syncBuffer
-	if err := run(t.Context(), []string{"backup", backup}, e.get, strings.NewReader(""), &out, &out); err != nil {
+	err := run(t.Context(), []string{"backup", backup}, e.get, strings.NewReader(""), &out, &out)
+	close(stop)
+	wg.Wait()
+	if err != nil {
 		t.Fatalf("backup while serving: %v", err)
 	}
-	wg.Wait()
 	s.stop(t)
-	if len(before) < 20 {
-		t.Fatalf("only %d registrations before the backup; want a backup under load", len(before))
-	}
 	out = syncBuffer{}
 	if err := run(t.Context(), []string{"restore", backup}, e.get, strings.NewReader(""), &out, &out); err != nil {
 		t.Fatalf("restore: %v\n%s", err, out.String())
