@@ -194,7 +194,7 @@ func openPlain(path string) *sql.DB {
 	q := url.Values{}
 	q.Add("_pragma", "busy_timeout(10000)")
 	q.Add("mode", "rw")
-	db := sql.OpenDB(connector{driver: &modernc.Driver{}, dsn: "file:" + path + "?" + q.Encode()})
+	db := sql.OpenDB(connector{driver: &modernc.Driver{}, dsn: fileURI(path, q)})
 	db.SetMaxOpenConns(1)
 	return db
 }

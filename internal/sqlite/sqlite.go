@@ -65,6 +65,15 @@ func Open(ctx context.Context, path string) (*DB, error) {
 	return openLocked(ctx, path, lock)
 }
 
+// fileURI is the driver's name of the database file at path with the
+// parameters q: a file: URI, whose path has '%', '?' and '#' escaped (SQLite
+// decodes them), so that a directory named "event#2" or "a?b" is not cut
+// into another, shared, file name.
+func fileURI(path string, q url.Values) string {
+	esc := strings.NewReplacer("%", "%25", "?", "%3F", "#", "%23").Replace(path)
+	return "file:" + esc + "?" + q.Encode()
+}
+
 // openLocked opens the database file at path, whose process lock the caller
 // holds; the DB releases it on Close.
 func openLocked(ctx context.Context, path string, lock *os.File) (*DB, error) {
@@ -79,7 +88,7 @@ func openLocked(ctx context.Context, path string, lock *os.File) (*DB, error) {
 			k, v, _ := strings.Cut(e, "=")
 			q.Add(k, v)
 		}
-		return "file:" + path + "?" + q.Encode()
+		return fileURI(path, q)
 	}
 	drv := &modernc.Driver{}
 	db.Write = sql.OpenDB(connector{driver: drv, dsn: dsn("_txlock=immediate")})

@@ -132,6 +132,44 @@ func TestOpenLocksTheFile(t *testing.T) {
 	}
 }
 
+// A path holding characters of a file: URI ('#', '?', '%') is the file it
+// names: not cut at the character into another name, which other paths with
+// the same beginning would then share.
+func TestOpenPathWithURICharacters(t *testing.T) {
+	t.Parallel()
+	root := t.TempDir()
+	for _, dir := range []string{"event#2", "event?2", "event%232", "event%"} {
+		path := filepath.Join(root, dir, "registrar.db")
+		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		db, err := Open(t.Context(), path)
+		if err != nil {
+			t.Fatalf("Open %s: %v", path, err)
+		}
+		if err := db.Migrate(t.Context(), slog.New(slog.DiscardHandler)); err != nil {
+			t.Fatalf("Migrate %s: %v", path, err)
+		}
+		if err := db.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if st, err := os.Stat(path); err != nil || st.Size() == 0 {
+			t.Errorf("%s: %v; want the database there", path, err)
+		}
+	}
+	entries, err := os.ReadDir(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	if want := []string{"event#2", "event%", "event%232", "event?2"}; !slices.Equal(names, want) {
+		t.Errorf("%s holds %q; want only the four directories %q", root, names, want)
+	}
+}
+
 func TestMigrate(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
