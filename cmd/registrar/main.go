@@ -17,7 +17,6 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"runtime/debug"
 	"syscall"
 	"time"
 
@@ -26,6 +25,7 @@ import (
 	"riverqueue.com/riverui"
 
 	"github.com/registrar/registrar/internal/admin"
+	"github.com/registrar/registrar/internal/buildinfo"
 	"github.com/registrar/registrar/internal/config"
 	"github.com/registrar/registrar/internal/email"
 	"github.com/registrar/registrar/internal/event"
@@ -62,7 +62,8 @@ commands:
   admin list                     list the back-office accounts
   backup PATH                    write a consistent copy of the SQLite database to PATH
   restore PATH                   put a backup in place of the SQLite database (service stopped)
-  version                        print the version and exit
+  version                        print the version, revision and commit time and exit
+                                 (also -version, --version)
 
 Configuration is read from the environment; see README.md.`
 
@@ -84,8 +85,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		if len(args) != 2 {
 			return fmt.Errorf("%s needs one argument, the backup file's path\n%s", cmd, usage)
 		}
-	case "version":
-		fmt.Fprintln(stdout, "registrar", version())
+	case "version", "-version", "--version":
+		fmt.Fprintln(stdout, "registrar", buildinfo.Read())
 		return nil
 	case "help", "-h", "-help", "--help":
 		fmt.Fprintln(stdout, usage)
@@ -141,11 +142,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 	if err := db.store.SyncTickets(ctx, ev); err != nil {
 		return err
 	}
-	log.Info("starting registrar", "version", version(), "config", cfg, "event", ev.ID, "tracing", traces.String())
+	build := buildinfo.Read()
+	log.Info("starting registrar", "version", build.Version, "revision", build.RevisionLabel(), "built", build.Time, "config", cfg, "event", ev.ID, "tracing", traces.String())
 	if err := bootstrapOwner(ctx, db.store, cfg.AdminEmail, cfg.AdminPassword, cfg.BaseURL, stderr, log); err != nil {
 		return err
 	}
-	tracing, err := telemetry.New(traces, version(), log.With("component", "tracing"))
+	tracing, err := telemetry.New(traces, build.Version, log.With("component", "tracing"))
 	if err != nil {
 		return err
 	}
@@ -584,13 +586,6 @@ func clientID() (string, error) {
 		return "", fmt.Errorf("client id: %w", err)
 	}
 	return fmt.Sprintf("%s-%d-%s", host, os.Getpid(), hex.EncodeToString(b[:])), nil
-}
-
-func version() string {
-	if info, ok := debug.ReadBuildInfo(); ok && info.Main.Version != "" {
-		return info.Main.Version
-	}
-	return "(devel)"
 }
 
 // levelHandler drops records below a minimum level.
