@@ -475,7 +475,9 @@ func (a *app) start(ctx context.Context, stdout io.Writer) error {
 	// More clients than file descriptors wait to be accepted rather than
 	// make the process's own file opens fail; when the connections run
 	// short, served clients are let go instead of kept alive.
-	a.ln = limitConns(ln, maxConns(log))
+	// Inside that, one client may hold at most cfg.MaxConnsPerClient of
+	// them: its connections beyond are closed at once, not waited for.
+	a.ln = limitConns(capPerClient(ln, cfg.MaxConnsPerClient, log), maxConns(log))
 	if cfg.DebugAddr != "" {
 		dln, err := listenDebug(cfg.DebugAddr)
 		if err != nil {

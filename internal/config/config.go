@@ -95,6 +95,11 @@ type Config struct {
 	// make per minute (REGISTRAR_RATE_LIMIT); 0 turns the limit off.
 	RateLimit int
 
+	// MaxConnsPerClient is how many connections one client (an IPv4
+	// address, or an IPv6 /64) may hold open to the public listener at
+	// once (REGISTRAR_MAX_CONNS_PER_CLIENT); 0 turns the cap off.
+	MaxConnsPerClient int
+
 	// DebugAddr is where /debug/pprof/ is served (REGISTRAR_DEBUG_ADDR);
 	// "" turns it off. It is a separate listener so that profiles are
 	// never exposed on the public address.
@@ -107,18 +112,19 @@ type Config struct {
 
 // Defaults of the variables that have one.
 const (
-	defaultAddr            = ":8080"
-	defaultBaseURL         = "http://localhost:8080"
-	defaultDatabaseURL     = "sqlite:data/registrar.db"
-	defaultRoles           = "web,worker"
-	defaultPayment         = "test"
-	defaultPayPalAPIBase   = "https://api-m.sandbox.paypal.com"
-	defaultEmail           = "outbox"
-	defaultSendGridAPIBase = "https://api.sendgrid.com"
-	defaultMailingList     = "local"
-	defaultRateLimit       = "60"
-	defaultAdminEmail      = "admin@localhost"
-	postgresDataDir        = "data"
+	defaultAddr              = ":8080"
+	defaultBaseURL           = "http://localhost:8080"
+	defaultDatabaseURL       = "sqlite:data/registrar.db"
+	defaultRoles             = "web,worker"
+	defaultPayment           = "test"
+	defaultPayPalAPIBase     = "https://api-m.sandbox.paypal.com"
+	defaultEmail             = "outbox"
+	defaultSendGridAPIBase   = "https://api.sendgrid.com"
+	defaultMailingList       = "local"
+	defaultRateLimit         = "60"
+	defaultMaxConnsPerClient = "64"
+	defaultAdminEmail        = "admin@localhost"
+	postgresDataDir          = "data"
 )
 
 const (
@@ -198,6 +204,7 @@ func Load(getenv func(string) string) (Config, error) {
 	c.NotifyEmails = emailList(&p, "REGISTRAR_NOTIFY_EMAIL", get("REGISTRAR_NOTIFY_EMAIL", ""))
 	c.JobTimeout = duration(&p, "REGISTRAR_JOB_TIMEOUT", get("REGISTRAR_JOB_TIMEOUT", "1m"), time.Second, time.Hour)
 	c.RateLimit = rateLimit(&p, "REGISTRAR_RATE_LIMIT", get("REGISTRAR_RATE_LIMIT", defaultRateLimit))
+	c.MaxConnsPerClient = connsPerClient(&p, "REGISTRAR_MAX_CONNS_PER_CLIENT", get("REGISTRAR_MAX_CONNS_PER_CLIENT", defaultMaxConnsPerClient))
 	if c.DebugAddr = get("REGISTRAR_DEBUG_ADDR", ""); c.DebugAddr != "" {
 		checkAddr(&p, "REGISTRAR_DEBUG_ADDR", c.DebugAddr)
 		loopbackAddr(&p, "REGISTRAR_DEBUG_ADDR", c.DebugAddr)
@@ -263,6 +270,15 @@ func rateLimit(p *problems, name, v string) int {
 	n, err := strconv.Atoi(v)
 	if err != nil || n < 0 || n > 1_000_000 {
 		p.add(name, "%q is not a whole number from 0 to 1000000; use attempts per minute per client address, or 0 to turn the limit off", v)
+		return 0
+	}
+	return n
+}
+
+func connsPerClient(p *problems, name, v string) int {
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 0 || n > 1_000_000 {
+		p.add(name, "%q is not a whole number from 0 to 1000000; use the open connections allowed per client address, e.g. 64, or 0 to turn the cap off (behind a reverse proxy, whose connections all come from its address)", v)
 		return 0
 	}
 	return n
@@ -529,6 +545,7 @@ func (c Config) LogValue() slog.Value {
 		slog.String("notify_email", strings.Join(c.NotifyEmails, ",")),
 		slog.String("data_dir", c.DataDir),
 		slog.Int("rate_limit", c.RateLimit),
+		slog.Int("max_conns_per_client", c.MaxConnsPerClient),
 		slog.Duration("job_timeout", c.JobTimeout),
 	)
 }

@@ -28,20 +28,21 @@ func TestLoadDefaults(t *testing.T) {
 		t.Fatalf("Load: %v", err)
 	}
 	want := Config{
-		Addr:        ":8080",
-		BaseURL:     "http://localhost:8080",
-		Database:    Database{Engine: EngineSQLite, Path: "data/registrar.db"},
-		Roles:       Roles{Web: true, Worker: true},
-		Payment:     "test",
-		PayPal:      PayPal{APIBase: "https://api-m.sandbox.paypal.com"},
-		Email:       "outbox",
-		SendGrid:    SendGrid{APIBase: "https://api.sendgrid.com"},
-		MailingList: "local",
-		Mailchimp:   Mailchimp{DoubleOptIn: true},
-		DataDir:     "data",
-		RateLimit:   60,
-		JobTimeout:  time.Minute,
-		AdminEmail:  "admin@localhost",
+		Addr:              ":8080",
+		BaseURL:           "http://localhost:8080",
+		Database:          Database{Engine: EngineSQLite, Path: "data/registrar.db"},
+		Roles:             Roles{Web: true, Worker: true},
+		Payment:           "test",
+		PayPal:            PayPal{APIBase: "https://api-m.sandbox.paypal.com"},
+		Email:             "outbox",
+		SendGrid:          SendGrid{APIBase: "https://api.sendgrid.com"},
+		MailingList:       "local",
+		Mailchimp:         Mailchimp{DoubleOptIn: true},
+		DataDir:           "data",
+		RateLimit:         60,
+		MaxConnsPerClient: 64,
+		JobTimeout:        time.Minute,
+		AdminEmail:        "admin@localhost",
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("Load() =\n  %#v\nwant\n  %#v", got, want)
@@ -66,6 +67,15 @@ func TestLoadValid(t *testing.T) {
 		}},
 		{"rate limit set", map[string]string{"REGISTRAR_RATE_LIMIT": "600"}, func(t *testing.T, c Config) {
 			eq(t, c.RateLimit, 600)
+		}},
+		{"connections per client by default", map[string]string{}, func(t *testing.T, c Config) {
+			eq(t, c.MaxConnsPerClient, 64)
+		}},
+		{"connections per client off", map[string]string{"REGISTRAR_MAX_CONNS_PER_CLIENT": "0"}, func(t *testing.T, c Config) {
+			eq(t, c.MaxConnsPerClient, 0)
+		}},
+		{"connections per client set", map[string]string{"REGISTRAR_MAX_CONNS_PER_CLIENT": "200"}, func(t *testing.T, c Config) {
+			eq(t, c.MaxConnsPerClient, 200)
 		}},
 		{"debug addr", map[string]string{"REGISTRAR_DEBUG_ADDR": "127.0.0.1:6060"}, func(t *testing.T, c Config) {
 			eq(t, c.DebugAddr, "127.0.0.1:6060")
@@ -327,6 +337,10 @@ func TestLoadInvalid(t *testing.T) {
 			`REGISTRAR_RATE_LIMIT: "-1" is not a whole number from 0 to 1000000; use attempts per minute per client address, or 0 to turn the limit off`}},
 		{"rate limit not a number", map[string]string{"REGISTRAR_RATE_LIMIT": "lots"}, []string{
 			`REGISTRAR_RATE_LIMIT: "lots" is not a whole number from 0 to 1000000; use attempts per minute per client address, or 0 to turn the limit off`}},
+		{"connections per client negative", map[string]string{"REGISTRAR_MAX_CONNS_PER_CLIENT": "-5"}, []string{
+			`REGISTRAR_MAX_CONNS_PER_CLIENT: "-5" is not a whole number from 0 to 1000000; use the open connections allowed per client address, e.g. 64, or 0 to turn the cap off (behind a reverse proxy, whose connections all come from its address)`}},
+		{"connections per client not a number", map[string]string{"REGISTRAR_MAX_CONNS_PER_CLIENT": "many"}, []string{
+			`REGISTRAR_MAX_CONNS_PER_CLIENT: "many" is not a whole number from 0 to 1000000; use the open connections allowed per client address, e.g. 64, or 0 to turn the cap off (behind a reverse proxy, whose connections all come from its address)`}},
 		{"mailchimp API base bad", map[string]string{"MAILCHIMP_API_BASE": "us21.api.mailchimp.com"}, []string{
 			`MAILCHIMP_API_BASE: "us21.api.mailchimp.com" is not an absolute http or https URL; use an absolute http or https URL such as "https://us21.api.mailchimp.com/3.0"`}},
 

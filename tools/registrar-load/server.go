@@ -45,8 +45,9 @@ func eventFile(capacity int, price string, now time.Time) string {
 }
 
 // registrarEnv is the environment of the started registrar: a fresh
-// database, no rate limit, the event file, and the fakes as providers. It
-// listens on addr ("127.0.0.1:0": any free port).
+// database, no rate limit or per-client connection cap, the event file,
+// and the fakes as providers. It listens on addr ("127.0.0.1:0": any free
+// port).
 func registrarEnv(o options, dir, addr, fakesURL string, getenv func(string) string) []string {
 	db := "sqlite:" + sqlitePath(dir)
 	if o.database != "" {
@@ -58,6 +59,7 @@ func registrarEnv(o options, dir, addr, fakesURL string, getenv func(string) str
 		"REGISTRAR_DATABASE_URL=" + db,
 		"REGISTRAR_EVENT_FILE=" + filepath.Join(dir, "event.json"),
 		"REGISTRAR_RATE_LIMIT=0",
+		"REGISTRAR_MAX_CONNS_PER_CLIENT=0", // every client is 127.0.0.1
 		"REGISTRAR_ADMIN_PASSWORD=load-test-admin-password",
 		"REGISTRAR_PAYMENT=paypal",
 		"PAYPAL_CLIENT_ID=load-client",
