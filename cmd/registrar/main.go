@@ -67,7 +67,12 @@ commands:
 
 Configuration is read from the environment; see README.md.`
 
-func run(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
+func run(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) (err error) {
+	// The error returned is printed to stderr: it is redacted as the log
+	// is, with the configured secrets once they are known, and those
+	// learnt since (a provider's access token).
+	var secrets *logredact.Handler
+	defer func() { err = redactError(err, secrets) }()
 	cmd := "serve"
 	if len(args) > 0 {
 		cmd = args[0]
@@ -112,7 +117,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 	// Every logger derives from this one: lines written with a request's or a
 	// job's context carry its ids, and card numbers and the configured
 	// secrets never reach the log, whatever a provider's error echoes.
-	log := slog.New(telemetry.NewLogHandler(logredact.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}), cfg.Secrets())))
+	secrets = logredact.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}), cfg.Secrets())
+	log := slog.New(telemetry.NewLogHandler(secrets))
 	switch cmd {
 	case "backup":
 		return backupCommand(ctx, cfg.Database, args[1], stdout)
@@ -151,8 +157,33 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 	if err != nil {
 		return err
 	}
-	return serve(ctx, cfg, ev, db, tracing, log, stdout)
+	return serve(ctx, cfg, ev, db, tracing, log, secrets, stdout)
 }
+
+// redactError is err with its text redacted by secrets (card numbers
+// alone while secrets is nil); errors.Is and errors.As still see err.
+func redactError(err error, secrets *logredact.Handler) error {
+	if err == nil {
+		return nil
+	}
+	if secrets == nil {
+		secrets = logredact.New(slog.DiscardHandler, nil)
+	}
+	msg := err.Error()
+	if red := secrets.String(msg); red != msg {
+		return &redactedError{msg: red, err: err}
+	}
+	return err
+}
+
+// redactedError is an error whose text has been redacted.
+type redactedError struct {
+	msg string
+	err error
+}
+
+func (e *redactedError) Error() string { return e.msg }
+func (e *redactedError) Unwrap() error { return e.err }
 
 // store is everything registrar keeps, on either engine.
 type store interface {
@@ -241,7 +272,7 @@ type adapters struct {
 	list      pipeline.MailingList
 }
 
-func newAdapters(cfg config.Config, store store, tracing *telemetry.Tracing, log *slog.Logger) (adapters, error) {
+func newAdapters(cfg config.Config, store store, tracing *telemetry.Tracing, log *slog.Logger, secrets *logredact.Handler) (adapters, error) {
 	var a adapters
 	// Each provider call is a client span when tracing is on.
 	traced := func(provider string, hc *http.Client) *http.Client {
@@ -250,8 +281,12 @@ func newAdapters(cfg config.Config, store store, tracing *telemetry.Tracing, log
 	}
 	switch cfg.Payment {
 	case "paypal":
-		a.processor = paypal.New(cfg.PayPal.APIBase, cfg.PayPal.ClientID, cfg.PayPal.ClientSecret,
+		pp := paypal.New(cfg.PayPal.APIBase, cfg.PayPal.ClientID, cfg.PayPal.ClientSecret,
 			traced("paypal", paypal.HTTPClient()), log.With("component", "paypal"))
+		// Its Basic credentials and access tokens are redacted as the
+		// configured secrets are.
+		pp.RedactWith(secrets)
+		a.processor = pp
 	default:
 		a.processor = payment.NewTestProcessor()
 	}
@@ -290,6 +325,9 @@ type app struct {
 	ev  *event.Event
 	db  *engine
 	log *slog.Logger
+	// secrets is the log's redaction, which learns the secrets providers
+	// issue while running.
+	secrets *logredact.Handler
 	// tracing is flushed last by shutdown.
 	tracing *telemetry.Tracing
 
@@ -309,8 +347,8 @@ type app struct {
 	served    chan error
 }
 
-func serve(ctx context.Context, cfg config.Config, ev *event.Event, db *engine, tracing *telemetry.Tracing, log *slog.Logger, stdout io.Writer) (err error) {
-	a := &app{cfg: cfg, ev: ev, db: db, log: log, tracing: tracing}
+func serve(ctx context.Context, cfg config.Config, ev *event.Event, db *engine, tracing *telemetry.Tracing, log *slog.Logger, secrets *logredact.Handler, stdout io.Writer) (err error) {
+	a := &app{cfg: cfg, ev: ev, db: db, log: log, secrets: secrets, tracing: tracing}
 	defer func() { err = errors.Join(err, a.shutdown()) }()
 	if err := a.build(ctx); err != nil {
 		return err
@@ -334,7 +372,7 @@ func serve(ctx context.Context, cfg config.Config, ev *event.Event, db *engine, 
 // job console's caches.
 func (a *app) build(ctx context.Context) error {
 	cfg, store, log := a.cfg, a.db.store, a.log
-	ad, err := newAdapters(cfg, store, a.tracing, log)
+	ad, err := newAdapters(cfg, store, a.tracing, log, a.secrets)
 	if err != nil {
 		return err
 	}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/registrar/registrar/internal/config"
 	"github.com/registrar/registrar/internal/event"
+	"github.com/registrar/registrar/internal/logredact"
 	"github.com/registrar/registrar/internal/telemetry"
 )
 
@@ -34,7 +35,8 @@ func startServe(t *testing.T, e env, tracing *telemetry.Tracing) *server {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &server{logs: &syncBuffer{}, cancel: cancel, done: make(chan error, 1)}
-	log := slog.New(telemetry.NewLogHandler(slog.NewTextHandler(s.logs, nil)))
+	secrets := logredact.New(slog.NewTextHandler(s.logs, nil), cfg.Secrets())
+	log := slog.New(telemetry.NewLogHandler(secrets))
 	db, err := openEngine(ctx, cfg.Database, log)
 	if err != nil {
 		t.Fatal(err)
@@ -45,7 +47,7 @@ func startServe(t *testing.T, e env, tracing *telemetry.Tracing) *server {
 	out := &addrWriter{url: make(chan string, 1)}
 	go func() {
 		defer db.close()
-		s.done <- serve(ctx, cfg, ev, db, tracing, log, out)
+		s.done <- serve(ctx, cfg, ev, db, tracing, log, secrets, out)
 	}()
 	select {
 	case s.url = <-out.url:

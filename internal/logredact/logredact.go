@@ -19,6 +19,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"unicode/utf8"
 )
 
@@ -32,7 +34,9 @@ const (
 // short value would redact common words and numbers all over the log.
 const MinSecretLen = 6
 
-// Handler redacts records and passes them to the handler it wraps.
+// Handler redacts records and passes them to the handler it wraps. The
+// handlers derived from it (WithAttrs, WithGroup) share its secrets: one
+// added to any of them is removed by all.
 type Handler struct {
 	next slog.Handler
 	r    *redactor
@@ -41,16 +45,22 @@ type Handler struct {
 // New wraps next. secrets are the values to remove wherever they appear;
 // empty ones and those shorter than MinSecretLen are ignored.
 func New(next slog.Handler, secrets []string) *Handler {
-	var kept []string
-	for _, s := range secrets {
-		if len(s) >= MinSecretLen && !slices.Contains(kept, s) {
-			kept = append(kept, s)
-		}
-	}
-	// Longest first: a secret that contains another is replaced whole.
-	slices.SortStableFunc(kept, func(a, b string) int { return cmp.Compare(len(b), len(a)) })
-	return &Handler{next: next, r: &redactor{secrets: kept}}
+	r := &redactor{}
+	r.Add(secrets...)
+	return &Handler{next: next, r: r}
 }
+
+// Add makes the handler, and every handler derived from it, remove
+// secrets from the records to come: for secrets learnt while running,
+// such as an access token a provider issues. It is safe to call while
+// records are handled. Empty secrets, those shorter than MinSecretLen and
+// those already known are ignored. (Attributes a derived handler was
+// given by WithAttrs before are not looked at again.)
+func (h *Handler) Add(secrets ...string) { h.r.Add(secrets...) }
+
+// Remove stops removing secrets, e.g. an access token long replaced, so
+// that the list does not grow without end.
+func (h *Handler) Remove(secrets ...string) { h.r.Remove(secrets...) }
 
 // Enabled reports whether the wrapped handler handles records at l.
 func (h *Handler) Enabled(ctx context.Context, l slog.Level) bool { return h.next.Enabled(ctx, l) }
@@ -97,8 +107,51 @@ func (h *Handler) String(s string) string {
 	return out
 }
 
+// redactor holds the secrets. Records read the list without a lock; Add
+// and Remove replace it whole, one at a time.
 type redactor struct {
-	secrets []string // longest first
+	mu      sync.Mutex
+	secrets atomic.Pointer[[]string] // longest first
+}
+
+func (r *redactor) Add(secrets ...string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	kept := r.list()
+	changed := false
+	for _, s := range secrets {
+		if len(s) >= MinSecretLen && !slices.Contains(kept, s) {
+			if !changed {
+				kept = slices.Clone(kept)
+				changed = true
+			}
+			kept = append(kept, s)
+		}
+	}
+	if !changed {
+		return
+	}
+	// Longest first: a secret that contains another is replaced whole.
+	slices.SortStableFunc(kept, func(a, b string) int { return cmp.Compare(len(b), len(a)) })
+	r.secrets.Store(&kept)
+}
+
+func (r *redactor) Remove(secrets ...string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	old := r.list()
+	kept := slices.DeleteFunc(slices.Clone(old), func(s string) bool { return slices.Contains(secrets, s) })
+	if len(kept) != len(old) {
+		r.secrets.Store(&kept)
+	}
+}
+
+// list is the current secrets, longest first; never modified in place.
+func (r *redactor) list() []string {
+	if p := r.secrets.Load(); p != nil {
+		return *p
+	}
+	return nil
 }
 
 func (r *redactor) attr(a slog.Attr) (slog.Attr, bool) {
@@ -179,7 +232,7 @@ func render(x any) string {
 // first: their escapes would otherwise add digits to a number beside them.
 func (r *redactor) str(s string) (string, bool) {
 	s, changed := printable(s)
-	for _, secret := range r.secrets {
+	for _, secret := range r.list() {
 		if strings.Contains(s, secret) {
 			s = strings.ReplaceAll(s, secret, SecretMark)
 			changed = true

@@ -11,6 +11,7 @@ package paypal
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -19,6 +20,7 @@ import (
 	"net/http"
 	"net/http/httptrace"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -53,10 +55,37 @@ type Client struct {
 	log          *slog.Logger
 	now          func() time.Time
 
+	// secrets, when set, learns the credentials as sent and each access
+	// token issued, so that the log never shows them.
+	secrets Secrets
+
 	mu        sync.Mutex
 	token     string
 	refreshAt time.Time
 	inflight  *tokenCall // the one token request under way, if any
+	learnt    []string   // the access tokens given to secrets, oldest first
+}
+
+// Secrets is what learns the secrets the client comes to hold: the log's
+// redaction (logredact.Handler).
+type Secrets interface {
+	Add(secrets ...string)
+	Remove(secrets ...string)
+}
+
+// keptTokens is how many of the latest access tokens stay with Secrets: the
+// one in use and the one before, which calls in flight may still carry.
+const keptTokens = 2
+
+// RedactWith gives s the secrets the client sends that are not in the
+// configuration as such: the Basic credentials of the token request
+// (base64 of id:secret) at once, and each access token as it is issued,
+// before any use; the tokens long replaced are removed again. Call it
+// before the client's first use.
+func (c *Client) RedactWith(s Secrets) {
+	c.secrets = s
+	basic := base64.StdEncoding.EncodeToString([]byte(c.clientID + ":" + c.clientSecret))
+	s.Add(basic, strings.TrimRight(basic, "="))
 }
 
 // tokenCall is one token request that concurrent callers wait for.
@@ -135,6 +164,7 @@ func (c *Client) fetchToken(call *tokenCall) {
 	tok, ttl, err := c.requestToken(ctx)
 	c.mu.Lock()
 	if err == nil {
+		c.learn(tok)
 		c.token = tok
 		c.refreshAt = c.now().Add(ttl - refreshMargin(ttl))
 	}
@@ -142,6 +172,21 @@ func (c *Client) fetchToken(call *tokenCall) {
 	c.mu.Unlock()
 	call.token, call.err = tok, err
 	close(call.done)
+}
+
+// learn gives a new access token to c.secrets, and removes from it the
+// tokens older than the keptTokens latest; c.mu is held.
+func (c *Client) learn(tok string) {
+	if c.secrets == nil {
+		return
+	}
+	c.secrets.Add(tok)
+	// PayPal may issue a token still valid again: it is the latest then.
+	c.learnt = append(slices.DeleteFunc(c.learnt, func(t string) bool { return t == tok }), tok)
+	if n := len(c.learnt) - keptTokens; n > 0 {
+		c.secrets.Remove(c.learnt[:n]...)
+		c.learnt = append(c.learnt[:0], c.learnt[n:]...)
+	}
 }
 
 // refreshMargin is how long before its expiry a token of lifetime ttl is

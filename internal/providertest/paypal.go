@@ -87,6 +87,7 @@ type PayPal struct {
 	pendCaptures    bool
 	pendRefunds     bool
 	echoCard        bool
+	echoCreds       bool
 	refundRefusals  []string
 	nTokens         int
 	nRequests       int
@@ -215,6 +216,16 @@ func (p *PayPal) EchoCardInErrors(on bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.echoCard = on
+}
+
+// EchoCredentialsInErrors makes error answers quote the request's
+// Authorization header, as a misbehaving gateway or proxy might: the Basic
+// client credentials in a refused token request's error_description, the
+// Bearer access token in the first detail of an API call's error.
+func (p *PayPal) EchoCredentialsInErrors(on bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.echoCreds = on
 }
 
 // SetLatency delays every answer (token requests too) by d.
@@ -445,7 +456,13 @@ func (p *PayPal) serveToken(w http.ResponseWriter, r *http.Request) {
 	p.count()
 	debugID := ppDebugID()
 	w.Header().Set("Paypal-Debug-Id", debugID)
+	p.mu.Lock()
+	echoCreds := p.echoCreds
+	p.mu.Unlock()
 	oauthErr := func(status int, code, desc string) {
+		if echoCreds {
+			desc += " for Authorization: " + r.Header.Get("Authorization")
+		}
 		ppWriteJSON(w, status, map[string]any{"error": code, "error_description": desc})
 	}
 	if r.Method != http.MethodPost {
@@ -519,12 +536,18 @@ func (p *PayPal) api(spec *Spec, texts ppTexts, op func(r *http.Request, body []
 		debugID := ppDebugID()
 		w.Header().Set("Paypal-Debug-Id", debugID)
 		echo := "" // the card number an error answer echoes
+		p.mu.Lock()
+		echoCreds := p.echoCreds
+		p.mu.Unlock()
 		answer := func(res ppResult) {
 			if res.status >= 400 && res.body == nil {
 				res.body = ppErrorBody(res.status, res.issue, texts)
 			}
 			if res.status >= 400 && echo != "" {
 				res.body = ppEchoCard(res.body, echo)
+			}
+			if res.status >= 400 && echoCreds {
+				res.body = ppEchoAuthorization(res.body, r.Header.Get("Authorization"))
 			}
 			if res.status >= 400 {
 				res.body = ppWithDebugID(res.body, debugID)
@@ -1224,6 +1247,20 @@ func ppEchoCard(body any, number string) any {
 	m["details"] = append([]any{map[string]string{
 		"field": "/payment_source/card/number", "value": number, "location": "body",
 		"issue": "INVALID_PARAMETER_VALUE", "description": "The card " + spaced.String() + " could not be processed.",
+	}}, details...)
+	return m
+}
+
+// ppEchoAuthorization adds to an error body a first detail that quotes the
+// Authorization header.
+func ppEchoAuthorization(body any, authorization string) any {
+	m, ok := body.(map[string]any)
+	if !ok {
+		return body
+	}
+	details, _ := m["details"].([]any)
+	m["details"] = append([]any{map[string]string{
+		"issue": "PERMISSION_DENIED", "description": "Request with Authorization: " + authorization + " could not be processed.",
 	}}, details...)
 	return m
 }
