@@ -44,6 +44,7 @@ import (
 )
 
 func main() {
+	// run's error comes redacted as the log is.
 	if err := run(context.Background(), os.Args[1:], os.Getenv, os.Stdin, os.Stdout, os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "registrar:", err)
 		os.Exit(1)
