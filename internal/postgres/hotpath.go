@@ -617,6 +617,7 @@ func insertRegistrations(ctx context.Context, tx *sql.Tx, items []*groupcommit.I
 	firsts, lasts, emails, companies := str(), str(), str(), str()
 	providers, references, brands, last4s := str(), str(), str(), str()
 	line1s, line2s, cities, postals, regions, countries, searches, emailKeys := str(), str(), str(), str(), str(), str(), str(), str()
+	consentTexts := str()
 	amounts, newsletters := make([]int64, n), make([]bool, n)
 	consented, created := make([]*time.Time, n), make([]time.Time, n)
 	for i, it := range items {
@@ -628,6 +629,7 @@ func insertRegistrations(ctx context.Context, tx *sql.Tx, items []*groupcommit.I
 		line1s[i], line2s[i], cities[i], postals[i], regions[i], countries[i] = b.Line1, b.Line2, b.City, b.PostalCode, b.Region, b.Country
 		searches[i], emailKeys[i] = searchText(r.FirstName, r.LastName, r.Email, r.Company), registration.EmailKey(r.Email)
 		amounts[i], newsletters[i], created[i] = r.Amount, r.Newsletter, r.CreatedAt.UTC()
+		consentTexts[i] = r.NewsletterConsentText
 		if !r.NewsletterConsentedAt.IsZero() {
 			t := r.NewsletterConsentedAt.UTC()
 			consented[i] = &t
@@ -636,15 +638,16 @@ func insertRegistrations(ctx context.Context, tx *sql.Tx, items []*groupcommit.I
 	res, err := tx.QueryContext(ctx, `INSERT INTO registrations (id, event_id, ticket_id, status, amount, currency,
 		first_name, last_name, email, company, newsletter, newsletter_consented_at, payment_provider, payment_reference,
 		card_brand, card_last4, billing_line1, billing_line2, billing_city, billing_postal_code, billing_region,
-		billing_country, search, email_key, created_at, updated_at)
+		billing_country, search, email_key, newsletter_consent_text, created_at, updated_at)
 		SELECT * , u.created FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::text[],
 			$7::text[], $8::text[], $9::text[], $10::text[], $11::boolean[], $12::timestamptz[], $13::text[], $14::text[],
 			$15::text[], $16::text[], $17::text[], $18::text[], $19::text[], $20::text[], $21::text[],
-			$22::text[], $23::text[], $24::text[], $25::timestamptz[]) AS u(id, e, t, s, a, c, f, l, m, co, n, nc, pp, pr,
-			cb, cl, b1, b2, bc, bp, br, bn, se, ek, created) ORDER BY u.id
+			$22::text[], $23::text[], $24::text[], $26::text[], $25::timestamptz[]) AS u(id, e, t, s, a, c, f, l, m, co, n, nc, pp, pr,
+			cb, cl, b1, b2, bc, bp, br, bn, se, ek, nt, created) ORDER BY u.id
 		ON CONFLICT (id) DO NOTHING RETURNING id`,
 		ids, events, tickets, statuses, amounts, currencies, firsts, lasts, emails, companies, newsletters, consented,
-		providers, references, brands, last4s, line1s, line2s, cities, postals, regions, countries, searches, emailKeys, created)
+		providers, references, brands, last4s, line1s, line2s, cities, postals, regions, countries, searches, emailKeys, created,
+		consentTexts)
 	if err != nil {
 		return nil, fmt.Errorf("insert registrations: %w", err)
 	}

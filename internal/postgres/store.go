@@ -488,13 +488,14 @@ func completeAttempt(ctx context.Context, tx *sql.Tx, a registration.Attempt, r 
 	res, err := tx.ExecContext(ctx, `INSERT INTO registrations (id, event_id, ticket_id, status, amount, currency,
 		first_name, last_name, email, company, newsletter, newsletter_consented_at, payment_provider, payment_reference,
 		card_brand, card_last4, billing_line1, billing_line2, billing_city, billing_postal_code, billing_region,
-		billing_country, search, email_key, created_at, updated_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $25)
+		billing_country, search, email_key, newsletter_consent_text, created_at, updated_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $26, $25, $25)
 		ON CONFLICT (id) DO NOTHING`,
 		r.ID, r.EventID, r.TicketID, r.Status, r.Amount, r.Currency, r.FirstName, r.LastName, r.Email, r.Company,
 		r.Newsletter, nullTime(r.NewsletterConsentedAt), r.Payment.Provider, r.Payment.Reference, r.Payment.Brand,
 		r.Payment.Last4, b.Line1, b.Line2, b.City, b.PostalCode, b.Region, b.Country,
-		searchText(r.FirstName, r.LastName, r.Email, r.Company), registration.EmailKey(r.Email), created)
+		searchText(r.FirstName, r.LastName, r.Email, r.Company), registration.EmailKey(r.Email), created,
+		r.NewsletterConsentText)
 	if err != nil {
 		return fmt.Errorf("insert registration: %w", err)
 	}
@@ -654,22 +655,23 @@ func searchText(first, last, email, company string) string {
 const registrationColumns = `id, event_id, ticket_id, status, amount, currency, first_name, last_name, email, company,
 	newsletter, newsletter_consented_at, payment_provider, payment_reference, card_brand, card_last4,
 	billing_line1, billing_line2, billing_city, billing_postal_code, billing_region, billing_country,
-	refunded, cancelled_at, created_at, updated_at`
+	refunded, cancelled_at, newsletter_consent_text, anonymised_at, created_at, updated_at`
 
 type scanner interface{ Scan(dest ...any) error }
 
 // scanRegistration reads a row of registrationColumns (without steps).
 func scanRegistration(sc scanner) (registration.Registration, error) {
 	var r registration.Registration
-	var consented, cancelled sql.NullTime
+	var consented, cancelled, anonymised sql.NullTime
 	b := &r.Billing
 	if err := sc.Scan(&r.ID, &r.EventID, &r.TicketID, &r.Status, &r.Amount, &r.Currency, &r.FirstName, &r.LastName,
 		&r.Email, &r.Company, &r.Newsletter, &consented, &r.Payment.Provider, &r.Payment.Reference, &r.Payment.Brand,
 		&r.Payment.Last4, &b.Line1, &b.Line2, &b.City, &b.PostalCode, &b.Region, &b.Country, &r.Refunded, &cancelled,
-		&r.CreatedAt, &r.UpdatedAt); err != nil {
+		&r.NewsletterConsentText, &anonymised, &r.CreatedAt, &r.UpdatedAt); err != nil {
 		return r, err
 	}
 	r.NewsletterConsentedAt, r.CancelledAt = fromNull(consented), fromNull(cancelled)
+	r.AnonymisedAt = fromNull(anonymised)
 	r.CreatedAt, r.UpdatedAt = r.CreatedAt.UTC(), r.UpdatedAt.UTC()
 	return r, nil
 }

@@ -80,6 +80,9 @@ type Registration struct {
 	Newsletter bool
 	// NewsletterConsentedAt is when the attendee consented (zero without).
 	NewsletterConsentedAt time.Time
+	// NewsletterConsentText is the consent text the attendee agreed to:
+	// NewsletterConsentText at the time ("" without consent).
+	NewsletterConsentText string
 	Payment               payment.Charge // Provider "" for a free ticket
 	// Billing is the cardholder's address (empty for a free ticket).
 	Billing payment.BillingAddress
@@ -87,10 +90,22 @@ type Registration struct {
 	Refunded int64
 	// CancelledAt is when an organiser cancelled it (zero otherwise).
 	CancelledAt time.Time
-	Steps       []Step
-	CreatedAt   time.Time
-	UpdatedAt   time.Time
+	// AnonymisedAt is when the attendee's personal data was erased (zero
+	// while it is kept).
+	AnonymisedAt time.Time
+	Steps        []Step
+	CreatedAt    time.Time
+	UpdatedAt    time.Time
 }
+
+// Anonymised reports whether the attendee's personal data was erased.
+func (r Registration) Anonymised() bool { return !r.AnonymisedAt.IsZero() }
+
+// NewsletterConsentText is the newsletter box's label on the form, and the
+// text recorded with every consent given on the form or through the API's
+// "newsletter": true. Changing it changes what later consents record;
+// earlier ones keep the text they were given under.
+const NewsletterConsentText = "Send me news about this conference"
 
 // Step returns the named step.
 func (r Registration) Step(name StepName) (Step, bool) {

@@ -213,6 +213,7 @@ func (s *Service) draft(id string, ticket event.Ticket, req Request, now time.Ti
 	}
 	if req.Newsletter {
 		reg.NewsletterConsentedAt = now
+		reg.NewsletterConsentText = NewsletterConsentText
 	}
 	for _, name := range Steps {
 		st := StepPending

@@ -282,6 +282,14 @@ func TestRegisterPaid(t *testing.T) {
 				r.Payment.Reference != "ref-"+id || fmt.Sprint(r.Steps) != fmt.Sprint(want) {
 				t.Errorf("registration: %+v", r)
 			}
+			// Consent through the API records the form's label as its text.
+			wantText := ""
+			if newsletter {
+				wantText = NewsletterConsentText
+			}
+			if r.NewsletterConsentText != wantText || r.NewsletterConsentedAt.IsZero() == newsletter {
+				t.Errorf("consent text %q at %v; want %q", r.NewsletterConsentText, r.NewsletterConsentedAt, wantText)
+			}
 			// The attempt was recorded with what it becomes once paid.
 			draft := r
 			draft.Payment = payment.Charge{}

@@ -365,12 +365,13 @@ func completeAttempt(ctx context.Context, tx *sql.Tx, a registration.Attempt, r 
 	created := formatTime(r.CreatedAt)
 	b := r.Billing
 	if _, err := tx.ExecContext(ctx, `INSERT INTO registrations (id, event_id, ticket_id, status, amount, currency,
-		first_name, last_name, email, company, newsletter, newsletter_consented_at, payment_provider, payment_reference,
+		first_name, last_name, email, company, newsletter, newsletter_consented_at, newsletter_consent_text,
+		payment_provider, payment_reference,
 		card_brand, card_last4, billing_line1, billing_line2, billing_city, billing_postal_code, billing_region,
 		billing_country, search, email_key, created_at, updated_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		r.ID, r.EventID, r.TicketID, r.Status, r.Amount, r.Currency, r.FirstName, r.LastName, r.Email, r.Company,
-		r.Newsletter, nullTime(r.NewsletterConsentedAt), r.Payment.Provider, r.Payment.Reference, r.Payment.Brand,
+		r.Newsletter, nullTime(r.NewsletterConsentedAt), r.NewsletterConsentText, r.Payment.Provider, r.Payment.Reference, r.Payment.Brand,
 		r.Payment.Last4, b.Line1, b.Line2, b.City, b.PostalCode, b.Region, b.Country,
 		searchText(r.FirstName, r.LastName, r.Email, r.Company), registration.EmailKey(r.Email), created, created); err != nil {
 		return fmt.Errorf("insert registration: %w", err)
@@ -514,23 +515,26 @@ func (s *Store) Registration(ctx context.Context, id string) (registration.Regis
 const registrationColumns = `id, event_id, ticket_id, status, amount, currency, first_name, last_name, email, company,
 	newsletter, newsletter_consented_at, payment_provider, payment_reference, card_brand, card_last4,
 	billing_line1, billing_line2, billing_city, billing_postal_code, billing_region, billing_country,
-	refunded, cancelled_at, created_at, updated_at`
+	refunded, cancelled_at, newsletter_consent_text, anonymised_at, created_at, updated_at`
 
 type scanner interface{ Scan(dest ...any) error }
 
 // scanRegistration reads a row of registrationColumns (without steps).
 func scanRegistration(sc scanner) (registration.Registration, error) {
 	var r registration.Registration
-	var consented, cancelled sql.NullString
+	var consented, cancelled, anonymised sql.NullString
 	var created, updated string
 	b := &r.Billing
 	if err := sc.Scan(&r.ID, &r.EventID, &r.TicketID, &r.Status, &r.Amount, &r.Currency, &r.FirstName, &r.LastName,
 		&r.Email, &r.Company, &r.Newsletter, &consented, &r.Payment.Provider, &r.Payment.Reference, &r.Payment.Brand,
 		&r.Payment.Last4, &b.Line1, &b.Line2, &b.City, &b.PostalCode, &b.Region, &b.Country, &r.Refunded, &cancelled,
-		&created, &updated); err != nil {
+		&r.NewsletterConsentText, &anonymised, &created, &updated); err != nil {
 		return r, err
 	}
 	var err error
+	if r.AnonymisedAt, err = parseNullTime(anonymised); err != nil {
+		return r, err
+	}
 	if r.NewsletterConsentedAt, err = parseNullTime(consented); err != nil {
 		return r, err
 	}

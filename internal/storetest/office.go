@@ -104,15 +104,17 @@ func testBackOfficeColumns(t *testing.T, h Harness) {
 	billing := payment.BillingAddress{Line1: "12 Rue de la Paix", Line2: "Bât. B", City: "Paris", PostalCode: "75002",
 		Region: "Île-de-France", Country: "FR"}
 	tests := []struct {
-		name   string
-		edit   func(*registration.Registration)
-		wantAt time.Time
-		wantB  payment.BillingAddress
+		name     string
+		edit     func(*registration.Registration)
+		wantAt   time.Time
+		wantB    payment.BillingAddress
+		wantText string
 	}{
 		{"with consent and billing", func(r *registration.Registration) {
 			r.Newsletter, r.NewsletterConsentedAt, r.Billing = true, consented, billing
-		}, consented, billing},
-		{"without", nil, time.Time{}, payment.BillingAddress{}},
+			r.NewsletterConsentText = registration.NewsletterConsentText
+		}, consented, billing, registration.NewsletterConsentText},
+		{"without", nil, time.Time{}, payment.BillingAddress{}, ""},
 	}
 	for _, tt := range tests {
 		r := registerAs(t, s, "standard", tt.edit)
@@ -123,6 +125,10 @@ func testBackOfficeColumns(t *testing.T, h Harness) {
 		if !got.NewsletterConsentedAt.Equal(tt.wantAt) || got.Billing != tt.wantB || got.Refunded != 0 || !got.CancelledAt.IsZero() {
 			t.Errorf("%s: consent %v billing %+v refunded %d cancelled %v; want %v %+v 0 zero", tt.name,
 				got.NewsletterConsentedAt, got.Billing, got.Refunded, got.CancelledAt, tt.wantAt, tt.wantB)
+		}
+		if got.NewsletterConsentText != tt.wantText || got.Anonymised() {
+			t.Errorf("%s: consent text %q anonymised %v; want %q, not anonymised", tt.name,
+				got.NewsletterConsentText, got.AnonymisedAt, tt.wantText)
 		}
 		page, err := s.SearchRegistrations(t.Context(), admin.Filter{Query: r.ID, Limit: 10})
 		if err != nil || len(page) != 1 {

@@ -75,6 +75,9 @@ func Handler(d Deps) (http.Handler, error) {
 	pages, err := template.New("").Funcs(template.FuncMap{
 		"amount": event.FormatAmount,
 		"field":  field,
+		// The newsletter box's label is the consent text stored with each
+		// consent: one constant, so what is recorded is what was shown.
+		"newsletterConsent": func() string { return registration.NewsletterConsentText },
 	}).ParseFS(templateFS, "templates/*.html")
 	if err != nil {
 		return nil, err
