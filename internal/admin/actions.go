@@ -46,6 +46,10 @@ type Actions interface {
 	// Refund gives amount (minor units) back without cancelling; key is
 	// the form's one-time key and becomes the refund's id.
 	Refund(ctx context.Context, by Actor, id string, amount int64, reason, key string) error
+	// Erase erases the attendee's personal data for good (amount, payment
+	// reference, ticket and dates stay for the accounts);
+	// registration.ErrAlreadyAnonymised when it was erased before.
+	Erase(ctx context.Context, by Actor, id string) error
 }
 
 // Previewer renders the email a message was sent as (or would be sent as

@@ -179,6 +179,10 @@ func (r *recorder) Refund(ctx context.Context, by admin.Actor, id string, amount
 	return r.record(call{Action: "refund", Actor: by, ID: id, Amount: amount, Reason: reason, Key: key})
 }
 
+func (r *recorder) Erase(ctx context.Context, by admin.Actor, id string) error {
+	return r.record(call{Action: "erase", Actor: by, ID: id})
+}
+
 func (r *recorder) Preview(ctx context.Context, reg registration.Registration, m registration.Message) (email.Message, error) {
 	return email.Message{
 		ID: reg.ID, From: email.Address{Name: "GopherFest", Email: "tickets@gopherfest.example"},

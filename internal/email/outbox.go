@@ -143,3 +143,49 @@ func syncDir(dir string) error {
 	}
 	return d.Close()
 }
+
+// Erase removes a registration's messages from the outbox: its first
+// confirmation (named after the registration id), its newsletter
+// confirmation requests ("newsletter-<id>-…") and the messages whose ids
+// are messageIDs (resent confirmations, cancellation notices). It returns
+// how many files it removed; files already gone are no error.
+func (o *Outbox) Erase(registrationID string, messageIDs []string) (int, error) {
+	if o.Dir == "" {
+		return 0, errors.New("email: outbox directory is empty")
+	}
+	var names []string
+	for _, id := range append([]string{registrationID}, messageIDs...) {
+		name, err := outboxFileName(id)
+		if err != nil {
+			return 0, err
+		}
+		names = append(names, name)
+	}
+	if stem, err := outboxFileName("newsletter-" + registrationID); err == nil {
+		// Only clean ids name their file after themselves; a registration
+		// id always is one.
+		matches, err := filepath.Glob(filepath.Join(o.Dir, strings.TrimSuffix(stem, ".eml")+"-*.eml"))
+		if err != nil {
+			return 0, fmt.Errorf("email: scan outbox: %w", err)
+		}
+		for _, m := range matches {
+			names = append(names, filepath.Base(m))
+		}
+	}
+	removed := 0
+	for _, name := range names {
+		err := os.Remove(filepath.Join(o.Dir, name))
+		switch {
+		case err == nil:
+			removed++
+		case !errors.Is(err, fs.ErrNotExist):
+			return removed, fmt.Errorf("email: erase from outbox: %w", err)
+		}
+	}
+	if removed > 0 {
+		if err := syncDir(o.Dir); err != nil {
+			return removed, fmt.Errorf("email: erase from outbox: %w", err)
+		}
+	}
+	return removed, nil
+}

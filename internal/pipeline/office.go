@@ -55,4 +55,18 @@ type OfficeStore interface {
 	NoticesSent(ctx context.Context, ids []int64, at time.Time) error
 	// Audit records an entry on its own (an action of the system).
 	Audit(ctx context.Context, e registration.AuditEntry) error
+	// AnonymiseRegistration erases the attendee's personal data from every
+	// row that holds it: the registration (names, email, address lines and
+	// company replaced; anonymised_at set), its order, its mailing-list
+	// entry (deleted), its emails' addresses (those not sent yet fail), its
+	// steps' errors (an email or mailing-list step not done is skipped with
+	// registration.ErasedStepNotice), and the free text of its audit
+	// entries, refunds, payment incidents and notices. It records audit
+	// (none when its Action is "") and runs then in the same transaction,
+	// and returns the registration as it was and the ids of its emails.
+	// ErrAlreadyAnonymised (nothing written) when it was erased before.
+	AnonymiseRegistration(ctx context.Context, id string, audit registration.AuditEntry, then registration.TxFunc) (registration.Registration, []string, error)
+	// RegistrationsToAnonymise lists up to limit registrations of the
+	// event whose personal data is still kept.
+	RegistrationsToAnonymise(ctx context.Context, eventID string, limit int) ([]string, error)
 }

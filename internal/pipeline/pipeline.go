@@ -224,6 +224,10 @@ type Options struct {
 	// ClientID names this process's River client (jobs record it in
 	// attempted_by); "" lets River choose.
 	ClientID string
+	// RetentionDays, when positive, erases the personal data of the
+	// event's registrations that many days after the event ended (a
+	// periodic job, hourly); 0 keeps them.
+	RetentionDays int
 }
 
 // DefaultOptions are the production settings: an activity is retried for
@@ -343,6 +347,14 @@ func Config(d Deps, o Options, workers bool, log *slog.Logger) (*river.Config, e
 		if err := addOfficeWorkers(ws, d); err != nil {
 			return nil, err
 		}
+		if err := river.AddWorkerSafely(ws, &retentionWorker{d: d, days: o.RetentionDays, now: time.Now}); err != nil {
+			return nil, err
+		}
+	}
+	if forget, ok := d.List.(MemberForgetter); ok {
+		if err := river.AddWorkerSafely(ws, &forgetMemberWorker{forget: forget}); err != nil {
+			return nil, err
+		}
 	}
 	cfg.Workers = ws
 	cfg.Queues = map[string]river.QueueConfig{
@@ -362,6 +374,11 @@ func Config(d Deps, o Options, workers bool, log *slog.Logger) (*river.Config, e
 		}
 		cfg.PeriodicJobs = append(cfg.PeriodicJobs, river.NewPeriodicJob(river.PeriodicInterval(every),
 			func() (river.JobArgs, *river.InsertOpts) { return NotifyOrganisersArgs{}, nil }, nil))
+		if o.RetentionDays > 0 {
+			cfg.PeriodicJobs = append(cfg.PeriodicJobs, river.NewPeriodicJob(river.PeriodicInterval(time.Hour),
+				func() (river.JobArgs, *river.InsertOpts) { return RetentionArgs{}, nil },
+				&river.PeriodicJobOpts{RunOnStart: true}))
+		}
 	}
 	return cfg, nil
 }

@@ -147,6 +147,7 @@ func (noActions) Cancel(context.Context, admin.Actor, string, admin.Cancellation
 func (noActions) Refund(context.Context, admin.Actor, string, int64, string, string) error {
 	return nil
 }
+func (noActions) Erase(context.Context, admin.Actor, string) error { return nil }
 func (noActions) Preview(context.Context, registration.Registration, registration.Message) (email.Message, error) {
 	return email.Message{}, nil
 }

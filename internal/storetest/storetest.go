@@ -63,6 +63,7 @@ func Run(t *testing.T, h Harness) {
 		run  func(*testing.T, Harness)
 	}{
 		{"SyncTickets", testSyncTickets},
+		{"AnonymiseRegistration", testAnonymiseRegistration},
 		{"StartAndFailAttempt", testStartAndFailAttempt},
 		{"CompleteAttempt", testCompleteAttempt},
 		{"AbandonedAttempts", testAbandonedAttempts},
