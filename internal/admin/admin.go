@@ -146,6 +146,8 @@ func (s *server) routes() {
 	m.Handle("POST /admin/registrations/{id}/edit", s.guard(PermEdit, s.edit()))
 	m.Handle("POST /admin/registrations/{id}/refund", s.guard(PermRefund, s.refund()))
 	m.Handle("POST /admin/registrations/{id}/cancel", s.guard(PermRefund, s.cancel()))
+	m.Handle("GET /admin/registrations/{id}/export.json", s.guard(PermExportPayments, s.exportData()))
+	m.Handle("POST /admin/registrations/{id}/erase", s.guard(PermErase, s.erase()))
 	m.Handle("GET /admin/incidents", s.guard(PermRead, s.incidents()))
 	m.Handle("GET /admin/audit", s.guard(PermRead, s.auditLog()))
 	m.Handle("GET /admin/accounts", s.guard(PermAccounts, s.accounts()))

@@ -150,7 +150,7 @@ func (s *server) loadDetail(ctx context.Context, id string) (detailView, error) 
 	if dv.Audit, err = s.Store.AuditLog(ctx, AuditFilter{RegistrationID: id, Limit: 200}); err != nil {
 		return dv, err
 	}
-	for _, form := range []string{"retry", "resend", "edit", "refund", "cancel"} {
+	for _, form := range []string{"retry", "resend", "edit", "refund", "cancel", "erase"} {
 		dv.Keys[form] = newKey()
 	}
 	return dv, nil
@@ -243,8 +243,22 @@ func actionError(form string, errs formErrors, err error) (formErrors, error) {
 		return nil, nil // done already: a repeated submit
 	case errors.Is(err, registration.ErrDuplicate):
 		return nil, nil // the same form sent twice
+	case errors.Is(err, registration.ErrAlreadyAnonymised) && form == "erase":
+		return nil, nil // done already: a repeated submit
 	}
 	return nil, err
+}
+
+func (s *server) erase() authedHandler {
+	return s.action("erase", func(ctx context.Context, r *http.Request, v *visitor, dv *detailView) (formErrors, error) {
+		if dv.R.Anonymised() {
+			return nil, nil // a repeated submit: it is done
+		}
+		if r.PostForm.Get("confirm") != "yes" {
+			return formErrors{"confirm": "Tick the box to confirm: erasing cannot be undone."}, nil
+		}
+		return nil, s.Actions.Erase(ctx, v.actor(), dv.R.ID)
+	})
 }
 
 func (s *server) retry() authedHandler {

@@ -388,6 +388,7 @@ func (e *env) seed(regs ...seedReg) []registration.Registration {
 				{Name: registration.StepAddToMailingList, Status: registration.StepSkipped}}}
 		if s.Newsletter {
 			r.NewsletterConsentedAt = s.Created
+			r.NewsletterConsentText = registration.NewsletterConsentText
 			r.Steps[2].Status = registration.StepPending
 		}
 		if tk.Price > 0 {

@@ -77,7 +77,7 @@ func (s *server) parseTemplates() (map[string]*template.Template, error) {
 // permissions names the permissions for templates.
 var permissions = map[string]Permission{
 	"read": PermRead, "edit": PermEdit, "refund": PermRefund, "exportPayments": PermExportPayments,
-	"accounts": PermAccounts, "jobs": PermJobs,
+	"accounts": PermAccounts, "jobs": PermJobs, "erase": PermErase,
 }
 
 // render writes page name with status. It renders into a buffer first, so
@@ -116,6 +116,7 @@ var flashes = map[string]string{
 	"edit":   "The attendee's details are saved.",
 	"refund": "The refund is requested. Its outcome appears below once the payment provider answers.",
 	"cancel": "The registration is cancelled; its seat is on sale again.",
+	"erase":  "The attendee's personal data is erased. The amount, payment reference, ticket and dates are kept for the accounts.",
 }
 
 // parseForm reads a form body of at most maxFormBytes; it answers the

@@ -62,6 +62,8 @@ func TestRoles(t *testing.T) {
 			{"POST", "/admin/registrations/" + id + "/edit", form("first_name", "Ada", "last_name", "King", "email", "ada@example.org"), done, done, done},
 			{"POST", "/admin/registrations/" + id + "/refund", form("amount", "1.00"), done, done, no},
 			{"POST", "/admin/registrations/" + id + "/cancel", form("refund", "none"), done, done, no},
+			{"GET", "/admin/registrations/" + id + "/export.json", nil, ok, ok, no},
+			{"POST", "/admin/registrations/" + id + "/erase", form("confirm", "yes"), done, no, no},
 		}
 		for _, rt := range routes {
 			for _, role := range admin.Roles {

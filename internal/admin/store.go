@@ -13,7 +13,7 @@ type Role string
 
 // Roles, from most to least trusted.
 const (
-	RoleOwner   Role = "owner"   // everything: accounts and the job console too
+	RoleOwner   Role = "owner"   // everything: erasing personal data, accounts and the job console too
 	RoleFinance Role = "finance" // staff's work plus refunds, cancellations and payment exports
 	RoleStaff   Role = "staff"   // read, search, resend, retry, edit attendee details
 )
@@ -32,7 +32,8 @@ const (
 	PermRead           Permission = iota // dashboard, lists, details, audit log
 	PermEdit                             // resend, retry, edit attendee details, export without payment columns
 	PermRefund                           // refund, cancel
-	PermExportPayments                   // the payment columns of exports
+	PermExportPayments                   // the payment columns of exports, a registration's data export
+	PermErase                            // erase an attendee's personal data
 	PermAccounts                         // organiser accounts
 	PermJobs                             // the job console
 )

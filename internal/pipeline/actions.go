@@ -169,6 +169,9 @@ func (o *Office) Resend(ctx context.Context, by admin.Actor, id, to, key string)
 	if reg.Status == registration.StatusCancelled {
 		return invalid("to", "This registration is cancelled: its confirmation is no longer valid.")
 	}
+	if reg.Anonymised() {
+		return invalid("to", msgErased)
+	}
 	to = strings.TrimSpace(to)
 	if to == "" {
 		to = reg.Email
@@ -210,6 +213,9 @@ func (o *Office) Edit(ctx context.Context, by admin.Actor, id string, e registra
 	reg, err := o.registration(ctx, id)
 	if err != nil {
 		return err
+	}
+	if reg.Anonymised() {
+		return &registration.Error{Code: registration.CodeValidationFailed, Message: msgErased}
 	}
 	var changes []string
 	for _, f := range []struct{ name, old, new string }{
@@ -358,6 +364,10 @@ func (o *Office) refundOutcome(err error, reg registration.Registration, action 
 	}
 	return nil
 }
+
+// msgErased answers an action that would put personal data back into, or
+// send email for, an erased registration.
+const msgErased = "This registration's personal data was erased: it can no longer be emailed or edited."
 
 // msgFree answers a refund of a registration that took no money.
 const msgFree = "This registration was free: there is nothing to refund."

@@ -116,6 +116,9 @@ func (w *sendMessageWorker) Work(ctx context.Context, job *river.Job[SendMessage
 	if m.Kind == registration.MessageConfirmation && reg.Status == registration.StatusCancelled {
 		return fail(errors.New("not sent: the registration was cancelled"))
 	}
+	if reg.Anonymised() {
+		return fail(errors.New(registration.ErasedMessageError))
+	}
 	msg, err := w.d.render(ctx, reg, m, time.Now())
 	if err != nil {
 		if permanent(err) || errors.Is(err, email.ErrInvalidMessage) {

@@ -751,6 +751,12 @@ func (w *activityWorker[T]) Work(ctx context.Context, job *river.Job[T]) error {
 		w.d.Log.InfoContext(ctx, "activity skipped: registration cancelled", "registration", id, "step", step)
 		return nil
 	}
+	if reg.Anonymised() && step != registration.StepSaveOrder {
+		// Its personal data was erased: nothing may be sent to it or
+		// subscribed (the erasure skipped the step).
+		w.d.Log.InfoContext(ctx, "activity skipped: personal data erased", "registration", id, "step", step)
+		return nil
+	}
 	if st, ok := reg.Step(step); ok && st.Status.Done() {
 		return finish(nil) // already done by an earlier run that died before its job was completed
 	}
