@@ -61,6 +61,8 @@ commands:
   admin password EMAIL           set an account's password, read from standard input,
                                  and end its sessions
   admin list                     list the back-office accounts
+  attendee export ID|EMAIL       print a registration's data as JSON (an email: all of its registrations)
+  attendee erase ID [--yes]      erase a registration's personal data (asks first, unless --yes)
   backup PATH                    write a consistent copy of the SQLite database to PATH
   restore PATH                   put a backup in place of the SQLite database (service stopped)
   version                        print the version, revision and commit time and exit
@@ -87,6 +89,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		if err := checkAdminArgs(args[1:]); err != nil {
 			return err
 		}
+	case "attendee":
+		if _, err := parseAttendeeArgs(args[1:]); err != nil {
+			return err
+		}
 	case "backup", "restore":
 		if len(args) != 2 {
 			return fmt.Errorf("%s needs one argument, the backup file's path\n%s", cmd, usage)
@@ -110,7 +116,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		return err
 	}
 	level := slog.LevelInfo
-	if cmd == "admin" {
+	if cmd == "admin" || cmd == "attendee" {
 		// The command's own output is what matters there; migrations and the
 		// like are reported only when something goes wrong.
 		level = slog.LevelWarn
@@ -145,6 +151,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		return nil
 	case "admin":
 		return adminCommand(ctx, args[1:], db.store, stdin, stdout, stderr)
+	case "attendee":
+		return attendeeCommand(ctx, args[1:], cfg, ev, db, stdin, stdout, stderr, log)
 	}
 	if err := db.store.SyncTickets(ctx, ev); err != nil {
 		return err
