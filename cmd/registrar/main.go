@@ -419,6 +419,7 @@ func (a *app) build(ctx context.Context) error {
 	// subscriptions/s at 50 ms per call where 4 per connection managed ~130.
 	opts.ListWorkers = 40 * listConns
 	opts.RescueAfter = 2 * cfg.JobTimeout
+	opts.RetentionDays = cfg.RetentionDays
 	if opts.ClientID, err = clientID(); err != nil {
 		return err
 	}

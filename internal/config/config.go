@@ -94,6 +94,10 @@ type Config struct {
 	// RateLimit is how many registration attempts one client address may
 	// make per minute (REGISTRAR_RATE_LIMIT); 0 turns the limit off.
 	RateLimit int
+	// RetentionDays erases the personal data of the event's registrations
+	// that many days after the event ended (REGISTRAR_RETENTION_DAYS); 0
+	// keeps them.
+	RetentionDays int
 
 	// MaxConnsPerClient is how many connections one client (an IPv4
 	// address, or an IPv6 /64) may hold open to the public listener at
@@ -205,6 +209,7 @@ func Load(getenv func(string) string) (Config, error) {
 	c.JobTimeout = duration(&p, "REGISTRAR_JOB_TIMEOUT", get("REGISTRAR_JOB_TIMEOUT", "1m"), time.Second, time.Hour)
 	c.RateLimit = rateLimit(&p, "REGISTRAR_RATE_LIMIT", get("REGISTRAR_RATE_LIMIT", defaultRateLimit))
 	c.MaxConnsPerClient = connsPerClient(&p, "REGISTRAR_MAX_CONNS_PER_CLIENT", get("REGISTRAR_MAX_CONNS_PER_CLIENT", defaultMaxConnsPerClient))
+	c.RetentionDays = retentionDays(&p, "REGISTRAR_RETENTION_DAYS", get("REGISTRAR_RETENTION_DAYS", "0"))
 	if c.DebugAddr = get("REGISTRAR_DEBUG_ADDR", ""); c.DebugAddr != "" {
 		checkAddr(&p, "REGISTRAR_DEBUG_ADDR", c.DebugAddr)
 		loopbackAddr(&p, "REGISTRAR_DEBUG_ADDR", c.DebugAddr)
@@ -279,6 +284,15 @@ func connsPerClient(p *problems, name, v string) int {
 	n, err := strconv.Atoi(v)
 	if err != nil || n < 0 || n > 1_000_000 {
 		p.add(name, "%q is not a whole number from 0 to 1000000; use the open connections allowed per client address, e.g. 64, or 0 to turn the cap off (behind a reverse proxy, whose connections all come from its address)", v)
+		return 0
+	}
+	return n
+}
+
+func retentionDays(p *problems, name, v string) int {
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 0 || n > 36_500 {
+		p.add(name, "%q is not a whole number of days from 0 to 36500; use e.g. 90 to erase attendees' personal data 90 days after the event ends, or 0 to keep it", v)
 		return 0
 	}
 	return n
@@ -546,6 +560,7 @@ func (c Config) LogValue() slog.Value {
 		slog.String("data_dir", c.DataDir),
 		slog.Int("rate_limit", c.RateLimit),
 		slog.Int("max_conns_per_client", c.MaxConnsPerClient),
+		slog.Int("retention_days", c.RetentionDays),
 		slog.Duration("job_timeout", c.JobTimeout),
 	)
 }

@@ -77,6 +77,12 @@ func TestLoadValid(t *testing.T) {
 		{"connections per client set", map[string]string{"REGISTRAR_MAX_CONNS_PER_CLIENT": "200"}, func(t *testing.T, c Config) {
 			eq(t, c.MaxConnsPerClient, 200)
 		}},
+		{"retention off by default", map[string]string{}, func(t *testing.T, c Config) {
+			eq(t, c.RetentionDays, 0)
+		}},
+		{"retention set", map[string]string{"REGISTRAR_RETENTION_DAYS": "90"}, func(t *testing.T, c Config) {
+			eq(t, c.RetentionDays, 90)
+		}},
 		{"debug addr", map[string]string{"REGISTRAR_DEBUG_ADDR": "127.0.0.1:6060"}, func(t *testing.T, c Config) {
 			eq(t, c.DebugAddr, "127.0.0.1:6060")
 		}},
@@ -335,6 +341,10 @@ func TestLoadInvalid(t *testing.T) {
 			`REGISTRAR_DEBUG_ADDR: "localhost" is not host:port; use host:port, e.g. ":8080" or "127.0.0.1:8080"`}},
 		{"rate limit negative", map[string]string{"REGISTRAR_RATE_LIMIT": "-1"}, []string{
 			`REGISTRAR_RATE_LIMIT: "-1" is not a whole number from 0 to 1000000; use attempts per minute per client address, or 0 to turn the limit off`}},
+		{"retention negative", map[string]string{"REGISTRAR_RETENTION_DAYS": "-30"}, []string{
+			`REGISTRAR_RETENTION_DAYS: "-30" is not a whole number of days from 0 to 36500; use e.g. 90 to erase attendees' personal data 90 days after the event ends, or 0 to keep it`}},
+		{"retention not a number", map[string]string{"REGISTRAR_RETENTION_DAYS": "3 months"}, []string{
+			`REGISTRAR_RETENTION_DAYS: "3 months" is not a whole number of days from 0 to 36500; use e.g. 90 to erase attendees' personal data 90 days after the event ends, or 0 to keep it`}},
 		{"rate limit not a number", map[string]string{"REGISTRAR_RATE_LIMIT": "lots"}, []string{
 			`REGISTRAR_RATE_LIMIT: "lots" is not a whole number from 0 to 1000000; use attempts per minute per client address, or 0 to turn the limit off`}},
 		{"connections per client negative", map[string]string{"REGISTRAR_MAX_CONNS_PER_CLIENT": "-5"}, []string{

@@ -81,6 +81,8 @@ type officeOptions struct {
 	notices time.Duration
 	// stopped leaves the pipeline's workers stopped.
 	stopped bool
+	// retentionDays is Options.RetentionDays.
+	retentionDays int
 }
 
 // openEngine opens a migrated, empty database of the engine, or skips the
@@ -174,6 +176,7 @@ func newOfficeHarness(t *testing.T, engine string, o officeOptions) *officeHarne
 		opts.NoticeInterval = o.notices
 	}
 	opts.ClientID = "office-test-" + engine
+	opts.RetentionDays = o.retentionDays
 	h.pipe, err = pipeline.New(driver, pipeline.Deps{
 		Store: store, Mailer: h.mailer, List: store, Renderer: renderer, Event: ev, Log: log,
 		BaseURL:  "http://registrar.test",
