@@ -14,9 +14,11 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -119,6 +121,27 @@ func SubscriberHash(email string) string {
 	return hex.EncodeToString(sum[:])
 }
 
+// MemberID is the member id of email at Mailchimp (the subscriber hash):
+// what a job deleting the member carries instead of the address.
+func (c *Client) MemberID(email string) string { return SubscriberHash(email) }
+
+// ForgetMember deletes a member and all of their personal data from the
+// audience for good (POST .../members/{hash}/actions/delete-permanent):
+// Mailchimp then refuses to add the address again. A member Mailchimp does
+// not know (404: never added, or deleted before) counts as deleted.
+func (c *Client) ForgetMember(ctx context.Context, memberID string) error {
+	if len(memberID) != 32 || strings.Trim(memberID, "0123456789abcdef") != "" {
+		return &Error{Op: "delete member", Err: fmt.Errorf("%q is not a subscriber hash", memberID), permanent: true}
+	}
+	target := c.base + "/lists/" + url.PathEscape(c.listID) + "/members/" + memberID + "/actions/delete-permanent"
+	err := c.do(ctx, "delete member", http.MethodPost, target, nil)
+	var e *Error
+	if errors.As(err, &e) && e.StatusCode == http.StatusNotFound && e.Title == "Resource Not Found" {
+		return nil
+	}
+	return err
+}
+
 type memberBody struct {
 	EmailAddress string            `json:"email_address"`
 	StatusIfNew  string            `json:"status_if_new"`
@@ -137,9 +160,12 @@ type tag struct {
 // do sends one JSON request, holding a slot of the client's semaphore until
 // the response is fully read.
 func (c *Client) do(ctx context.Context, op, method, target string, in any) error {
-	payload, err := json.Marshal(in)
-	if err != nil {
-		return &Error{Op: op, Err: err, permanent: true}
+	var payload []byte
+	if in != nil {
+		var err error
+		if payload, err = json.Marshal(in); err != nil {
+			return &Error{Op: op, Err: err, permanent: true}
+		}
 	}
 	select {
 	case c.sem <- struct{}{}:
@@ -148,11 +174,18 @@ func (c *Client) do(ctx context.Context, op, method, target string, in any) erro
 	}
 	defer func() { <-c.sem }()
 
-	req, err := http.NewRequestWithContext(ctx, method, target, bytes.NewReader(payload))
+	var body io.Reader
+	if payload != nil {
+		body = bytes.NewReader(payload)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, target, body)
 	if err != nil {
 		return &Error{Op: op, Err: err, permanent: true}
 	}
 	c.setHeaders(req)
+	if payload == nil {
+		req.Header.Del("Content-Type") // a call without a body
+	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
 		// Network failures and timeouts are transient. The URL in the error

@@ -83,6 +83,8 @@ type officeOptions struct {
 	stopped bool
 	// retentionDays is Options.RetentionDays.
 	retentionDays int
+	// list is the mailing list; nil: the store's local list.
+	list pipeline.MailingList
 }
 
 // openEngine opens a migrated, empty database of the engine, or skips the
@@ -177,8 +179,12 @@ func newOfficeHarness(t *testing.T, engine string, o officeOptions) *officeHarne
 	}
 	opts.ClientID = "office-test-" + engine
 	opts.RetentionDays = o.retentionDays
+	var list pipeline.MailingList = store
+	if o.list != nil {
+		list = o.list
+	}
 	h.pipe, err = pipeline.New(driver, pipeline.Deps{
-		Store: store, Mailer: h.mailer, List: store, Renderer: renderer, Event: ev, Log: log,
+		Store: store, Mailer: h.mailer, List: list, Renderer: renderer, Event: ev, Log: log,
 		BaseURL:  "http://registrar.test",
 		Payments: resolverFunc(func(ctx context.Context, now time.Time) (int, error) { return 0, nil }),
 		Office:   store, Refunds: processor, NotifyTo: o.notifyTo,

@@ -11,7 +11,9 @@ import (
 	"github.com/riverqueue/river/rivertype"
 
 	"github.com/registrar/registrar/internal/admin"
+	"github.com/registrar/registrar/internal/mailchimp"
 	"github.com/registrar/registrar/internal/pipeline"
+	"github.com/registrar/registrar/internal/providertest"
 	"github.com/registrar/registrar/internal/registration"
 )
 
@@ -163,4 +165,62 @@ func TestRetentionWaits(t *testing.T) {
 	if entries, _ := h.store.AuditLog(ctx, admin.AuditFilter{Action: admin.ActionRetention, Limit: 10}); len(entries) != 0 {
 		t.Errorf("a run that erased nothing was audited: %+v", entries)
 	}
+}
+
+// TestEraseDeletesMailchimpMember: erasing a subscriber deletes the member
+// at Mailchimp for good, in a job that outlasts an outage (retried with
+// back-off); the job carries the subscriber hash, never the address.
+func TestEraseDeletesMailchimpMember(t *testing.T) {
+	t.Parallel()
+	eachEngine(t, func(t *testing.T, engine string) {
+		const key, listID = "0123456789abcdef0123456789abcdef-us21", "a1b2c3d4e5"
+		fake := providertest.NewMailchimp(t, key, listID)
+		list := mailchimp.New(fake.URL(), key, listID, mailchimp.Options{DoubleOptIn: true, BatchWindow: time.Millisecond})
+		h := newOfficeHarness(t, engine, officeOptions{list: list})
+		ctx := t.Context()
+		req := request(4, true)
+		id, err := h.svc.Register(ctx, req, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		h.waitStatus(t, id, registration.StatusCompleted)
+		if _, ok := fake.Member(req.Attendee.Email); !ok {
+			t.Fatal("the attendee is not a member at Mailchimp")
+		}
+		fake.FailNext(2, 503)
+		e, err := h.office.Anonymise(ctx, organiser, id)
+		if err != nil || !e.ListMember {
+			t.Fatalf("Anonymise = %+v, %v; want the member's deletion queued", e, err)
+		}
+		deadline := time.Now().Add(waitFor)
+		for fake.Deletions() == 0 {
+			if time.Now().After(deadline) {
+				t.Fatal("the member was not deleted at Mailchimp")
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		if _, ok := fake.Member(req.Attendee.Email); ok {
+			t.Error("the member is still at Mailchimp")
+		}
+		var job *rivertype.JobRow
+		for job == nil {
+			res, err := h.pipe.Client().JobList(ctx, river.NewJobListParams().Kinds(pipeline.KindForgetMember).
+				States(rivertype.JobStateCompleted))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(res.Jobs) > 0 {
+				job = res.Jobs[0]
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("the forget_member job did not complete")
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		if job.Attempt != 3 || !strings.Contains(string(job.EncodedArgs), mailchimp.SubscriberHash(req.Attendee.Email)) ||
+			strings.Contains(strings.ToLower(string(job.EncodedArgs)), "example") {
+			t.Errorf("forget_member job: attempt %d, args %s; want 3 attempts and only the subscriber hash", job.Attempt, job.EncodedArgs)
+		}
+	})
 }

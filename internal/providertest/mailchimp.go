@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"maps"
 	"net/http"
 	"net/http/httptest"
@@ -60,6 +61,7 @@ type Mailchimp struct {
 	upserts     int
 	throttled   int
 	batches     []int        // members of each batch subscribe call answered 200
+	deletions   int          // members deleted for good
 	seq         atomic.Int64 // problem instance ids
 }
 
@@ -107,6 +109,7 @@ func NewMailchimp(tb testing.TB, apiKey, listID string) *Mailchimp {
 	mux.HandleFunc("GET /3.0/lists/{list}/members/{hash}", m.getMember)
 	mux.HandleFunc("PUT /3.0/lists/{list}/members/{hash}", m.putMember)
 	mux.HandleFunc("POST /3.0/lists/{list}/members/{hash}/tags", m.postTags)
+	mux.HandleFunc("POST /3.0/lists/{list}/members/{hash}/actions/delete-permanent", m.deletePermanent)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		m.tb.Errorf("mailchimp fake: %s %s is in the spec but not implemented by the fake", r.Method, r.URL.Path)
 		m.problem(w, http.StatusNotImplemented, "Not Implemented", "The fake does not implement this operation.")
@@ -148,6 +151,13 @@ func (m *Mailchimp) Forget(email string) {
 	defer m.mu.Unlock()
 	delete(m.members, h)
 	m.forgotten[h] = true
+}
+
+// Deletions counts the members deleted for good through the API.
+func (m *Mailchimp) Deletions() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.deletions
 }
 
 // Compliance puts email in a compliance state: upserts of it get 400
@@ -568,6 +578,32 @@ func (m *Mailchimp) getMember(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeMailchimpJSON(w, m.memberJSON(hash, mem))
+}
+
+// deletePermanent deletes a member for good, as Mailchimp does: 204 with
+// no body; later upserts of the address are refused ("Forgotten Email Not
+// Subscribed"). The call takes no body; an unknown member is a 404.
+func (m *Mailchimp) deletePermanent(w http.ResponseWriter, r *http.Request) {
+	if r.PathValue("list") != m.listID {
+		m.notFound(w)
+		return
+	}
+	if body, _ := io.ReadAll(io.LimitReader(r.Body, 1<<10)); len(body) > 0 {
+		m.tb.Errorf("mailchimp fake: delete-permanent takes no body, got %q", body)
+		m.problem(w, http.StatusBadRequest, "Invalid Resource", "The resource submitted could not be validated.")
+		return
+	}
+	hash := r.PathValue("hash")
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if _, ok := m.members[hash]; !ok {
+		m.notFound(w)
+		return
+	}
+	delete(m.members, hash)
+	m.forgotten[hash] = true
+	m.deletions++
+	w.WriteHeader(http.StatusNoContent)
 }
 
 func (m *Mailchimp) postTags(w http.ResponseWriter, r *http.Request) {
