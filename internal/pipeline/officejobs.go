@@ -138,6 +138,7 @@ func (w *sendMessageWorker) Work(ctx context.Context, job *river.Job[SendMessage
 		w.d.Log.WarnContext(ctx, "email to attendee will be retried", "message", id, "attempt", job.Attempt, "err", err)
 		return err
 	}
+	w.d.eraseLateCopy(ctx, m.RegistrationID, id)
 	rctx, cancel := detached(ctx)
 	defer cancel()
 	if err := w.d.Store.Write(rctx, func(ctx context.Context, tx *sql.Tx) error {

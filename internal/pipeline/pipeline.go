@@ -862,6 +862,7 @@ func sendConfirmation(ctx context.Context, d Deps, reg registration.Registration
 	if err != nil {
 		return nil, fmt.Errorf("send confirmation: %w", err)
 	}
+	d.eraseLateCopy(ctx, reg.ID)
 	return func(ctx context.Context, tx *sql.Tx) error { return d.Store.EmailSentTx(ctx, tx, reg.ID, ref) }, nil
 }
 
@@ -964,6 +965,7 @@ func askToConfirm(ctx context.Context, d Deps, list OptInList, reg registration.
 	if _, err := d.Mailer.Send(ctx, msg); err != nil {
 		return fmt.Errorf("send newsletter confirmation: %w", err)
 	}
+	d.eraseLateCopy(ctx, reg.ID)
 	return nil
 }
 

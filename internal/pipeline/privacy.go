@@ -130,6 +130,23 @@ func (o *Office) Anonymise(ctx context.Context, by admin.Actor, id string) (Eras
 	return e, err
 }
 
+// eraseLateCopy removes from the outbox what a send in flight while its
+// registration was erased wrote after the erasure had cleaned the outbox.
+// Only an outbox keeps copies, so only it pays the extra read.
+func (d Deps) eraseLateCopy(ctx context.Context, id string, messageIDs ...string) {
+	ob, ok := d.Mailer.(OutboxEraser)
+	if !ok {
+		return
+	}
+	reg, err := d.Store.Registration(ctx, id)
+	if err != nil || !reg.Anonymised() {
+		return
+	}
+	if _, err := ob.Erase(id, messageIDs); err != nil {
+		d.Log.ErrorContext(ctx, "erasing an email of an erased registration from the outbox", "registration", id, "err", err)
+	}
+}
+
 type retentionWorker struct {
 	river.WorkerDefaults[RetentionArgs]
 	d    Deps
