@@ -224,3 +224,53 @@ func TestEraseDeletesMailchimpMember(t *testing.T) {
 		}
 	})
 }
+
+// TestEraseScrubsJobErrors: the errors River keeps of a registration's
+// jobs lose the attendee's address when the registration is erased, as
+// a provider's message may quote it.
+func TestEraseScrubsJobErrors(t *testing.T) {
+	t.Parallel()
+	eachEngine(t, func(t *testing.T, engine string) {
+		h := newOfficeHarness(t, engine, officeOptions{mailer: func(m *testMailer) {
+			// The register job's attempt fails (recorded on the step), then the
+			// step's own job fails once (recorded by River) and succeeds.
+			quoting := errors.New("451 4.2.0 <ada.5@example.org>: mailbox busy")
+			m.errs = []error{quoting, quoting}
+		}})
+		ctx := t.Context()
+		req := request(5, false)
+		req.Attendee.Email = "ada.5@example.org"
+		id, err := h.svc.Register(ctx, req, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		h.waitStatus(t, id, registration.StatusCompleted)
+		quoted := func() int {
+			res, err := h.pipe.Client().JobList(ctx, river.NewJobListParams().Kinds(pipeline.KindRegister,
+				pipeline.KindSendConfirmation).States(rivertype.JobStateCompleted, rivertype.JobStateRetryable,
+				rivertype.JobStateAvailable, rivertype.JobStateRunning, rivertype.JobStateScheduled))
+			if err != nil {
+				t.Fatal(err)
+			}
+			n := 0
+			for _, j := range res.Jobs {
+				for _, e := range j.Errors {
+					if strings.Contains(e.Error, "ada.5@example.org") {
+						n++
+					}
+				}
+			}
+			return n
+		}
+		before := quoted()
+		if before == 0 {
+			t.Fatal("no job recorded the provider's error: the test would prove nothing")
+		}
+		if _, err := h.office.Anonymise(ctx, organiser, id); err != nil {
+			t.Fatal(err)
+		}
+		if n := quoted(); n != 0 {
+			t.Errorf("%d job errors still quote the erased address (before: %d)", n, before)
+		}
+	})
+}

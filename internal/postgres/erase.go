@@ -73,6 +73,9 @@ func (s *Store) AnonymiseRegistration(ctx context.Context, id string, audit regi
 				return err
 			}
 		}
+		if err := scrubJobErrors(ctx, tx, id, terms); err != nil {
+			return err
+		}
 		rows, err := tx.QueryContext(ctx, `SELECT id FROM messages WHERE registration_id = $1 ORDER BY id`, id)
 		if err != nil {
 			return fmt.Errorf("read messages: %w", err)
@@ -123,6 +126,41 @@ func scrubColumn(ctx context.Context, tx *sql.Tx, table, key, column, where, arg
 	for _, c := range changes {
 		if _, err := tx.ExecContext(ctx, `UPDATE `+table+` SET `+column+` = $1 WHERE `+key+`::text = $2`, c.text, c.key); err != nil {
 			return fmt.Errorf("erase %s.%s: %w", table, column, err)
+		}
+	}
+	return nil
+}
+
+// scrubJobErrors replaces terms in the errors River recorded for the jobs of
+// the registration (a provider's message may quote the address).
+func scrubJobErrors(ctx context.Context, tx *sql.Tx, id string, terms []string) error {
+	rows, err := tx.QueryContext(ctx, `SELECT id, errors::text FROM river_job
+		WHERE args->>'registration_id' = $1 AND errors IS NOT NULL`, id)
+	if err != nil {
+		return fmt.Errorf("read job errors: %w", err)
+	}
+	type change struct {
+		id   int64
+		text string
+	}
+	var changes []change
+	for rows.Next() {
+		var jobID int64
+		var text string
+		if err := rows.Scan(&jobID, &text); err != nil {
+			rows.Close()
+			return fmt.Errorf("read job errors: %w", err)
+		}
+		if scrubbed := registration.Scrub(text, terms); scrubbed != text {
+			changes = append(changes, change{jobID, scrubbed})
+		}
+	}
+	if err := closeRows(rows); err != nil {
+		return fmt.Errorf("read job errors: %w", err)
+	}
+	for _, c := range changes {
+		if _, err := tx.ExecContext(ctx, `UPDATE river_job SET errors = $1::jsonb[] WHERE id = $2`, c.text, c.id); err != nil {
+			return fmt.Errorf("erase job errors: %w", err)
 		}
 	}
 	return nil
