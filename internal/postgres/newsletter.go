@@ -31,6 +31,18 @@ func (s *Store) SubscribePending(ctx context.Context, sub registration.Subscribe
 	now := s.now().UTC()
 	var ask bool
 	err := s.Write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		ask = false
+		// The registration's row is locked as an erasure locks it: an
+		// erasure committed first is seen here, one after deletes the row.
+		var erased bool
+		err := tx.QueryRowContext(ctx, `SELECT anonymised_at IS NOT NULL FROM registrations WHERE id = $1 FOR NO KEY UPDATE`,
+			sub.RegistrationID).Scan(&erased)
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("subscribe pending: %w", err)
+		}
+		if erased {
+			return nil // erased meanwhile (a step in flight): never listed again
+		}
 		var status string
 		var confirmed sql.NullTime
 		if err := tx.QueryRowContext(ctx, `INSERT INTO mailing_list (email, first_name, last_name, event_id,

@@ -32,6 +32,15 @@ func (s *Store) SubscribePending(ctx context.Context, sub registration.Subscribe
 	var ask bool
 	err := s.batch.Do(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		ask = false // a batch may run a write twice
+		var erased bool
+		err := tx.QueryRowContext(ctx, `SELECT anonymised_at IS NOT NULL FROM registrations WHERE id = ?`,
+			sub.RegistrationID).Scan(&erased)
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("subscribe pending: %w", err)
+		}
+		if erased {
+			return nil // erased meanwhile (a step in flight): never listed again
+		}
 		var status string
 		var confirmed sql.NullString
 		if err := tx.QueryRowContext(ctx, `INSERT INTO mailing_list (email, first_name, last_name, event_id,

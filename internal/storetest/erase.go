@@ -226,6 +226,14 @@ func testAnonymiseRegistration(t *testing.T, h Harness) {
 		t.Errorf("RegistrationsToAnonymise = %v, %v; want only %s", ids, err, other.ID)
 	}
 
+	// A mailing-list step in flight during the erasure lists nobody.
+	if ask, err := s.SubscribePending(ctx, subscriberOf(r), hashOf("late")); err != nil || ask {
+		t.Errorf("SubscribePending of the erased registration = %v, %v; want false, nil", ask, err)
+	}
+	if n := e.queryInt(t, `SELECT count(*) FROM mailing_list`); n != 0 {
+		t.Errorf("mailing list rows after a late subscription = %d; want 0", n)
+	}
+
 	// Twice: nothing changes, then is not called.
 	clock = clock.Add(time.Hour)
 	if _, _, err := s.AnonymiseRegistration(ctx, r.ID, audit, e.thenMark("erase2", &calls)); !errors.Is(err, registration.ErrAlreadyAnonymised) {
