@@ -14,6 +14,7 @@ import (
 	"github.com/registrar/registrar/internal/admin"
 	"github.com/registrar/registrar/internal/config"
 	"github.com/registrar/registrar/internal/event"
+	"github.com/registrar/registrar/internal/logredact"
 	"github.com/registrar/registrar/internal/pipeline"
 	"github.com/registrar/registrar/internal/registration"
 )
@@ -83,7 +84,7 @@ func isTerminal(r io.Reader) bool {
 
 // attendeeCommand runs "registrar attendee ...".
 func attendeeCommand(ctx context.Context, args []string, cfg config.Config, ev *event.Event, db *engine,
-	stdin io.Reader, stdout, stderr io.Writer, log *slog.Logger) error {
+	stdin io.Reader, stdout, stderr io.Writer, log *slog.Logger, secrets *logredact.Handler) error {
 	a, err := parseAttendeeArgs(args)
 	if err != nil {
 		return err
@@ -135,7 +136,7 @@ func attendeeCommand(ctx context.Context, args []string, cfg config.Config, ev *
 				return errors.New("attendee erase: not confirmed; nothing changed")
 			}
 		}
-		office, err := cliOffice(cfg, ev, db, log)
+		office, err := cliOffice(cfg, ev, db, log, secrets)
 		if err != nil {
 			return err
 		}
@@ -162,8 +163,8 @@ func attendeeCommand(ctx context.Context, args []string, cfg config.Config, ev *
 
 // cliOffice is the back office's actions in a command: its jobs are
 // inserted for the service's workers to run.
-func cliOffice(cfg config.Config, ev *event.Event, db *engine, log *slog.Logger) (*pipeline.Office, error) {
-	ad, err := newAdapters(cfg, db.store, nil, log)
+func cliOffice(cfg config.Config, ev *event.Event, db *engine, log *slog.Logger, secrets *logredact.Handler) (*pipeline.Office, error) {
+	ad, err := newAdapters(cfg, db.store, nil, log, secrets)
 	if err != nil {
 		return nil, err
 	}

@@ -152,7 +152,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 	case "admin":
 		return adminCommand(ctx, args[1:], db.store, stdin, stdout, stderr)
 	case "attendee":
-		return attendeeCommand(ctx, args[1:], cfg, ev, db, stdin, stdout, stderr, log)
+		return attendeeCommand(ctx, args[1:], cfg, ev, db, stdin, stdout, stderr, log, secrets)
 	}
 	if err := db.store.SyncTickets(ctx, ev); err != nil {
 		return err
