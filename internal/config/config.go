@@ -109,6 +109,16 @@ type Config struct {
 	// never exposed on the public address.
 	DebugAddr string
 
+	// MetricsAddr is where /metrics is served (REGISTRAR_METRICS_ADDR,
+	// default 127.0.0.1:9090); "" (the value off) turns it off. It is a
+	// listener of its own, never the public address: the metrics show
+	// sales.
+	MetricsAddr string
+	// MetricsToken, when set (REGISTRAR_METRICS_TOKEN), is the bearer
+	// token /metrics requires; secret. A metrics address that is not a
+	// loopback one needs it.
+	MetricsToken string
+
 	// DataDir holds local state: the directory of the SQLite file, or "data"
 	// with PostgreSQL. The email outbox is DataDir/outbox.
 	DataDir string
@@ -129,6 +139,7 @@ const (
 	defaultMaxConnsPerClient = "64"
 	defaultAdminEmail        = "admin@localhost"
 	postgresDataDir          = "data"
+	defaultMetricsAddr       = "127.0.0.1:9090"
 )
 
 const (
@@ -214,6 +225,7 @@ func Load(getenv func(string) string) (Config, error) {
 		checkAddr(&p, "REGISTRAR_DEBUG_ADDR", c.DebugAddr)
 		loopbackAddr(&p, "REGISTRAR_DEBUG_ADDR", c.DebugAddr)
 	}
+	c.MetricsAddr, c.MetricsToken = metricsListener(&p, get("REGISTRAR_METRICS_ADDR", defaultMetricsAddr), get("REGISTRAR_METRICS_TOKEN", ""))
 
 	if len(p) > 0 {
 		return Config{}, errors.Join(p...)
@@ -326,6 +338,51 @@ func loopbackAddr(p *problems, name, v string) {
 	if !isLoopback(host) {
 		p.add(name, "%q is not a loopback address: it would serve Go's profiles to the network; use e.g. \"127.0.0.1:6060\" or \"localhost:6060\"", v)
 	}
+}
+
+// minMetricsToken is the shortest REGISTRAR_METRICS_TOKEN accepted.
+const minMetricsToken = 16
+
+// metricsListener checks REGISTRAR_METRICS_ADDR and REGISTRAR_METRICS_TOKEN:
+// "off" turns the listener off; the token, when set, is at least
+// minMetricsToken visible ASCII characters (it travels in a header); an
+// address other than a loopback one needs a token, since the metrics show
+// sales. The token is never echoed.
+func metricsListener(p *problems, addr, token string) (string, string) {
+	const addrVar, tokenVar = "REGISTRAR_METRICS_ADDR", "REGISTRAR_METRICS_TOKEN"
+	tokenFix := fmt.Sprintf("use a random string of at least %d characters, e.g. the output of `openssl rand -hex 32`", minMetricsToken)
+	if token != "" {
+		switch {
+		case len(token) < minMetricsToken:
+			p.add(tokenVar, "is %d characters long, fewer than %d; %s", len(token), minMetricsToken, tokenFix)
+		case !isVisibleASCII(token):
+			p.add(tokenVar, "holds a character that is not visible ASCII (a space, a control or a non-ASCII character); %s", tokenFix)
+		}
+	}
+	if addr == "off" {
+		return "", token
+	}
+	before := len(*p)
+	checkAddr(p, addrVar, addr)
+	if len(*p) > before {
+		return addr, token
+	}
+	if host, _, _ := net.SplitHostPort(addr); !isLoopback(host) && token == "" {
+		p.add(addrVar, "%q is not a loopback address and %s is not set, so anyone who reaches it would read the metrics, sales included; set %s to a random string of at least %d characters (e.g. the output of `openssl rand -hex 32`), or use a loopback address such as %q",
+			addr, tokenVar, tokenVar, minMetricsToken, defaultMetricsAddr)
+	}
+	return addr, token
+}
+
+// isVisibleASCII reports whether s is made of printable ASCII characters
+// other than the space.
+func isVisibleASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < '!' || s[i] > '~' {
+			return false
+		}
+	}
+	return true
 }
 
 // isLoopback reports whether host (no port) is localhost or a loopback IP;
@@ -561,6 +618,8 @@ func (c Config) LogValue() slog.Value {
 		slog.Int("rate_limit", c.RateLimit),
 		slog.Int("max_conns_per_client", c.MaxConnsPerClient),
 		slog.Int("retention_days", c.RetentionDays),
+		slog.String("metrics_addr", c.MetricsAddr),
+		slog.String("metrics_token", mask(c.MetricsToken)),
 		slog.Duration("job_timeout", c.JobTimeout),
 	)
 }

@@ -43,6 +43,7 @@ func TestLoadDefaults(t *testing.T) {
 		MaxConnsPerClient: 64,
 		JobTimeout:        time.Minute,
 		AdminEmail:        "admin@localhost",
+		MetricsAddr:       "127.0.0.1:9090",
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("Load() =\n  %#v\nwant\n  %#v", got, want)
@@ -131,6 +132,24 @@ func TestLoadValid(t *testing.T) {
 		}, func(t *testing.T, c Config) {
 			eq(t, c.Payment, "paypal")
 			eq(t, c.PayPal, PayPal{ClientID: "cid", ClientSecret: "csecret", APIBase: "https://api-m.paypal.com"})
+		}},
+		{"metrics off", map[string]string{"REGISTRAR_METRICS_ADDR": "off"}, func(t *testing.T, c Config) {
+			eq(t, c.MetricsAddr, "")
+		}},
+		{"metrics on a free loopback port", map[string]string{"REGISTRAR_METRICS_ADDR": "127.0.0.1:0"}, func(t *testing.T, c Config) {
+			eq(t, c.MetricsAddr, "127.0.0.1:0")
+			eq(t, c.MetricsToken, "")
+		}},
+		{"metrics on IPv6 loopback needs no token", map[string]string{"REGISTRAR_METRICS_ADDR": "[::1]:9090"}, func(t *testing.T, c Config) {
+			eq(t, c.MetricsAddr, "[::1]:9090")
+		}},
+		{"metrics on every interface with a token", map[string]string{"REGISTRAR_METRICS_ADDR": ":9090", "REGISTRAR_METRICS_TOKEN": "0123456789abcdef"}, func(t *testing.T, c Config) {
+			eq(t, c.MetricsAddr, ":9090")
+			eq(t, c.MetricsToken, "0123456789abcdef")
+		}},
+		{"metrics token on loopback", map[string]string{"REGISTRAR_METRICS_TOKEN": "a-token-of-twenty-chars"}, func(t *testing.T, c Config) {
+			eq(t, c.MetricsAddr, "127.0.0.1:9090")
+			eq(t, c.MetricsToken, "a-token-of-twenty-chars")
 		}},
 		{"debug addr on IPv6 loopback", map[string]string{"REGISTRAR_DEBUG_ADDR": "[::1]:6060"}, func(t *testing.T, c Config) {
 			eq(t, c.DebugAddr, "[::1]:6060")
@@ -339,6 +358,18 @@ func TestLoadInvalid(t *testing.T) {
 			`MAILCHIMP_API_BASE: "http://us21.api.mailchimp.com/3.0" must be an https:// URL (http:// is allowed for loopback hosts only): it would send the credentials and card data in clear; use e.g. "https://us21.api.mailchimp.com/3.0"`}},
 		{"debug addr without port", map[string]string{"REGISTRAR_DEBUG_ADDR": "localhost"}, []string{
 			`REGISTRAR_DEBUG_ADDR: "localhost" is not host:port; use host:port, e.g. ":8080" or "127.0.0.1:8080"`}},
+		{"metrics on every interface without a token", map[string]string{"REGISTRAR_METRICS_ADDR": ":9090"}, []string{
+			`REGISTRAR_METRICS_ADDR: ":9090" is not a loopback address and REGISTRAR_METRICS_TOKEN is not set, so anyone who reaches it would read the metrics, sales included; set REGISTRAR_METRICS_TOKEN to a random string of at least 16 characters (e.g. the output of ` + "`openssl rand -hex 32`" + `), or use a loopback address such as "127.0.0.1:9090"`}},
+		{"metrics on a public IP without a token", map[string]string{"REGISTRAR_METRICS_ADDR": "192.0.2.7:9090"}, []string{
+			`REGISTRAR_METRICS_ADDR: "192.0.2.7:9090" is not a loopback address and REGISTRAR_METRICS_TOKEN is not set, so anyone who reaches it would read the metrics, sales included; set REGISTRAR_METRICS_TOKEN to a random string of at least 16 characters (e.g. the output of ` + "`openssl rand -hex 32`" + `), or use a loopback address such as "127.0.0.1:9090"`}},
+		{"metrics addr without port", map[string]string{"REGISTRAR_METRICS_ADDR": "localhost"}, []string{
+			`REGISTRAR_METRICS_ADDR: "localhost" is not host:port; use host:port, e.g. ":8080" or "127.0.0.1:8080"`}},
+		{"metrics token too short, never echoed", map[string]string{"REGISTRAR_METRICS_TOKEN": "S3cr3tPW"}, []string{
+			"REGISTRAR_METRICS_TOKEN: is 8 characters long, fewer than 16; use a random string of at least 16 characters, e.g. the output of `openssl rand -hex 32`"}},
+		{"metrics token with a space", map[string]string{"REGISTRAR_METRICS_TOKEN": "S3cr3tPW S3cr3tPW"}, []string{
+			"REGISTRAR_METRICS_TOKEN: holds a character that is not visible ASCII (a space, a control or a non-ASCII character); use a random string of at least 16 characters, e.g. the output of `openssl rand -hex 32`"}},
+		{"metrics token too short on every interface", map[string]string{"REGISTRAR_METRICS_ADDR": "0.0.0.0:9090", "REGISTRAR_METRICS_TOKEN": "S3cr3tPW"}, []string{
+			"REGISTRAR_METRICS_TOKEN: is 8 characters long, fewer than 16; use a random string of at least 16 characters, e.g. the output of `openssl rand -hex 32`"}},
 		{"rate limit negative", map[string]string{"REGISTRAR_RATE_LIMIT": "-1"}, []string{
 			`REGISTRAR_RATE_LIMIT: "-1" is not a whole number from 0 to 1000000; use attempts per minute per client address, or 0 to turn the limit off`}},
 		{"retention negative", map[string]string{"REGISTRAR_RETENTION_DAYS": "-30"}, []string{
@@ -410,25 +441,27 @@ func TestLoadInvalid(t *testing.T) {
 func TestLoadErrorsNameTheVariable(t *testing.T) {
 	t.Parallel()
 	bad := map[string]string{
-		"REGISTRAR_ADDR":         "x",
-		"REGISTRAR_BASE_URL":     "x",
-		"REGISTRAR_DATABASE_URL": "x",
-		"REGISTRAR_EVENT_FILE":   " x",
-		"REGISTRAR_ROLES":        "x",
-		"REGISTRAR_ADMIN_EMAIL":  "x",
-		"REGISTRAR_NOTIFY_EMAIL": "x",
-		"REGISTRAR_PAYMENT":      "x",
-		"PAYPAL_CLIENT_ID":       " x",
-		"PAYPAL_CLIENT_SECRET":   " x",
-		"PAYPAL_API_BASE":        "x",
-		"REGISTRAR_EMAIL":        "x",
-		"SMTP_URL":               "x",
-		"SENDGRID_API_KEY":       " x",
-		"SENDGRID_API_BASE":      "x",
-		"REGISTRAR_MAILING_LIST": "x",
-		"MAILCHIMP_API_KEY":      "x",
-		"MAILCHIMP_LIST_ID":      "-",
-		"MAILCHIMP_API_BASE":     "x",
+		"REGISTRAR_ADDR":          "x",
+		"REGISTRAR_BASE_URL":      "x",
+		"REGISTRAR_DATABASE_URL":  "x",
+		"REGISTRAR_EVENT_FILE":    " x",
+		"REGISTRAR_ROLES":         "x",
+		"REGISTRAR_ADMIN_EMAIL":   "x",
+		"REGISTRAR_NOTIFY_EMAIL":  "x",
+		"REGISTRAR_PAYMENT":       "x",
+		"PAYPAL_CLIENT_ID":        " x",
+		"PAYPAL_CLIENT_SECRET":    " x",
+		"PAYPAL_API_BASE":         "x",
+		"REGISTRAR_EMAIL":         "x",
+		"SMTP_URL":                "x",
+		"SENDGRID_API_KEY":        " x",
+		"SENDGRID_API_BASE":       "x",
+		"REGISTRAR_MAILING_LIST":  "x",
+		"MAILCHIMP_API_KEY":       "x",
+		"MAILCHIMP_LIST_ID":       "-",
+		"MAILCHIMP_API_BASE":      "x",
+		"REGISTRAR_METRICS_ADDR":  "x",
+		"REGISTRAR_METRICS_TOKEN": "short",
 	}
 	for name, value := range bad {
 		t.Run(name, func(t *testing.T) {
@@ -458,9 +491,11 @@ var secretEnv = map[string]string{
 	"MAILCHIMP_API_KEY":        "MAILCHIMPKEY1-us21",
 	"MAILCHIMP_LIST_ID":        "a1b2c3d4e5",
 	"REGISTRAR_ADMIN_PASSWORD": "ADMINPASSWORD1",
+	"REGISTRAR_METRICS_ADDR":   ":9090",
+	"REGISTRAR_METRICS_TOKEN":  "METRICSTOKEN1-0123456789",
 }
 
-var secrets = []string{"PGPASSWORD1", "SSLPASS1", "PAYPALSECRET1", "SMTPPASSWORD1", "SENDGRIDKEY1", "MAILCHIMPKEY1", "ADMINPASSWORD1"}
+var secrets = []string{"PGPASSWORD1", "SSLPASS1", "PAYPALSECRET1", "SMTPPASSWORD1", "SENDGRIDKEY1", "MAILCHIMPKEY1", "ADMINPASSWORD1", "METRICSTOKEN1"}
 
 func TestLogValueMasksSecrets(t *testing.T) {
 	t.Parallel()
@@ -494,6 +529,8 @@ func TestLogValueMasksSecrets(t *testing.T) {
 				APIBase string `json:"api_base"`
 			}
 			AdminPassword string `json:"admin_password"`
+			MetricsAddr   string `json:"metrics_addr"`
+			MetricsToken  string `json:"metrics_token"`
 		}
 	}
 	if err := json.Unmarshal(buf.Bytes(), &record); err != nil {
@@ -511,6 +548,8 @@ func TestLogValueMasksSecrets(t *testing.T) {
 		{"mailchimp.list_id", got.Mailchimp.ListID, "a1b2c3d4e5"},
 		{"mailchimp.api_base", got.Mailchimp.APIBase, "https://us21.api.mailchimp.com/3.0"},
 		{"admin_password", got.AdminPassword, "***"},
+		{"metrics_addr", got.MetricsAddr, ":9090"},
+		{"metrics_token", got.MetricsToken, "***"},
 	}
 	for _, c := range checks {
 		if c.got != c.want {

@@ -6,11 +6,11 @@ import (
 )
 
 // Secrets returns every secret value of the configuration, as the log
-// redactor searches for them: the provider keys, the admin password, and
-// the passwords and secret-looking query parameters (sslpassword, token,
-// key, ...) of the database and SMTP URLs, both decoded and as written in
-// the URL. A secret added to Config is added here too, as it is masked in
-// LogValue.
+// redactor searches for them: the provider keys, the admin password, the
+// metrics token, and the passwords and secret-looking query parameters
+// (sslpassword, token, key, ...) of the database and SMTP URLs, both decoded
+// and as written in the URL. A secret added to Config is added here too, as
+// it is masked in LogValue.
 func (c Config) Secrets() []string {
 	var out []string
 	add := func(s ...string) {
@@ -20,7 +20,7 @@ func (c Config) Secrets() []string {
 			}
 		}
 	}
-	add(c.PayPal.ClientSecret, c.SendGrid.APIKey, c.Mailchimp.APIKey, c.AdminPassword)
+	add(c.PayPal.ClientSecret, c.SendGrid.APIKey, c.Mailchimp.APIKey, c.AdminPassword, c.MetricsToken)
 	add(urlSecrets(c.Database.URL)...)
 	add(urlSecrets(c.SMTPURL)...)
 	return out

@@ -14,7 +14,7 @@ func TestSecrets(t *testing.T) {
 		want []string
 	}{
 		{"every secret", secretEnv, []string{"PGPASSWORD1", "SSLPASS1", "PAYPALSECRET1", "SMTPPASSWORD1",
-			"SG.SENDGRIDKEY1", "MAILCHIMPKEY1-us21", "ADMINPASSWORD1"}},
+			"SG.SENDGRIDKEY1", "MAILCHIMPKEY1-us21", "ADMINPASSWORD1", "METRICSTOKEN1-0123456789"}},
 		{"passwords decoded and as written", map[string]string{
 			"REGISTRAR_DATABASE_URL": "postgres://registrar:p%40ss%2Fword@db:5432/r?sslmode=require&password=q%26r%3D1",
 			"SMTP_URL":               "smtp://mailer:s%3Amtp+pass@127.0.0.1:587",
