@@ -1,11 +1,17 @@
-// Package metrics exposes registrar's Prometheus metrics at /metrics: HTTP
-// traffic, registration outcomes, pipeline activity results, and the Go
-// runtime and process.
+// Package metrics exposes registrar's Prometheus metrics at /metrics, on a
+// listener of their own: HTTP traffic, registration outcomes, pipeline
+// activity results, the figures an organiser alerts on (seats,
+// registrations, jobs, payment incidents, refunds; read from the database),
+// the build, and the Go runtime and process.
 package metrics
 
 import (
+	"crypto/sha256"
+	"crypto/subtle"
 	"net/http"
+	"runtime/debug"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -44,14 +50,71 @@ func New() *Metrics {
 			Help: "Pipeline activity runs by step and result (succeeded, retrying, failed).",
 		}, []string{"step", "result"}),
 	}
-	m.registry.MustRegister(m.requests, m.duration, m.attempts, m.activities,
+	version, revision := BuildInfo()
+	build := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "registrar_build_info",
+		Help: "Always 1; the labels name the binary's module version and VCS revision.",
+	}, []string{"version", "revision"})
+	build.WithLabelValues(version, revision).Set(1)
+	m.registry.MustRegister(m.requests, m.duration, m.attempts, m.activities, build,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
+}
+
+// BuildInfo returns the binary's module version ("(devel)" for a build
+// from a work tree) and the VCS revision it was built from ("unknown"
+// when the build did not record one, as with go run or go test).
+func BuildInfo() (version, revision string) {
+	version, revision = "(devel)", "unknown"
+	info, ok := debug.ReadBuildInfo()
+	if !ok {
+		return version, revision
+	}
+	if info.Main.Version != "" {
+		version = info.Main.Version
+	}
+	for _, s := range info.Settings {
+		if s.Key == "vcs.revision" && s.Value != "" {
+			revision = s.Value
+		}
+	}
+	return version, revision
 }
 
 // Handler serves the metrics in Prometheus' text format.
 func (m *Metrics) Handler() http.Handler {
 	return promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{Registry: m.registry})
+}
+
+// Private is the handler of the metrics listener: GET /metrics and nothing
+// else. With a token, every request must carry it as
+// "Authorization: Bearer TOKEN"; any other is answered 401.
+func (m *Metrics) Private(token string) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", m.Handler())
+	if token == "" {
+		return mux
+	}
+	return RequireToken(token, mux)
+}
+
+// RequireToken answers 401 with a WWW-Authenticate challenge to a request
+// without "Authorization: Bearer TOKEN", and passes the others to next.
+// The comparison takes the same time whatever the request holds: both
+// sides are hashed first, so not even the token's length shows.
+func RequireToken(token string, next http.Handler) http.Handler {
+	want := sha256.Sum256([]byte(token))
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		scheme, got, _ := strings.Cut(r.Header.Get("Authorization"), " ")
+		sum := sha256.Sum256([]byte(got))
+		if ok := subtle.ConstantTimeCompare(sum[:], want[:]) == 1; !ok || !strings.EqualFold(scheme, "Bearer") {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="registrar metrics"`)
+			w.Header().Set("Cache-Control", "no-store")
+			http.Error(w, "401 unauthorized: send the metrics token as Authorization: Bearer TOKEN", http.StatusUnauthorized)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 // Attempt counts one registration attempt's outcome.

@@ -18,6 +18,6 @@ func TestConformance(t *testing.T) {
 		if now != nil {
 			s.now = now
 		}
-		return storetest.Env{Store: s, DB: db.SQL, Bind: dollars}
+		return storetest.Env{Store: s, DB: db.SQL, Bind: dollars, RiverTime: func(t time.Time) any { return t }}
 	})
 }

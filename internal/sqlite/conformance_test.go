@@ -17,6 +17,7 @@ func TestConformance(t *testing.T) {
 			s.now = now
 		}
 		// The writer: the suite also writes, and it sees every commit.
-		return storetest.Env{Store: s, DB: db.Write, Bind: func(q string) string { return q }}
+		return storetest.Env{Store: s, DB: db.Write, Bind: func(q string) string { return q },
+			RiverTime: func(t time.Time) any { return t.UTC().Format("2006-01-02 15:04:05.000") }}
 	})
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/registrar/registrar/internal/admin"
 	"github.com/registrar/registrar/internal/event"
+	"github.com/registrar/registrar/internal/metrics"
 	"github.com/registrar/registrar/internal/payment"
 	"github.com/registrar/registrar/internal/pipeline"
 	"github.com/registrar/registrar/internal/registration"
@@ -30,6 +31,7 @@ type Store interface {
 	web.Newsletter
 	pipeline.OfficeStore
 	admin.Store
+	metrics.StatsSource
 	SyncTickets(ctx context.Context, ev *event.Event) error
 	// StepStarted, StepFailed and EmailSending are StepsStartedTx (for one
 	// step), StepFailedTx and EmailSendingTx in a write of their own.
@@ -50,6 +52,9 @@ type Env struct {
 	DB *sql.DB
 	// Bind rewrites a query written with ? placeholders for the engine.
 	Bind func(query string) string
+	// RiverTime is a time as the engine's River tables store it, for the
+	// suite's own rows of river_job.
+	RiverTime func(time.Time) any
 }
 
 // Harness opens an Env for one test; the store reads the time from now, or
@@ -83,6 +88,7 @@ func Run(t *testing.T, h Harness) {
 		{"EmailLimitRace", testEmailLimitRace},
 		{"Availability", testAvailability},
 		{"RecentRegistrations", testRecentRegistrations},
+		{"OperatorStats", testOperatorStats},
 	}
 	tests = append(tests, officeTests...)
 	tests = append(tests, newsletterTests...)
