@@ -20,6 +20,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/riverdriver"
 	"github.com/riverqueue/river/riverdriver/riversqlite"
 	"riverqueue.com/riverui"
@@ -203,6 +204,7 @@ type store interface {
 	pipeline.OptInList
 	web.Newsletter
 	admin.Store
+	metrics.StatsSource
 	SyncTickets(ctx context.Context, ev *event.Event) error
 }
 
@@ -352,8 +354,12 @@ type app struct {
 	resolved  chan struct{}
 	ln        net.Listener
 	stopDebug func()
-	srv       *http.Server
-	served    chan error
+	// metrics are served on a listener of their own (REGISTRAR_METRICS_ADDR)
+	// until stopMetrics is called.
+	metrics     *metrics.Metrics
+	stopMetrics func()
+	srv         *http.Server
+	served      chan error
 }
 
 func serve(ctx context.Context, cfg config.Config, ev *event.Event, db *engine, tracing *telemetry.Tracing, log *slog.Logger, secrets *logredact.Handler, stdout io.Writer) (err error) {
@@ -395,6 +401,13 @@ func (a *app) build(ctx context.Context) error {
 		return a.pipe.Enqueue(ctx, tx, id)
 	}, a.ev, log)
 	m := metrics.New()
+	m.AddOperator(metrics.Operator{
+		Source:  store,
+		EventID: a.ev.ID,
+		Queues:  []string{river.QueueDefault, pipeline.QueueMailingList, pipeline.QueuePayments},
+		Log:     log.With("component", "metrics"),
+	})
+	a.metrics = m
 	deps := pipeline.Deps{
 		Observe:  m.Activity,
 		Tracing:  a.tracing,
@@ -533,6 +546,13 @@ func (a *app) start(ctx context.Context, stdout io.Writer) error {
 		}
 		a.stopDebug = serveDebug(dln, log)
 	}
+	if cfg.MetricsAddr != "" {
+		mln, err := listenMetrics(cfg.MetricsAddr)
+		if err != nil {
+			return err
+		}
+		a.stopMetrics = serveMetrics(mln, a.metrics, cfg.MetricsToken, log)
+	}
 	a.srv = &http.Server{
 		Handler:           closeWhenCrowded(a.handler, a.ln),
 		ReadHeaderTimeout: 10 * time.Second,
@@ -574,7 +594,8 @@ func (a *app) settleHolds(ctx context.Context) {
 }
 
 // shutdown takes down whatever build and start got running, in reverse
-// order: the HTTP server (letting requests finish), the profiles, the job
+// order: the HTTP server (letting requests finish), the profiles, the
+// metrics, the job
 // console, the pipeline (letting jobs finish), the worker liveness watch;
 // then it waits for the start-up settling of payment attempts.
 func (a *app) shutdown() error {
@@ -592,6 +613,9 @@ func (a *app) shutdown() error {
 	}
 	if a.stopDebug != nil {
 		a.stopDebug()
+	}
+	if a.stopMetrics != nil {
+		a.stopMetrics()
 	}
 	if a.stopJobsUI != nil {
 		a.stopJobsUI()

@@ -53,6 +53,9 @@ func baseEnv(dir string) env {
 		// Every test client connects from 127.0.0.1; the launch tests
 		// hold hundreds of connections at once.
 		"REGISTRAR_MAX_CONNS_PER_CLIENT": "0",
+		// Tests run many registrars at once: each serves its metrics on a
+		// free loopback port, found by metricsURL.
+		"REGISTRAR_METRICS_ADDR": "127.0.0.1:0",
 	}
 }
 
@@ -268,8 +271,17 @@ func TestEndToEnd(t *testing.T) {
 	ids = append(ids, c.ID)
 	done := waitCompleted(t, s.url, ids, 30*time.Second)
 
-	// Metrics count the outcomes and label requests by route, not by path.
+	// Metrics count the outcomes and label requests by route, not by path;
+	// they are served on the metrics listener, not the public one.
 	resp, err = http.Get(s.url + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound {
+		t.Errorf("public GET /metrics = %d, want 404", resp.StatusCode)
+	}
+	resp, err = http.Get(metricsURL(t, s.logs))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -408,6 +420,7 @@ func TestBadConfigurationStopsTheStart(t *testing.T) {
 		{"bad address", env{"REGISTRAR_ADDR": "eighty"}, "REGISTRAR_ADDR"},
 		{"bad roles", env{"REGISTRAR_ROLES": "cook"}, "REGISTRAR_ROLES"},
 		{"bad event file", env{"REGISTRAR_EVENT_FILE": "/nonexistent/event.json"}, "/nonexistent/event.json"},
+		{"metrics on every interface without a token", env{"REGISTRAR_METRICS_ADDR": ":0"}, "REGISTRAR_METRICS_TOKEN"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -130,10 +130,17 @@ func TestPostgresMultiProcess(t *testing.T) {
 			t.Errorf("worker serves / with %d", resp.StatusCode)
 		}
 	}
-	if resp, err := http.Get(worker1.url + "/metrics"); err != nil || resp.StatusCode != http.StatusOK {
-		t.Errorf("worker /metrics: %v", err)
-	} else {
+	// Its metrics are on the metrics listener only.
+	if resp, err := http.Get(worker1.url + "/metrics"); err == nil {
 		resp.Body.Close()
+		if resp.StatusCode != http.StatusNotFound {
+			t.Errorf("worker serves /metrics on its public listener with %d", resp.StatusCode)
+		}
+	}
+	for _, p := range procs {
+		if code, text := scrapeMetrics(t, metricsURL(t, p.logs), ""); code != http.StatusOK || !strings.Contains(text, "registrar_stats_up 1") {
+			t.Errorf("metrics of a process: %d\n%s", code, text)
+		}
 	}
 	for _, p := range procs {
 		resp, err := http.Get(p.url + "/readyz")

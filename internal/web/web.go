@@ -46,7 +46,8 @@ type Deps struct {
 	// RateLimit is how many registration attempts one client address may make
 	// per minute; 0 turns the limit off.
 	RateLimit int
-	// Metrics counts requests and outcomes, served at /metrics; nil for none.
+	// Metrics counts requests and outcomes; nil for none. They are served
+	// on a listener of their own, never here.
 	Metrics *metrics.Metrics
 	// Newsletter confirms subscriptions to the local mailing list by the
 	// links emailed to attendees; nil for none.
@@ -99,9 +100,6 @@ func Handler(d Deps) (http.Handler, error) {
 	mux.Handle("GET /static/{name}", s.staticFiles())
 	mux.Handle("GET /healthz", healthz())
 	mux.Handle("GET /readyz", s.readyz())
-	if d.Metrics != nil {
-		mux.Handle("GET /metrics", d.Metrics.Handler())
-	}
 	if d.Admin != nil {
 		mux.Handle("/admin", d.Admin)
 		mux.Handle("/admin/", d.Admin)
@@ -110,16 +108,13 @@ func Handler(d Deps) (http.Handler, error) {
 	return withRequestID(d.Tracing.Handler(tagSpan(d.Metrics.Wrap(securityHeaders(cop.Handler(s.routeErrors(mux))))))), nil
 }
 
-// HealthHandler serves only health, readiness and metrics, for worker-only
-// processes.
+// HealthHandler serves only health and readiness, for worker-only
+// processes; m, when not nil, counts their requests.
 func HealthHandler(ready func(ctx context.Context) error, log *slog.Logger, m *metrics.Metrics) http.Handler {
 	s := &server{Deps: Deps{Ready: ready, Log: log}}
 	mux := http.NewServeMux()
 	mux.Handle("GET /healthz", healthz())
 	mux.Handle("GET /readyz", s.readyz())
-	if m != nil {
-		mux.Handle("GET /metrics", m.Handler())
-	}
 	return withRequestID(m.Wrap(mux))
 }
 

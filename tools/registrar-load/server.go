@@ -47,7 +47,7 @@ func eventFile(capacity int, price string, now time.Time) string {
 // registrarEnv is the environment of the started registrar: a fresh
 // database, no rate limit or per-client connection cap, the event file,
 // and the fakes as providers. It listens on addr ("127.0.0.1:0": any free
-// port).
+// port), and serves its metrics on any free loopback port.
 func registrarEnv(o options, dir, addr, fakesURL string, getenv func(string) string) []string {
 	db := "sqlite:" + sqlitePath(dir)
 	if o.database != "" {
@@ -60,6 +60,9 @@ func registrarEnv(o options, dir, addr, fakesURL string, getenv func(string) str
 		"REGISTRAR_EVENT_FILE=" + filepath.Join(dir, "event.json"),
 		"REGISTRAR_RATE_LIMIT=0",
 		"REGISTRAR_MAX_CONNS_PER_CLIENT=0", // every client is 127.0.0.1
+		// Several registrars may run on the machine at once: each serves
+		// its metrics on a free loopback port.
+		"REGISTRAR_METRICS_ADDR=127.0.0.1:0",
 		"REGISTRAR_ADMIN_PASSWORD=load-test-admin-password",
 		"REGISTRAR_PAYMENT=paypal",
 		"PAYPAL_CLIENT_ID=load-client",
