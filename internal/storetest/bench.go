@@ -37,8 +37,8 @@ const BenchEventID = testEventID
 
 // BenchmarkBackOffice measures the back office's reads on s, seeded as
 // described above: the list's first page, searches, a filtered page, a
-// page deep in the list, the dashboard, and the export's stream over every
-// registration.
+// page deep in the list, the dashboard, the operator metrics' reading, and
+// the export's stream over every registration.
 func BenchmarkBackOffice(b *testing.B, s Store) {
 	ctx := context.Background()
 	mid := BenchRegistrations / 2
@@ -83,6 +83,18 @@ func BenchmarkBackOffice(b *testing.B, s Store) {
 			}
 			if d.Gross == 0 {
 				b.Fatal("empty dashboard")
+			}
+		}
+	})
+	b.Run("OperatorStats", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			st, err := s.OperatorStats(ctx, BenchEventID)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if st.Registrations["completed"] != BenchRegistrations*98/100 || st.Registrations["needs_attention"] != BenchRegistrations/100 {
+				b.Fatalf("registrations %v", st.Registrations)
 			}
 		}
 	})
