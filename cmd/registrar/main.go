@@ -595,9 +595,9 @@ func (a *app) settleHolds(ctx context.Context) {
 
 // shutdown takes down whatever build and start got running, in reverse
 // order: the HTTP server (letting requests finish), the profiles, the
-// metrics, the job
-// console, the pipeline (letting jobs finish), the worker liveness watch;
-// then it waits for the start-up settling of payment attempts.
+// metrics, the job console, the pipeline (letting jobs finish), the worker
+// liveness watch; then it waits for the start-up settling of payment
+// attempts.
 func (a *app) shutdown() error {
 	a.log.Info("shutting down")
 	ctx, cancel := context.WithTimeout(context.Background(), 25*time.Second)

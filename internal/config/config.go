@@ -5,6 +5,7 @@
 package config
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -618,7 +619,7 @@ func (c Config) LogValue() slog.Value {
 		slog.Int("rate_limit", c.RateLimit),
 		slog.Int("max_conns_per_client", c.MaxConnsPerClient),
 		slog.Int("retention_days", c.RetentionDays),
-		slog.String("metrics_addr", c.MetricsAddr),
+		slog.String("metrics_addr", cmp.Or(c.MetricsAddr, "off")),
 		slog.String("metrics_token", mask(c.MetricsToken)),
 		slog.Duration("job_timeout", c.JobTimeout),
 	)

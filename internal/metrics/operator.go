@@ -16,7 +16,7 @@ import (
 // database: seats, registrations, the job queue, payment incidents and
 // refunds.
 type OperatorStats struct {
-	// Tickets are the event's tickets, by ticket id.
+	// Tickets are the event's tickets, sorted by id.
 	Tickets []TicketSeats
 	// Registrations counts the event's registrations by status.
 	Registrations map[string]int64
