@@ -65,8 +65,11 @@ func New() *Metrics {
 // from a work tree) and the VCS revision it was built from ("unknown"
 // when the build did not record one, as with go run or go test).
 func BuildInfo() (version, revision string) {
+	return buildInfo(debug.ReadBuildInfo())
+}
+
+func buildInfo(info *debug.BuildInfo, ok bool) (version, revision string) {
 	version, revision = "(devel)", "unknown"
-	info, ok := debug.ReadBuildInfo()
 	if !ok {
 		return version, revision
 	}

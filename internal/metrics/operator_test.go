@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"testing"
@@ -237,6 +238,27 @@ func TestPrivateHandlerServesOnlyMetrics(t *testing.T) {
 		resp.Body.Close()
 		if resp.StatusCode != tc.want {
 			t.Errorf("%s %s = %d, want %d", tc.method, tc.path, resp.StatusCode, tc.want)
+		}
+	}
+}
+
+func TestBuildInfo(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name              string
+		info              *debug.BuildInfo
+		ok                bool
+		version, revision string
+	}{
+		{"no build information", nil, false, "(devel)", "unknown"},
+		{"work tree without VCS stamp", &debug.BuildInfo{Main: debug.Module{Version: "(devel)"}}, true, "(devel)", "unknown"},
+		{"released module with revision", &debug.BuildInfo{Main: debug.Module{Version: "v1.4.2"}, Settings: []debug.BuildSetting{
+			{Key: "vcs", Value: "git"}, {Key: "vcs.revision", Value: "0123456789abcdef0123456789abcdef01234567"}, {Key: "vcs.modified", Value: "false"},
+		}}, true, "v1.4.2", "0123456789abcdef0123456789abcdef01234567"},
+	}
+	for _, tt := range tests {
+		if v, r := buildInfo(tt.info, tt.ok); v != tt.version || r != tt.revision {
+			t.Errorf("%s: buildInfo = %q, %q; want %q, %q", tt.name, v, r, tt.version, tt.revision)
 		}
 	}
 }
