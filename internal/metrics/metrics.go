@@ -6,10 +6,10 @@
 package metrics
 
 import (
+	"cmp"
 	"crypto/sha256"
 	"crypto/subtle"
 	"net/http"
-	"runtime/debug"
 	"strconv"
 	"strings"
 	"time"
@@ -17,6 +17,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/registrar/registrar/internal/buildinfo"
 )
 
 // Metrics holds one process's collectors in a registry of its own.
@@ -50,7 +52,7 @@ func New() *Metrics {
 			Help: "Pipeline activity runs by step and result (succeeded, retrying, failed).",
 		}, []string{"step", "result"}),
 	}
-	version, revision := BuildInfo()
+	version, revision := buildLabels(buildinfo.Read())
 	build := prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "registrar_build_info",
 		Help: "Always 1; the labels name the binary's module version and VCS revision.",
@@ -61,27 +63,16 @@ func New() *Metrics {
 	return m
 }
 
-// BuildInfo returns the binary's module version ("(devel)" for a build
-// from a work tree) and the VCS revision it was built from ("unknown"
-// when the build did not record one, as with go run or go test).
-func BuildInfo() (version, revision string) {
-	return buildInfo(debug.ReadBuildInfo())
-}
-
-func buildInfo(info *debug.BuildInfo, ok bool) (version, revision string) {
-	version, revision = "(devel)", "unknown"
-	if !ok {
-		return version, revision
+// buildLabels are registrar_build_info's labels for the build b: its
+// module version, and the revision it was built from ("unknown" when the
+// build recorded none, as with go run or go test; "-dirty" after it for a
+// modified work tree).
+func buildLabels(b buildinfo.Info) (version, revision string) {
+	revision = cmp.Or(b.Revision, "unknown")
+	if b.Revision != "" && b.Modified {
+		revision += "-dirty"
 	}
-	if info.Main.Version != "" {
-		version = info.Main.Version
-	}
-	for _, s := range info.Settings {
-		if s.Key == "vcs.revision" && s.Value != "" {
-			revision = s.Value
-		}
-	}
-	return version, revision
+	return b.Version, revision
 }
 
 // Handler serves the metrics in Prometheus' text format.

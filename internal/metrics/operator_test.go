@@ -11,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/registrar/registrar/internal/buildinfo"
 )
 
 // fakeSource answers OperatorStats with stats or err and counts the calls.
@@ -108,7 +110,7 @@ func TestOperatorMetrics(t *testing.T) {
 		t.Fatalf("GET /metrics = %d", code)
 	}
 	got := lines(text)
-	version, revision := BuildInfo()
+	version, revision := buildLabels(buildinfo.Read())
 	for _, want := range []string{
 		"registrar_stats_up 1",
 		`registrar_build_info{revision="` + revision + `",version="` + version + `"} 1`,
@@ -242,23 +244,26 @@ func TestPrivateHandlerServesOnlyMetrics(t *testing.T) {
 	}
 }
 
-func TestBuildInfo(t *testing.T) {
+func TestBuildLabels(t *testing.T) {
 	t.Parallel()
+	const rev = "0123456789abcdef0123456789abcdef01234567"
 	tests := []struct {
 		name              string
 		info              *debug.BuildInfo
-		ok                bool
 		version, revision string
 	}{
-		{"no build information", nil, false, "(devel)", "unknown"},
-		{"work tree without VCS stamp", &debug.BuildInfo{Main: debug.Module{Version: "(devel)"}}, true, "(devel)", "unknown"},
+		{"no build information", nil, "(devel)", "unknown"},
+		{"work tree without VCS stamp", &debug.BuildInfo{Main: debug.Module{Version: "(devel)"}}, "(devel)", "unknown"},
 		{"released module with revision", &debug.BuildInfo{Main: debug.Module{Version: "v1.4.2"}, Settings: []debug.BuildSetting{
-			{Key: "vcs", Value: "git"}, {Key: "vcs.revision", Value: "0123456789abcdef0123456789abcdef01234567"}, {Key: "vcs.modified", Value: "false"},
-		}}, true, "v1.4.2", "0123456789abcdef0123456789abcdef01234567"},
+			{Key: "vcs", Value: "git"}, {Key: "vcs.revision", Value: rev}, {Key: "vcs.modified", Value: "false"},
+		}}, "v1.4.2", rev},
+		{"modified work tree", &debug.BuildInfo{Main: debug.Module{Version: "(devel)"}, Settings: []debug.BuildSetting{
+			{Key: "vcs.revision", Value: rev}, {Key: "vcs.modified", Value: "true"},
+		}}, "(devel)", rev + "-dirty"},
 	}
 	for _, tt := range tests {
-		if v, r := buildInfo(tt.info, tt.ok); v != tt.version || r != tt.revision {
-			t.Errorf("%s: buildInfo = %q, %q; want %q, %q", tt.name, v, r, tt.version, tt.revision)
+		if v, r := buildLabels(buildinfo.From(tt.info)); v != tt.version || r != tt.revision {
+			t.Errorf("%s: buildLabels = %q, %q; want %q, %q", tt.name, v, r, tt.version, tt.revision)
 		}
 	}
 }
