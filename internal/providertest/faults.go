@@ -153,6 +153,7 @@ type Faults struct {
 	routes  *http.ServeMux // patterns only, for matching
 	plans   map[string][]Fault
 	seen    map[string]int
+	arrived map[string][]time.Time
 	applied []string
 }
 
@@ -164,7 +165,7 @@ func NewFaults(tb testing.TB, target string) *Faults {
 	f := &Faults{
 		tb: tb, target: strings.TrimRight(target, "/"), closing: make(chan struct{}),
 		fwd:    &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()},
-		routes: http.NewServeMux(), plans: map[string][]Fault{}, seen: map[string]int{},
+		routes: http.NewServeMux(), plans: map[string][]Fault{}, seen: map[string]int{}, arrived: map[string][]time.Time{},
 	}
 	f.srv = httptest.NewServer(http.HandlerFunc(f.serve))
 	tb.Cleanup(func() {
@@ -211,6 +212,13 @@ func (f *Faults) Requests(route string) int {
 	return f.seen[route]
 }
 
+// Arrivals are when each request of a scheduled route arrived, in order.
+func (f *Faults) Arrivals(route string) []time.Time {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]time.Time(nil), f.arrived[route]...)
+}
+
 // Applied lists the faults applied so far, as "ROUTE #N: FAULT".
 func (f *Faults) Applied() []string {
 	f.mu.Lock()
@@ -227,6 +235,7 @@ func (f *Faults) next(r *http.Request) Fault {
 		return Pass
 	}
 	f.seen[route]++
+	f.arrived[route] = append(f.arrived[route], time.Now())
 	plan := f.plans[route]
 	if len(plan) == 0 {
 		return Pass
