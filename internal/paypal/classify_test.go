@@ -4,15 +4,19 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"regexp"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/registrar/registrar/internal/payment"
 	"github.com/registrar/registrar/internal/paypal"
+	"github.com/registrar/registrar/internal/providertest"
 )
 
 // closedAddr is a loopback address nothing listens on.
@@ -210,5 +214,49 @@ func TestResolveFailureIsNotNotCharged(t *testing.T) {
 	f.fake.FailNext(1, http.StatusForbidden)
 	if _, err := f.client.Resolve(context.Background(), req); errors.Is(err, payment.ErrNotCharged) {
 		t.Errorf("Resolve answered 403: %v; want no ErrNotCharged", err)
+	}
+}
+
+// A 429's Retry-After is logged as the wait it asks for, in either of the
+// forms RFC 9110 allows: delay-seconds or an HTTP-date. The refusal took no
+// money.
+func TestRateLimitRetryAfterLogged(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name, header string
+		want         *regexp.Regexp
+	}{
+		{"seconds", "120", regexp.MustCompile(`retry_after=2m0s`)},
+		{"HTTP-date", time.Now().Add(10 * time.Minute).UTC().Format(http.TimeFormat), regexp.MustCompile(`retry_after=(9m5\ds|10m0s)`)},
+		{"unreadable", "soon", regexp.MustCompile(`^[^\n]*paypal rate limit reached[^\n]*$`)},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			f := newFixture(t, nil)
+			proxy := providertest.NewFaults(t, f.fake.URL())
+			logs := &lockedBuffer{}
+			log := slog.New(slog.NewTextHandler(logs, nil))
+			c := paypal.New(proxy.URL(), clientID, clientSecret, &http.Client{Timeout: 5 * time.Second}, log)
+			proxy.Schedule("POST /v2/checkout/orders", providertest.RateLimited(tc.header,
+				`{"name":"RATE_LIMIT_REACHED","message":"Too many requests.","debug_id":"d1"}`))
+			_, err := c.Charge(context.Background(), chargeRequest())
+			if !errors.Is(err, payment.ErrNotCharged) {
+				t.Fatalf("Charge after a 429: %v; want ErrNotCharged", err)
+			}
+			var line string
+			for _, l := range strings.Split(logs.String(), "\n") {
+				if strings.Contains(l, "paypal rate limit reached") {
+					line = l
+				}
+			}
+			if !tc.want.MatchString(line) {
+				t.Errorf("log line %q; want it to match %s", line, tc.want)
+			}
+			if tc.name == "unreadable" && strings.Contains(line, "retry_after") {
+				t.Errorf("log line %q names a wait PayPal did not give", line)
+			}
+			assertNoSecrets(t, logs.String())
+		})
 	}
 }

@@ -337,8 +337,8 @@ func (c *Client) chargeFailure(ctx context.Context, op, requestID string, resp *
 		c.log.LogAttrs(ctx, slog.LevelInfo, "paypal declined the card", attrs...)
 		return &payment.DeclinedError{Reason: reason}
 	case resp.status == http.StatusTooManyRequests:
-		if ra := resp.retryAfter(); ra != "" {
-			attrs = append(attrs, slog.String("retry_after", ra))
+		if ra := resp.retryAfter(c.now()); ra > 0 {
+			attrs = append(attrs, slog.Duration("retry_after", ra))
 		}
 		c.log.LogAttrs(ctx, slog.LevelWarn, "paypal rate limit reached", attrs...)
 	case resp.status >= 500, resp.status == http.StatusConflict, e.Issue == "ORDER_COMPLETION_IN_PROGRESS":

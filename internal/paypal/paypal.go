@@ -444,11 +444,19 @@ func parseErrorBody(status int, debugID string, body []byte) *apiError {
 
 func (r *response) apiError() *apiError { return parseErrorBody(r.status, r.debugID, r.body) }
 
-// retryAfter is the Retry-After header of a 429, for the log.
-func (r *response) retryAfter() string {
-	s := r.header.Get("Retry-After")
-	if _, err := strconv.Atoi(s); err != nil {
-		return ""
+// retryAfter is the wait a 429's Retry-After header asks for, for the log:
+// delay-seconds or an HTTP-date, the two forms RFC 9110 allows; 0 when the
+// header is absent, unreadable or in the past.
+func (r *response) retryAfter(now time.Time) time.Duration {
+	s := strings.TrimSpace(r.header.Get("Retry-After"))
+	if s == "" {
+		return 0
 	}
-	return s
+	if secs, err := strconv.ParseInt(s, 10, 64); err == nil {
+		return time.Duration(min(max(secs, 0), int64(24*time.Hour/time.Second))) * time.Second
+	}
+	if t, err := http.ParseTime(s); err == nil {
+		return min(max(t.Sub(now), 0), 24*time.Hour).Round(time.Second)
+	}
+	return 0
 }
