@@ -133,15 +133,18 @@ func (f Fault) forwards() bool {
 }
 
 // Faults is a fault-injecting proxy in front of a provider fake (or any
-// HTTP server). Requests pass through unchanged except those a schedule
-// names: the nth request of a route from the scheduling on meets the
-// schedule's nth fault, on the way to the provider or on the way back. The
+// HTTP server). Requests pass through unchanged except those a plan names:
+// the nth request of a plan's route, from the scheduling on, meets the
+// plan's nth fault, on the way to the provider or on the way back. The
 // client under test is pointed at URL instead of the fake's; the fake still
 // checks every request that reaches it.
 //
 // Routes are http.ServeMux patterns with a method, e.g.
-// "POST /v2/checkout/orders/{id}/capture"; a request is counted under the
-// most specific pattern scheduled that matches it.
+// "POST /v2/checkout/orders/{id}/capture". A plan made by ScheduleFor
+// takes only the requests of its route whose path or body holds its marker
+// (an attendee's name or address, say), so that clients sharing the proxy
+// each meet their own faults; a plan made by Schedule takes the route's
+// other requests.
 type Faults struct {
 	tb      testing.TB
 	target  string
@@ -151,10 +154,18 @@ type Faults struct {
 
 	mu      sync.Mutex
 	routes  *http.ServeMux // patterns only, for matching
-	plans   map[string][]Fault
-	seen    map[string]int
-	arrived map[string][]time.Time
+	plans   map[string][]*FaultPlan
 	applied []string
+}
+
+// FaultPlan is the schedule of faults of one route (and marker), with what
+// it has seen.
+type FaultPlan struct {
+	f             *Faults
+	route, marker string
+	faults        []Fault // still to come
+	seen          int
+	arrived       []time.Time
 }
 
 // NewFaults starts a proxy forwarding to target (a base URL such as a
@@ -165,7 +176,7 @@ func NewFaults(tb testing.TB, target string) *Faults {
 	f := &Faults{
 		tb: tb, target: strings.TrimRight(target, "/"), closing: make(chan struct{}),
 		fwd:    &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()},
-		routes: http.NewServeMux(), plans: map[string][]Fault{}, seen: map[string]int{}, arrived: map[string][]time.Time{},
+		routes: http.NewServeMux(), plans: map[string][]*FaultPlan{},
 	}
 	f.srv = httptest.NewServer(http.HandlerFunc(f.serve))
 	tb.Cleanup(func() {
@@ -182,22 +193,36 @@ func (f *Faults) URL() string { return f.srv.URL }
 
 // Schedule makes the following requests of route meet faults in turn: the
 // first the first fault, and so on (Pass lets one through). A second call
-// for the same route appends to what is left of its schedule.
-func (f *Faults) Schedule(route string, faults ...Fault) {
+// for the same route appends to what is left of its plan.
+func (f *Faults) Schedule(route string, faults ...Fault) *FaultPlan {
+	return f.ScheduleFor(route, "", faults...)
+}
+
+// ScheduleFor is Schedule for the requests of route whose path or body
+// holds marker.
+func (f *Faults) ScheduleFor(route, marker string, faults ...Fault) *FaultPlan {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if _, ok := f.plans[route]; !ok {
 		f.routes.Handle(route, http.NotFoundHandler())
 	}
-	f.plans[route] = append(f.plans[route], faults...)
+	for _, p := range f.plans[route] {
+		if p.marker == marker {
+			p.faults = append(p.faults, faults...)
+			return p
+		}
+	}
+	p := &FaultPlan{f: f, route: route, marker: marker, faults: faults}
+	f.plans[route] = append(f.plans[route], p)
+	return p
 }
 
-// Pending is how many faults of route's schedule are still to come.
-func (f *Faults) Pending(route string) int {
-	f.mu.Lock()
-	defer f.mu.Unlock()
+// Pending is how many faults of the plan are still to come.
+func (p *FaultPlan) Pending() int {
+	p.f.mu.Lock()
+	defer p.f.mu.Unlock()
 	n := 0
-	for _, ft := range f.plans[route] {
+	for _, ft := range p.faults {
 		if ft.Kind != FaultPass {
 			n++
 		}
@@ -205,51 +230,88 @@ func (f *Faults) Pending(route string) int {
 	return n
 }
 
-// Requests counts the requests of a scheduled route seen so far.
-func (f *Faults) Requests(route string) int {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.seen[route]
+// Requests counts the requests the plan has taken.
+func (p *FaultPlan) Requests() int {
+	p.f.mu.Lock()
+	defer p.f.mu.Unlock()
+	return p.seen
 }
 
-// Arrivals are when each request of a scheduled route arrived, in order.
-func (f *Faults) Arrivals(route string) []time.Time {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return append([]time.Time(nil), f.arrived[route]...)
+// Arrivals are when each request the plan took arrived, in order.
+func (p *FaultPlan) Arrivals() []time.Time {
+	p.f.mu.Lock()
+	defer p.f.mu.Unlock()
+	return append([]time.Time(nil), p.arrived...)
 }
 
-// Applied lists the faults applied so far, as "ROUTE #N: FAULT".
+// Applied lists the faults applied so far, as "ROUTE #N: FAULT" (with the
+// marker after the route when there is one).
 func (f *Faults) Applied() []string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return append([]string(nil), f.applied...)
 }
 
-// next finds the fault for r and counts r under its route.
-func (f *Faults) next(r *http.Request) Fault {
+// next finds the plan r belongs to, counts r under it and returns r's
+// fault. It reads the body when a plan of r's route has a marker, and
+// then gives r a copy of it.
+func (f *Faults) next(r *http.Request) (Fault, error) {
+	f.mu.Lock()
+	_, route := f.routes.Handler(r)
+	marked := false
+	for _, p := range f.plans[route] {
+		marked = marked || p.marker != ""
+	}
+	f.mu.Unlock()
+	if route == "" {
+		return Pass, nil
+	}
+	var body []byte
+	if marked {
+		var err error
+		if body, err = io.ReadAll(r.Body); err != nil {
+			return Pass, err
+		}
+		r.Body = io.NopCloser(bytes.NewReader(body))
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	_, route := f.routes.Handler(r)
-	if route == "" {
-		return Pass
+	var plan *FaultPlan
+	for _, p := range f.plans[route] {
+		if p.marker == "" && plan == nil {
+			plan = p
+		}
+		if p.marker != "" && (strings.Contains(r.URL.Path, p.marker) || bytes.Contains(body, []byte(p.marker))) {
+			plan = p
+			break
+		}
 	}
-	f.seen[route]++
-	f.arrived[route] = append(f.arrived[route], time.Now())
-	plan := f.plans[route]
-	if len(plan) == 0 {
-		return Pass
+	if plan == nil {
+		return Pass, nil
 	}
-	ft := plan[0]
-	f.plans[route] = plan[1:]
+	plan.seen++
+	plan.arrived = append(plan.arrived, time.Now())
+	if len(plan.faults) == 0 {
+		return Pass, nil
+	}
+	ft := plan.faults[0]
+	plan.faults = plan.faults[1:]
 	if ft.Kind != FaultPass {
-		f.applied = append(f.applied, fmt.Sprintf("%s #%d: %s", route, f.seen[route], ft))
+		where := route
+		if plan.marker != "" {
+			where += " " + strconv.Quote(plan.marker)
+		}
+		f.applied = append(f.applied, fmt.Sprintf("%s #%d: %s", where, plan.seen, ft))
 	}
-	return ft
+	return ft, nil
 }
 
 func (f *Faults) serve(w http.ResponseWriter, r *http.Request) {
-	ft := f.next(r)
+	ft, err := f.next(r)
+	if err != nil {
+		http.Error(w, "fault proxy: "+err.Error(), http.StatusBadRequest)
+		return
+	}
 	if ft.Kind == FaultResetRequest {
 		// Half the body arrives; then the connection is reset.
 		n := r.ContentLength / 2

@@ -57,7 +57,7 @@ func TestFaults(t *testing.T) {
 			defer backend.Close()
 			f := NewFaults(t, backend.URL)
 			const route = "POST /v2/checkout/orders"
-			f.Schedule(route, Pass, tc.fault)
+			plan := f.Schedule(route, Pass, tc.fault)
 
 			do := func() (int, string, error) {
 				ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
@@ -114,14 +114,14 @@ func TestFaults(t *testing.T) {
 			if got := hits.Load(); got != want {
 				t.Errorf("the server behind saw %d requests; want %d", got, want)
 			}
-			if got := f.Requests(route); got != 3 {
+			if got := plan.Requests(); got != 3 {
 				t.Errorf("Requests = %d; want 3", got)
 			}
 			if a := f.Applied(); len(a) != 1 || a[0] != route+" #2: "+tc.fault.String() {
 				t.Errorf("Applied = %q", a)
 			}
-			if f.Pending(route) != 0 {
-				t.Errorf("Pending = %d after the schedule ran out", f.Pending(route))
+			if plan.Pending() != 0 {
+				t.Errorf("Pending = %d after the schedule ran out", plan.Pending())
 			}
 		})
 	}
@@ -157,5 +157,52 @@ func TestFaultsRoutes(t *testing.T) {
 	}
 	if code := get(http.MethodPost, "/v2/checkout/orders/A2/capture"); code != http.StatusOK {
 		t.Errorf("second capture: %d; want it untouched", code)
+	}
+}
+
+// TestFaultsMarkers: a plan with a marker takes only the requests that hold
+// it, in the path or the body; the route's plan without one takes the rest.
+func TestFaultsMarkers(t *testing.T) {
+	t.Parallel()
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		in, _ := io.ReadAll(r.Body)
+		w.Write(in)
+	}))
+	defer backend.Close()
+	f := NewFaults(t, backend.URL)
+	const route = "PUT /lists/{list}/members/{hash}"
+	ada := f.ScheduleFor(route, `Lovelace-1"`, Answer(http.StatusTeapot, "ada"))
+	hash := f.ScheduleFor(route, "/members/c0ffee", Answer(http.StatusGone, "hash"))
+	rest := f.Schedule(route, Pass, Answer(http.StatusConflict, "rest"))
+	put := func(path, body string) (int, string) {
+		req, _ := http.NewRequest(http.MethodPut, f.URL()+path, strings.NewReader(body))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		data, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(data)
+	}
+	for _, c := range []struct {
+		path, body string
+		status     int
+		answer     string
+	}{
+		{"/lists/l/members/aa", `{"LNAME":"Lovelace-10"}`, http.StatusOK, `{"LNAME":"Lovelace-10"}`}, // rest's Pass
+		{"/lists/l/members/aa", `{"LNAME":"Lovelace-1"}`, http.StatusTeapot, "ada"},
+		{"/lists/l/members/c0ffee", `{}`, http.StatusGone, "hash"},
+		{"/lists/l/members/aa", `{"LNAME":"Lovelace-1"}`, http.StatusOK, `{"LNAME":"Lovelace-1"}`}, // ada's plan is spent
+		{"/lists/l/members/bb", `{}`, http.StatusConflict, "rest"},
+	} {
+		if code, body := put(c.path, c.body); code != c.status || body != c.answer {
+			t.Errorf("PUT %s %s: %d %q; want %d %q", c.path, c.body, code, body, c.status, c.answer)
+		}
+	}
+	if ada.Requests() != 2 || hash.Requests() != 1 || rest.Requests() != 2 {
+		t.Errorf("requests by plan: %d, %d, %d; want 2, 1, 2", ada.Requests(), hash.Requests(), rest.Requests())
+	}
+	if a := f.Applied(); len(a) != 3 || a[0] != route+` "Lovelace-1\"" #1: 418` {
+		t.Errorf("Applied = %q", a)
 	}
 }
