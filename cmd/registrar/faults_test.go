@@ -4,7 +4,6 @@ import (
 	"database/sql"
 	"fmt"
 	"net/http"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -471,15 +470,7 @@ func waitStatus(t *testing.T, base, id, want string, within time.Duration) statu
 // stepError is a step's error as the back office shows it.
 func stepError(t *testing.T, where, id, step string) string {
 	t.Helper()
-	var db *sql.DB
-	if strings.HasPrefix(where, "postgres") {
-		var err error
-		if db, err = sql.Open("pgx", where); err != nil {
-			t.Fatal(err)
-		}
-	} else {
-		db = openDB(t, filepath.Join(where, "registrar.db"))
-	}
+	db := openWhere(t, where)
 	defer db.Close()
 	q := `SELECT last_error FROM registration_steps WHERE registration_id = ? AND step = ?`
 	if strings.HasPrefix(where, "postgres") {

@@ -64,15 +64,7 @@ func useEngine(t *testing.T, e env, engine, dir string) string {
 // SQLite file in a directory or the PostgreSQL database at a URL.
 func seatsHeld(t *testing.T, where string) (taken, holds int) {
 	t.Helper()
-	var db *sql.DB
-	if strings.HasPrefix(where, "postgres") {
-		var err error
-		if db, err = sql.Open("pgx", where); err != nil {
-			t.Fatal(err)
-		}
-	} else {
-		db = openDB(t, filepath.Join(where, "registrar.db"))
-	}
+	db := openWhere(t, where)
 	defer db.Close()
 	if err := db.QueryRow(`SELECT taken FROM ticket_stock WHERE ticket_id = 'standard'`).Scan(&taken); err != nil {
 		t.Fatal(err)
@@ -81,6 +73,20 @@ func seatsHeld(t *testing.T, where string) (taken, holds int) {
 		t.Fatal(err)
 	}
 	return taken, holds
+}
+
+// openWhere opens the database useEngine returned: the SQLite file in a
+// directory, or the PostgreSQL database at a URL.
+func openWhere(t *testing.T, where string) *sql.DB {
+	t.Helper()
+	if strings.HasPrefix(where, "postgres") {
+		db, err := sql.Open("pgx", where)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return db
+	}
+	return openDB(t, filepath.Join(where, "registrar.db"))
 }
 
 // When PayPal certainly charged nothing — its token refused, its address
