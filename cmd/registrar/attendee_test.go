@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"io/fs"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -195,6 +197,22 @@ func TestAttendeeExportErase(t *testing.T) {
 	}
 	if l := holding(dumpCells(t, dbPath), ada...); len(l) > 0 {
 		t.Errorf("after the erasure the database still holds her data:\n%s", strings.Join(l, "\n"))
+	}
+	// Nor do the file's bytes: the rows' old versions, the index entries
+	// and the pages freed are overwritten, not left for a file reader.
+	for _, name := range []string{dbPath, dbPath + "-wal"} {
+		raw, err := os.ReadFile(name)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, v := range ada {
+			if n := bytes.Count(bytes.ToLower(raw), []byte(strings.ToLower(v))); n > 0 {
+				t.Errorf("%s still holds %q %d times in its bytes after the erasure", filepath.Base(name), v, n)
+			}
+		}
 	}
 	after := files()
 	for name, content := range after {

@@ -84,6 +84,10 @@ func openLocked(ctx context.Context, path string, lock *os.File) (*DB, error) {
 		q.Add("_pragma", "journal_mode(WAL)")
 		q.Add("_pragma", "foreign_keys(1)")
 		q.Add("_pragma", "synchronous(FULL)")
+		// What is deleted or overwritten is zeroed in the file, not left
+		// in free space: an erased attendee's data is gone from the
+		// database file, not only from its rows.
+		q.Add("_pragma", "secure_delete(1)")
 		for _, e := range extra {
 			k, v, _ := strings.Cut(e, "=")
 			q.Add(k, v)
