@@ -15,6 +15,7 @@ import (
 
 	"github.com/registrar/registrar/internal/admin"
 	"github.com/registrar/registrar/internal/registration"
+	"github.com/registrar/registrar/internal/storetest"
 )
 
 // runAttendee runs "registrar attendee ..." with stdin.
@@ -31,62 +32,10 @@ func dumpCells(t *testing.T, path string) []string {
 	t.Helper()
 	db := openDB(t, path)
 	defer db.Close()
-	rows, err := db.Query(`SELECT name FROM sqlite_master WHERE type = 'table'`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var tables []string
-	for rows.Next() {
-		var name string
-		if err := rows.Scan(&name); err != nil {
-			t.Fatal(err)
-		}
-		tables = append(tables, name)
-	}
-	rows.Close()
-	var cells []string
-	for _, table := range tables {
-		rows, err := db.Query(`SELECT * FROM "` + table + `"`)
-		if err != nil {
-			t.Fatalf("dump %s: %v", table, err)
-		}
-		cols, _ := rows.Columns()
-		for rows.Next() {
-			vals := make([]any, len(cols))
-			ptrs := make([]any, len(cols))
-			for i := range vals {
-				ptrs[i] = &vals[i]
-			}
-			if err := rows.Scan(ptrs...); err != nil {
-				t.Fatalf("dump %s: %v", table, err)
-			}
-			for i, v := range vals {
-				switch v := v.(type) {
-				case string:
-					cells = append(cells, table+"."+cols[i]+": "+v)
-				case []byte:
-					cells = append(cells, table+"."+cols[i]+": "+string(v))
-				}
-			}
-		}
-		rows.Close()
-	}
-	return cells
+	return storetest.TextCells(t, db)
 }
 
-// holding returns the cells holding any of values, in any letter case.
-func holding(cells []string, values ...string) []string {
-	var found []string
-	for _, c := range cells {
-		for _, v := range values {
-			if strings.Contains(strings.ToLower(c), strings.ToLower(v)) {
-				found = append(found, c)
-				break
-			}
-		}
-	}
-	return found
-}
+func holding(cells []string, values ...string) []string { return storetest.Holding(cells, values...) }
 
 // TestAttendeeExportErase registers an attendee twice (and someone else)
 // through the running service, then exports her data by email and by id

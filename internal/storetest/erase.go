@@ -74,11 +74,19 @@ func erasureFixture(t *testing.T, e Env) registration.Registration {
 // textCells returns every text cell of every table as "table.column: value".
 func textCells(t *testing.T, e Env) []string {
 	t.Helper()
+	return TextCells(t, e.DB)
+}
+
+// TextCells returns every text cell of every table of db (SQLite, or the
+// current schema of PostgreSQL) as "table.column: value": a test finds an
+// erased value anywhere in the database with Holding.
+func TextCells(t *testing.T, db *sql.DB) []string {
+	t.Helper()
 	ctx := t.Context()
 	var tables []string
-	rows, err := e.DB.QueryContext(ctx, `SELECT name FROM sqlite_master WHERE type = 'table'`)
+	rows, err := db.QueryContext(ctx, `SELECT name FROM sqlite_master WHERE type = 'table'`)
 	if err != nil {
-		rows, err = e.DB.QueryContext(ctx, `SELECT table_name FROM information_schema.tables
+		rows, err = db.QueryContext(ctx, `SELECT table_name FROM information_schema.tables
 			WHERE table_schema = current_schema() AND table_type = 'BASE TABLE'`)
 	}
 	if err != nil {
@@ -97,7 +105,7 @@ func textCells(t *testing.T, e Env) []string {
 	}
 	var cells []string
 	for _, table := range tables {
-		rows, err := e.DB.QueryContext(ctx, `SELECT * FROM `+table)
+		rows, err := db.QueryContext(ctx, `SELECT * FROM `+table)
 		if err != nil {
 			t.Fatalf("dump %s: %v", table, err)
 		}
@@ -131,8 +139,10 @@ func textCells(t *testing.T, e Env) []string {
 	return cells
 }
 
-// leaks returns the cells holding any of values, in any letter case.
-func leaks(cells, values []string) []string {
+func leaks(cells, values []string) []string { return Holding(cells, values...) }
+
+// Holding returns the cells holding any of values, in any letter case.
+func Holding(cells []string, values ...string) []string {
 	var found []string
 	for _, c := range cells {
 		for _, v := range values {
