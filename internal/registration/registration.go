@@ -105,7 +105,7 @@ func (r Registration) Anonymised() bool { return !r.AnonymisedAt.IsZero() }
 // text recorded with every consent given on the form or through the API's
 // "newsletter": true. Changing it changes what later consents record;
 // earlier ones keep the text they were given under.
-const NewsletterConsentText = "Send me news about this conference"
+const NewsletterConsentText = "Email me news about this conference"
 
 // Step returns the named step.
 func (r Registration) Step(name StepName) (Step, bool) {
