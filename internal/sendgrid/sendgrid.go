@@ -143,15 +143,20 @@ func (c *Client) Send(ctx context.Context, m email.Message) (string, error) {
 		return "", &Error{msg: "sendgrid: send: " + c.redact(err.Error()), err: err}
 	}
 	defer func() { _ = resp.Body.Close() }()
-	respBody, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxErrorBody)) // allow connection reuse
-
-	switch s := resp.StatusCode; {
-	case s >= 200 && s < 300:
+	if s := resp.StatusCode; s >= 200 && s < 300 {
+		// The status says the message is accepted; the body (empty from
+		// SendGrid) is not waited for: a body that stalls after a 202
+		// would otherwise turn a sent email into a timeout, and its retry
+		// into a second email.
 		if ref := strings.TrimSpace(resp.Header.Get("X-Message-Id")); ref != "" {
 			return ref, nil
 		}
 		return messageID, nil
+	}
+	respBody, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxErrorBody)) // allow connection reuse
+
+	switch s := resp.StatusCode; {
 	case s == http.StatusTooManyRequests:
 		return "", &RateLimitError{
 			Wait:    c.rateLimitWait(resp.Header),

@@ -376,6 +376,39 @@ func TestSendWithoutMessageIDHeader(t *testing.T) {
 	}
 }
 
+// A 202 whose body then stalls is a sent message at once: the send does not
+// wait for the body (to time out, be retried and send the email twice).
+func TestSendAcceptedWithStalledBody(t *testing.T) {
+	t.Parallel()
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Message-Id", "stalled-202")
+		w.Header().Set("Content-Length", "10")
+		w.WriteHeader(http.StatusAccepted)
+		w.(http.Flusher).Flush()
+		<-release // the body never comes while the send waits
+	}))
+	t.Cleanup(srv.Close)
+	t.Cleanup(func() { close(release) })
+	type result struct {
+		ref string
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		ref, err := New(srv.URL, testKey, nil).Send(t.Context(), testMessage())
+		done <- result{ref, err}
+	}()
+	select {
+	case r := <-done:
+		if r.err != nil || r.ref != "stalled-202" {
+			t.Errorf("Send = %q, %v; want the message id of the 202", r.ref, r.err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("Send waited for the body of a 202")
+	}
+}
+
 func TestSendRejectsInvalidMessageWithoutRequest(t *testing.T) {
 	t.Parallel()
 	cases := map[string]func(*email.Message){
