@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"time"
 )
 
 // Card is the card data of one charge. It lives only in memory for the
@@ -68,6 +69,30 @@ var ErrUnavailable = errors.New("payment provider unavailable")
 // failure before any charge could happen (the order was never sent, or the
 // provider refused it before charging), so the seat can go back at once.
 var ErrNotCharged = errors.New("no charge was taken")
+
+// RateLimitedError reports a call the provider refused for its rate limit,
+// with the wait it asked for (0: none given). It is wrapped in the call's
+// error, so that the attendee can be told when to try again.
+type RateLimitedError struct {
+	Wait time.Duration
+}
+
+func (e *RateLimitedError) Error() string {
+	if e.Wait <= 0 {
+		return "rate limited by the payment provider"
+	}
+	return fmt.Sprintf("rate limited by the payment provider for %v", e.Wait)
+}
+
+// RetryAfter is the wait a rate-limited provider asked for somewhere in
+// err's chain; 0 when none did.
+func RetryAfter(err error) time.Duration {
+	var rl *RateLimitedError
+	if errors.As(err, &rl) {
+		return max(rl.Wait, 0)
+	}
+	return 0
+}
 
 // Processor charges cards and refunds charges.
 type Processor interface {

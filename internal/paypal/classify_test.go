@@ -225,10 +225,11 @@ func TestRateLimitRetryAfterLogged(t *testing.T) {
 	cases := []struct {
 		name, header string
 		want         *regexp.Regexp
+		wait         time.Duration
 	}{
-		{"seconds", "120", regexp.MustCompile(`retry_after=2m0s`)},
-		{"HTTP-date", time.Now().Add(10 * time.Minute).UTC().Format(http.TimeFormat), regexp.MustCompile(`retry_after=(9m5\ds|10m0s)`)},
-		{"unreadable", "soon", regexp.MustCompile(`^[^\n]*paypal rate limit reached[^\n]*$`)},
+		{"seconds", "120", regexp.MustCompile(`retry_after=2m0s`), 2 * time.Minute},
+		{"HTTP-date", time.Now().Add(10 * time.Minute).UTC().Format(http.TimeFormat), regexp.MustCompile(`retry_after=(9m5\ds|10m0s)`), 10 * time.Minute},
+		{"unreadable", "soon", regexp.MustCompile(`^[^\n]*paypal rate limit reached[^\n]*$`), 0},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -243,6 +244,10 @@ func TestRateLimitRetryAfterLogged(t *testing.T) {
 			_, err := c.Charge(context.Background(), chargeRequest())
 			if !errors.Is(err, payment.ErrNotCharged) {
 				t.Fatalf("Charge after a 429: %v; want ErrNotCharged", err)
+			}
+			// The wait reaches the caller too, to tell the attendee.
+			if got, want := payment.RetryAfter(err), tc.wait; got < want-6*time.Second || got > want {
+				t.Errorf("payment.RetryAfter = %v; want %v", got, want)
 			}
 			var line string
 			for _, l := range strings.Split(logs.String(), "\n") {

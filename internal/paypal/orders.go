@@ -337,10 +337,12 @@ func (c *Client) chargeFailure(ctx context.Context, op, requestID string, resp *
 		c.log.LogAttrs(ctx, slog.LevelInfo, "paypal declined the card", attrs...)
 		return &payment.DeclinedError{Reason: reason}
 	case resp.status == http.StatusTooManyRequests:
-		if ra := resp.retryAfter(c.now()); ra > 0 {
+		ra := resp.retryAfter(c.now())
+		if ra > 0 {
 			attrs = append(attrs, slog.Duration("retry_after", ra))
 		}
 		c.log.LogAttrs(ctx, slog.LevelWarn, "paypal rate limit reached", attrs...)
+		return fmt.Errorf("%w: paypal %s: %w: %w", payment.ErrUnavailable, op, e, &payment.RateLimitedError{Wait: ra})
 	case resp.status >= 500, resp.status == http.StatusConflict, e.Issue == "ORDER_COMPLETION_IN_PROGRESS":
 		c.log.LogAttrs(ctx, slog.LevelWarn, "paypal failed", attrs...)
 	default: // 400, 401 after a fresh token, 403, 404, 415, our 422s: ours to fix

@@ -444,9 +444,9 @@ func parseErrorBody(status int, debugID string, body []byte) *apiError {
 
 func (r *response) apiError() *apiError { return parseErrorBody(r.status, r.debugID, r.body) }
 
-// retryAfter is the wait a 429's Retry-After header asks for, for the log:
-// delay-seconds or an HTTP-date, the two forms RFC 9110 allows; 0 when the
-// header is absent, unreadable or in the past.
+// retryAfter is the wait a 429's Retry-After header asks for, for the log
+// and the attendee: delay-seconds or an HTTP-date, the two forms RFC 9110
+// allows; 0 when the header is absent, unreadable or in the past.
 func (r *response) retryAfter(now time.Time) time.Duration {
 	s := strings.TrimSpace(r.header.Get("Retry-After"))
 	if s == "" {

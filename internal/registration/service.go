@@ -319,7 +319,7 @@ func (s *Service) chargeFailed(ctx context.Context, a Attempt, req payment.Charg
 		if ferr := s.store.FailAttempt(ctx, a, nil); ferr != nil {
 			s.log.ErrorContext(ctx, "releasing seat after payment failure", "attempt", a.ID, "err", ferr)
 		}
-		return payment.Charge{}, &Error{Code: CodePaymentUnavailable, Message: msgNotCharged, Err: err}
+		return payment.Charge{}, notCharged(err)
 	}
 	req.Card = payment.Card{}
 	rctx, cancel := context.WithTimeout(ctx, s.chargeTimeout)
@@ -334,7 +334,7 @@ func (s *Service) chargeFailed(ctx context.Context, a Attempt, req payment.Charg
 		if ferr := s.store.FailAttempt(ctx, a, nil); ferr != nil {
 			s.log.ErrorContext(ctx, "releasing seat after payment failure", "attempt", a.ID, "err", ferr)
 		}
-		return payment.Charge{}, &Error{Code: CodePaymentUnavailable, Message: msgNotCharged, Err: err}
+		return payment.Charge{}, notCharged(err)
 	default:
 		s.log.WarnContext(ctx, "payment outcome unknown; left to the resolver", "attempt", a.ID, "err", err, "resolve_err", rerr)
 		return payment.Charge{}, &Error{Code: CodePaymentUnavailable, Message: "We could not confirm your payment with the payment service. If it went through, your registration completes by itself and you receive a confirmation email; you will not be charged twice.", Err: errors.Join(err, rerr)}
@@ -429,6 +429,30 @@ func (s *Service) finalSoldOut(ctx context.Context, ticketID string) bool {
 // msgNotCharged is what an attendee reads when the payment service failed
 // and certainly took nothing.
 const msgNotCharged = "The payment service is not answering right now. Nothing was charged; please try again in a minute."
+
+// notCharged is the answer to a payment that certainly took nothing. When
+// the provider refused it for its rate limit and said how long to wait, the
+// answer says so (and the API's Retry-After).
+func notCharged(err error) *Error {
+	e := &Error{Code: CodePaymentUnavailable, Message: msgNotCharged, Err: err}
+	if wait := payment.RetryAfter(err); wait > 0 {
+		e.Retryable, e.RetryAfter = true, wait
+		e.Message = fmt.Sprintf("The payment service is busy. Nothing was charged; please try again in %s.", humanWait(wait))
+	}
+	return e
+}
+
+// humanWait is a wait as an attendee reads it: "30 seconds", "2 minutes".
+func humanWait(d time.Duration) string {
+	switch secs := int((d + time.Second - 1) / time.Second); {
+	case secs <= 1:
+		return "a second"
+	case secs < 90:
+		return fmt.Sprintf("%d seconds", secs)
+	default:
+		return fmt.Sprintf("%d minutes", (secs+59)/60)
+	}
+}
 
 // msgPaymentSafe is what an attendee reads when their registration's fate
 // is left to the resolver.

@@ -1060,6 +1060,33 @@ func TestRegisterChargeNotCharged(t *testing.T) {
 	}
 }
 
+// TestRegisterChargeRateLimited: a provider that refused the charge for its
+// rate limit and said how long to wait: nothing was charged, the seat goes
+// back, and the answer tells when to try again (the API's Retry-After).
+func TestRegisterChargeRateLimited(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		wait  time.Duration
+		words string
+	}{
+		{45 * time.Second, "try again in 45 seconds"},
+		{10 * time.Minute, "try again in 10 minutes"},
+	} {
+		f := newServiceFixture(t)
+		f.proc.chargeErr = fmt.Errorf("%w: paypal create order: 429 RATE_LIMIT_REACHED: %w: %w",
+			payment.ErrUnavailable, &payment.RateLimitedError{Wait: tc.wait}, payment.ErrNotCharged)
+		_, err := f.svc.Register(context.Background(), validReq(), "api:k")
+		e := apiErr(t, err, CodePaymentUnavailable)
+		if !e.Retryable || e.RetryAfter != tc.wait || !strings.Contains(e.Message, "Nothing was charged") || !strings.Contains(e.Message, tc.words) {
+			t.Errorf("rate limited for %v: retryable %v after %v, message %q; want retryable after the wait, saying %q",
+				tc.wait, e.Retryable, e.RetryAfter, e.Message, tc.words)
+		}
+		if len(f.store.failed) != 1 || len(f.proc.resolves) != 0 {
+			t.Errorf("FailAttempt calls %d, Resolve calls %d; want the seat back at once", len(f.store.failed), len(f.proc.resolves))
+		}
+	}
+}
+
 // TestRegisterReplayOutsideSales: a retry of a request answered before
 // sales closed gets its answer again; a new request is told sales closed.
 func TestRegisterReplayOutsideSales(t *testing.T) {
