@@ -1,7 +1,10 @@
 package registration
 
 import (
+	"context"
+	"database/sql"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"unicode/utf8"
@@ -88,4 +91,44 @@ func Scrub(text string, terms []string) string {
 		text = b.String()
 	}
 	return text
+}
+
+// ScrubRows replaces terms in free text kept in a store, in tx: read (with
+// args) selects a key and a text per row; each text Scrub changes is
+// written back with update, whose arguments are the new text and the key.
+// what names the rows in errors. Both engines' erasures use it, with their
+// own SQL.
+func ScrubRows(ctx context.Context, tx *sql.Tx, what, read string, args []any, update string, terms []string) error {
+	rows, err := tx.QueryContext(ctx, read, args...)
+	if err != nil {
+		return fmt.Errorf("read %s: %w", what, err)
+	}
+	type change struct {
+		key  any
+		text string
+	}
+	var changes []change
+	for rows.Next() {
+		var key any
+		var text string
+		if err := rows.Scan(&key, &text); err != nil {
+			rows.Close()
+			return fmt.Errorf("read %s: %w", what, err)
+		}
+		if scrubbed := Scrub(text, terms); scrubbed != text {
+			changes = append(changes, change{key, scrubbed})
+		}
+	}
+	if err := rows.Close(); err != nil {
+		return fmt.Errorf("read %s: %w", what, err)
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("read %s: %w", what, err)
+	}
+	for _, c := range changes {
+		if _, err := tx.ExecContext(ctx, update, c.text, c.key); err != nil {
+			return fmt.Errorf("erase %s: %w", what, err)
+		}
+	}
+	return nil
 }

@@ -102,70 +102,17 @@ func (s *Store) AnonymiseRegistration(ctx context.Context, id string, audit regi
 // scrubColumn replaces terms in column of the rows of table matching where
 // (with the one argument arg). The names are the store's own constants.
 func scrubColumn(ctx context.Context, tx *sql.Tx, table, key, column, where, arg string, terms []string) error {
-	rows, err := tx.QueryContext(ctx, `SELECT `+key+`, `+column+` FROM `+table+` WHERE `+where+` AND `+column+` <> ''`, arg)
-	if err != nil {
-		return fmt.Errorf("read %s.%s: %w", table, column, err)
-	}
-	type change struct {
-		key  any
-		text string
-	}
-	var changes []change
-	for rows.Next() {
-		var k any
-		var text string
-		if err := rows.Scan(&k, &text); err != nil {
-			rows.Close()
-			return fmt.Errorf("read %s.%s: %w", table, column, err)
-		}
-		if scrubbed := registration.Scrub(text, terms); scrubbed != text {
-			changes = append(changes, change{k, scrubbed})
-		}
-	}
-	if err := closeRows(rows); err != nil {
-		return fmt.Errorf("read %s.%s: %w", table, column, err)
-	}
-	for _, c := range changes {
-		if _, err := tx.ExecContext(ctx, `UPDATE `+table+` SET `+column+` = ? WHERE `+key+` = ?`, c.text, c.key); err != nil {
-			return fmt.Errorf("erase %s.%s: %w", table, column, err)
-		}
-	}
-	return nil
+	return registration.ScrubRows(ctx, tx, table+"."+column,
+		`SELECT `+key+`, `+column+` FROM `+table+` WHERE `+where+` AND `+column+` <> ''`, []any{arg},
+		`UPDATE `+table+` SET `+column+` = ? WHERE `+key+` = ?`, terms)
 }
 
 // scrubJobErrors replaces terms in the errors River recorded for the jobs of
 // the registration (a provider's message may quote the address).
 func scrubJobErrors(ctx context.Context, tx *sql.Tx, id string, terms []string) error {
-	rows, err := tx.QueryContext(ctx, `SELECT id, json(errors) FROM river_job
-		WHERE json_extract(args, '$.registration_id') = ? AND errors IS NOT NULL`, id)
-	if err != nil {
-		return fmt.Errorf("read job errors: %w", err)
-	}
-	type change struct {
-		id   int64
-		text string
-	}
-	var changes []change
-	for rows.Next() {
-		var jobID int64
-		var text string
-		if err := rows.Scan(&jobID, &text); err != nil {
-			rows.Close()
-			return fmt.Errorf("read job errors: %w", err)
-		}
-		if scrubbed := registration.Scrub(text, terms); scrubbed != text {
-			changes = append(changes, change{jobID, scrubbed})
-		}
-	}
-	if err := closeRows(rows); err != nil {
-		return fmt.Errorf("read job errors: %w", err)
-	}
-	for _, c := range changes {
-		if _, err := tx.ExecContext(ctx, `UPDATE river_job SET errors = jsonb(?) WHERE id = ?`, c.text, c.id); err != nil {
-			return fmt.Errorf("erase job errors: %w", err)
-		}
-	}
-	return nil
+	return registration.ScrubRows(ctx, tx, "job errors",
+		`SELECT id, json(errors) FROM river_job WHERE json_extract(args, '$.registration_id') = ? AND errors IS NOT NULL`,
+		[]any{id}, `UPDATE river_job SET errors = jsonb(?) WHERE id = ?`, terms)
 }
 
 // RegistrationsToAnonymise implements pipeline.OfficeStore.
