@@ -455,20 +455,7 @@ func TestRandomCrash(t *testing.T) {
 			byEmail := map[string]int{}
 			// Stored but never answered (cut off, then settled as charged)
 			// completes too, after the answered ones.
-			for until := time.Now().Add(30 * time.Second); ; {
-				var open int
-				if err := db.QueryRow(`SELECT count(*) FROM registrations WHERE status <> 'completed'`).Scan(&open); err != nil {
-					t.Fatal(err)
-				}
-				if open == 0 {
-					break
-				}
-				if time.Now().After(until) {
-					t.Errorf("%d registrations not completed 30 s after the answered ones", open)
-					break
-				}
-				time.Sleep(50 * time.Millisecond)
-			}
+			waitAllCompleted(t, db, 30*time.Second, "the answered ones")
 			rows, err := db.Query(`SELECT id, ticket_id, email, status FROM registrations`)
 			if err != nil {
 				t.Fatal(err)

@@ -612,21 +612,7 @@ func TestCrashRecovery(t *testing.T) {
 	// Registrations stored but never answered (the kill cut the response, or
 	// the restart settled an attempt the provider had charged) complete too:
 	// nothing paid is left behind. They may finish after the answered ones.
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		var open int
-		if err := db.QueryRow(`SELECT count(*) FROM registrations WHERE status <> 'completed'`).Scan(&open); err != nil {
-			t.Fatal(err)
-		}
-		if open == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Errorf("%d registrations not completed 60 s after the restart", open)
-			break
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	waitAllCompleted(t, db, 60*time.Second, "the restart")
 	// Each attendee who consented is asked to confirm once, or twice when
 	// the kill caught the request's send; nobody else is asked.
 	links := newsletterLinks(t, filepath.Join(dir, "outbox"))
@@ -649,4 +635,24 @@ func TestCrashRecovery(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("accepted %d before SIGKILL; %d registrations stored, %d of them unfinished at the kill", len(accepted), regs, pending)
+}
+
+// waitAllCompleted waits until every registration in db is completed, for
+// at most timeout after since (what the error names), and reports those
+// still open then.
+func waitAllCompleted(t *testing.T, db *sql.DB, timeout time.Duration, since string) {
+	t.Helper()
+	for deadline := time.Now().Add(timeout); ; time.Sleep(50 * time.Millisecond) {
+		var open int
+		if err := db.QueryRow(`SELECT count(*) FROM registrations WHERE status <> 'completed'`).Scan(&open); err != nil {
+			t.Fatal(err)
+		}
+		if open == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("%d registrations not completed %v after %s", open, timeout, since)
+			return
+		}
+	}
 }
