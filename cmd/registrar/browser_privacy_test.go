@@ -1,17 +1,14 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"net/http"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/chromedp/cdproto/browser"
 	"github.com/chromedp/chromedp"
 
 	"github.com/registrar/registrar/internal/admin"
@@ -65,27 +62,7 @@ func TestBrowserDataProtection(t *testing.T) {
 	}
 
 	// The export downloads as the JSON the command line prints.
-	downloads := t.TempDir()
-	progress := chromedp.Events(ctx, browser.DownloadProgress)
-	must(t, chromedp.Do(ctx,
-		chromedp.Func(func(ctx context.Context, _ *chromedp.Target) error {
-			_, err := chromedp.Call(ctx, browser.SetDownloadBehavior, browser.SetDownloadBehaviorParams{
-				Behavior: browser.SetDownloadBehaviorBehaviorAllowAndName, DownloadPath: downloads, EventsEnabled: ptr(true)})
-			return err
-		}),
-		press(`a[href$="/export.json"]`),
-	), "export data")
-	var jsonPath string
-	for ev, err := range progress {
-		must(t, err, "download the export")
-		if ev.State == browser.DownloadProgressStateCompleted {
-			jsonPath = filepath.Join(downloads, ev.GUID)
-			break
-		}
-		if ev.State == browser.DownloadProgressStateCanceled {
-			t.Fatal("the browser cancelled the export's download")
-		}
-	}
+	jsonPath := download(t, ctx, press(`a[href$="/export.json"]`), "export")
 	raw, err := os.ReadFile(jsonPath)
 	must(t, err, "read the export")
 	var x admin.DataExport

@@ -208,27 +208,7 @@ func TestBrowserOrganiserBackOffice(t *testing.T) {
 	}
 
 	// Export exactly this list.
-	downloads := t.TempDir()
-	progress := chromedp.Events(ctx, browser.DownloadProgress)
-	must(t, chromedp.Do(ctx,
-		chromedp.Func(func(ctx context.Context, _ *chromedp.Target) error {
-			_, err := chromedp.Call(ctx, browser.SetDownloadBehavior, browser.SetDownloadBehaviorParams{
-				Behavior: browser.SetDownloadBehaviorBehaviorAllowAndName, DownloadPath: downloads, EventsEnabled: ptr(true)})
-			return err
-		}),
-		chromedp.Click(chromedp.CSS(`a[href^="/admin/export/registrations.csv"]`)),
-	), "export")
-	var csvPath string
-	for ev, err := range progress {
-		must(t, err, "download the export")
-		if ev.State == browser.DownloadProgressStateCompleted {
-			csvPath = filepath.Join(downloads, ev.GUID)
-			break
-		}
-		if ev.State == browser.DownloadProgressStateCanceled {
-			t.Fatal("the browser cancelled the export's download")
-		}
-	}
+	csvPath := download(t, ctx, chromedp.Click(chromedp.CSS(`a[href^="/admin/export/registrations.csv"]`)), "export")
 	records := readCSV(t, csvPath)
 	if len(records) != 2 {
 		t.Fatalf("the export has %d lines, want a header and Ada's row:\n%v", len(records), records)
@@ -688,5 +668,32 @@ func headerValue(h network.Headers, name string) string {
 			return s
 		}
 	}
+	return ""
+}
+
+// download runs action, which starts a download in the browser, and returns
+// the path of the downloaded file once the browser has it.
+func download(t *testing.T, ctx context.Context, action chromedp.Action[chromedp.Void], what string) string {
+	t.Helper()
+	downloads := t.TempDir()
+	progress := chromedp.Events(ctx, browser.DownloadProgress)
+	must(t, chromedp.Do(ctx,
+		chromedp.Func(func(ctx context.Context, _ *chromedp.Target) error {
+			_, err := chromedp.Call(ctx, browser.SetDownloadBehavior, browser.SetDownloadBehaviorParams{
+				Behavior: browser.SetDownloadBehaviorBehaviorAllowAndName, DownloadPath: downloads, EventsEnabled: ptr(true)})
+			return err
+		}),
+		action,
+	), what)
+	for ev, err := range progress {
+		must(t, err, "download the "+what)
+		if ev.State == browser.DownloadProgressStateCompleted {
+			return filepath.Join(downloads, ev.GUID)
+		}
+		if ev.State == browser.DownloadProgressStateCanceled {
+			t.Fatalf("the browser cancelled the %s's download", what)
+		}
+	}
+	t.Fatalf("the browser stopped before the %s was downloaded", what)
 	return ""
 }
