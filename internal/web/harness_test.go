@@ -70,6 +70,8 @@ type harnessOptions struct {
 	wrapRegistrar func(Registrar) Registrar
 	// workers runs the pipeline's River workers, so registrations complete.
 	workers bool
+	// formWait is Deps.FormWait (0: its default).
+	formWait time.Duration
 }
 
 // harness is one registrar web process on its own SQLite file.
@@ -175,6 +177,7 @@ func newHarness(t *testing.T, o harnessOptions) *harness {
 		Log:       log,
 		BaseURL:   testBaseURL,
 		RateLimit: o.rateLimit,
+		FormWait:  o.formWait,
 	})
 	if err != nil {
 		t.Fatalf("web handler: %v", err)

@@ -446,6 +446,16 @@ func (s *server) formSubmit() http.Handler {
 			}
 		case registration.CodeIdempotencyKeyReused:
 			v.Message = "This form was already submitted with other details. Check your details and submit again."
+		case registration.CodeIdempotencyInProgress:
+			// The payment made with this form has no outcome yet. The form
+			// keeps its key: submitted again, it shows that payment's
+			// outcome instead of making another.
+			v.Key = key
+			v.Message = "Your payment from this form is still being confirmed. Please don't start over: " +
+				"submit this form again in a minute to see how it went, and you will not be charged twice."
+			if t, ok := ev.Ticket(values["ticket"]); ok && !t.Free() {
+				v.Message += " Type the card number and security code again."
+			}
 		default:
 			v.Message = e.Message
 		}
@@ -536,7 +546,11 @@ func (s *server) formError(w http.ResponseWriter, r *http.Request, err error) {
 // being processed (a double click), it waits for that outcome instead of
 // failing, so both clicks end on the same page.
 func (s *server) registerOnce(ctx context.Context, req registration.Request, key string) (string, error) {
-	deadline := time.Now().Add(45 * time.Second)
+	wait := s.FormWait
+	if wait <= 0 {
+		wait = 45 * time.Second
+	}
+	deadline := time.Now().Add(wait)
 	for {
 		id, err := s.register(ctx, req, key)
 		var e *registration.Error

@@ -405,6 +405,81 @@ func TestStatusPageCompleted(t *testing.T) {
 	}
 }
 
+// TestFormStillInProgress: a submission that finds the same form's payment
+// still without an outcome after its wait (another process charging, or
+// one that died charging) says so in words an attendee understands, keeps
+// what was typed and the form's key; submitted again once the payment
+// ended, the form links that registration and nothing is charged twice.
+func TestFormStillInProgress(t *testing.T) {
+	t.Parallel()
+	var blocker *blockingProcessor
+	h := newHarness(t, harnessOptions{
+		formWait: 300 * time.Millisecond,
+		wrapProcessor: func(p payment.Processor) payment.Processor {
+			blocker = newBlockingProcessor(p)
+			return blocker
+		},
+	})
+	f := validForm()
+	key := h.fetchKey()
+	f.Set("submission_key", key)
+	submit := func() response {
+		t.Helper()
+		res, err := h.send(h.newRequest(http.MethodPost, "/register", "application/x-www-form-urlencoded", []byte(f.Encode())))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res
+	}
+	first := h.sendAsync(h.newRequest(http.MethodPost, "/register", "application/x-www-form-urlencoded", []byte(f.Encode())))
+	wait(t, "the first submission's charge", blocker.entered)
+
+	again := submit()
+	if again.status != http.StatusConflict {
+		t.Fatalf("while the payment is in progress: got %v, want 409", again)
+	}
+	page := string(again.body)
+	for _, want := range []string{"still being confirmed", "you will not be charged twice", "Type the card number and security code again."} {
+		if !strings.Contains(page, want) {
+			t.Errorf("the page lacks %q", want)
+		}
+	}
+	if strings.Contains(page, "Idempotency-Key") {
+		t.Error("the page speaks of the API's Idempotency-Key to an attendee")
+	}
+	if got := submissionKey(t, again.body); got != key {
+		t.Errorf("the form's key: got %q, want the submitted %q", got, key)
+	}
+	in := inputs(again.body)
+	if got := in["attendee.email"]["value"]; got != f.Get("attendee.email") {
+		t.Errorf("email kept as %q, want %q", got, f.Get("attendee.email"))
+	}
+	for _, name := range []string{"billing.card.number", "billing.card.cvc"} {
+		if _, ok := in[name]; !ok {
+			t.Fatalf("the page has no input %s", name)
+		}
+		if got := in[name]["value"]; got != "" {
+			t.Errorf("%s was put back in the page: %q", name, got)
+		}
+	}
+
+	close(blocker.release)
+	done := wait(t, "the first response", first)
+	if done.status != http.StatusSeeOther {
+		t.Fatalf("first submission: got %v, want 303", done)
+	}
+	// Submitted again, the form shows the registration that payment made
+	// (as it does after Back) and charges nothing.
+	last := submit()
+	if last.status != http.StatusConflict || !bytes.Contains(last.body, []byte("You already have a")) ||
+		!bytes.Contains(last.body, []byte(`href="`+done.header.Get("Location")+`"`)) {
+		t.Fatalf("submitted again: got %v, want the notice linking %s", last, done.header.Get("Location"))
+	}
+	if c, r := h.proc.Charges(); c != 1 || r != 0 || h.calls.Calls() != 1 {
+		t.Errorf("charges: %d (%d refunded, %d processor calls); want exactly one", c, r, h.calls.Calls())
+	}
+}
+
 // equalJSON compares two values by their JSON encoding.
 func equalJSON(a, b any) bool {
 	x, errA := json.Marshal(a)

@@ -62,6 +62,11 @@ type Deps struct {
 	// Tracing, when on, traces each request in a span named after its
 	// route; nil for none.
 	Tracing *telemetry.Tracing
+	// FormWait is how long a form submission waits for the same form's
+	// submission still in progress (a double click, or a charge another
+	// process was making when it died) before it tells the attendee to
+	// come back; 0 means 45 seconds.
+	FormWait time.Duration
 }
 
 // server holds the parsed templates and dependencies.
