@@ -156,7 +156,7 @@ func (s *Service) Register(ctx context.Context, req Request, key string) (string
 		return "", &Error{Code: CodeValidationFailed, Message: "Some fields need attention.",
 			Fields: map[string]string{"attendee.email": emailLimitMessage(ticket)}}
 	case errors.Is(err, ErrKeyInProgress):
-		return "", &Error{Code: CodeIdempotencyInProgress, Message: "A request with this Idempotency-Key is being processed; retry shortly."}
+		return "", keyInProgress()
 	case errors.Is(err, ErrKeyReused):
 		return "", &Error{Code: CodeIdempotencyKeyReused, Message: "This Idempotency-Key was used with a different request."}
 	case err != nil:
@@ -261,7 +261,7 @@ func (s *Service) replayKey(ctx context.Context, req Request, key string) (id st
 		id, err = replayOutcome(*o)
 		return id, true, err
 	case errors.Is(kerr, ErrKeyInProgress):
-		return "", true, &Error{Code: CodeIdempotencyInProgress, Message: "A request with this Idempotency-Key is being processed; retry shortly."}
+		return "", true, keyInProgress()
 	case errors.Is(kerr, ErrKeyReused):
 		return "", true, &Error{Code: CodeIdempotencyKeyReused, Message: "This Idempotency-Key was used with a different request."}
 	case kerr != nil:
@@ -665,6 +665,14 @@ func (s *Service) Availability(ctx context.Context) (map[string]Availability, er
 // email for the same ticket counts as a likely accident (a Back button, a
 // second tab): the form asks before charging again.
 const DuplicateWindow = 24 * time.Hour
+
+// keyInProgress answers a request whose key another request is still
+// processing: retryable, a second later (a charge ends within its timeout;
+// one a dead process left is settled by the resolver).
+func keyInProgress() *Error {
+	return &Error{Code: CodeIdempotencyInProgress, Message: "A request with this Idempotency-Key is being processed; retry shortly.",
+		Retryable: true, RetryAfter: time.Second}
+}
 
 // RecentDuplicate returns the newest registration of the ticket by the same
 // email address within DuplicateWindow, if any.

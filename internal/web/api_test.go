@@ -565,7 +565,13 @@ func TestIdempotencyInProgress(t *testing.T) {
 	firstDone := h.sendAsync(slow)
 	wait(t, "the first charge", blocker.entered)
 
-	apiError(t, h.postJSON(body, "slow-key"), http.StatusConflict, registration.CodeIdempotencyInProgress)
+	busy := h.postJSON(body, "slow-key")
+	if e := apiError(t, busy, http.StatusConflict, registration.CodeIdempotencyInProgress); !e.Error.Retryable {
+		t.Errorf("in progress: not retryable: %s", busy.body)
+	}
+	if got := busy.header.Get("Retry-After"); got != "1" {
+		t.Errorf("in progress: Retry-After %q, want 1", got)
+	}
 	apiError(t, h.postJSON(mustJSON(t, with(validRequest(), "attendee.first_name", "Grace")), "slow-key"),
 		http.StatusUnprocessableEntity, registration.CodeIdempotencyKeyReused)
 	if got, want := h.counts("standard"), (counts{SeatHolds: 1, Taken: 1, IdempotencyKeys: 1}); got != want {
