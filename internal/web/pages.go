@@ -451,10 +451,13 @@ func (s *server) formSubmit() http.Handler {
 			// keeps its key: submitted again, it shows that payment's
 			// outcome instead of making another.
 			v.Key = key
-			v.Message = "Your payment from this form is still being confirmed. Please don't start over: " +
-				"submit this form again in a minute to see how it went, and you will not be charged twice."
-			if t, ok := ev.Ticket(values["ticket"]); ok && !t.Free() {
-				v.Message += " Type the card number and security code again."
+			if t, ok := ev.Ticket(values["ticket"]); ok && t.Free() {
+				v.Message = "Your registration from this form is still being processed. " +
+					"Submit this form again in a minute to see how it went."
+			} else {
+				v.Message = "Your payment from this form is still being confirmed. Please don't start over: " +
+					"submit this form again in a minute to see how it went, and you will not be charged twice. " +
+					"Type the card number and security code again."
 			}
 		default:
 			v.Message = e.Message
