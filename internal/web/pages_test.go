@@ -423,15 +423,18 @@ func TestFormStillInProgress(t *testing.T) {
 	f := validForm()
 	key := h.fetchKey()
 	f.Set("submission_key", key)
+	request := func() *http.Request {
+		return h.newRequest(http.MethodPost, "/register", "application/x-www-form-urlencoded", []byte(f.Encode()))
+	}
 	submit := func() response {
 		t.Helper()
-		res, err := h.send(h.newRequest(http.MethodPost, "/register", "application/x-www-form-urlencoded", []byte(f.Encode())))
+		res, err := h.send(request())
 		if err != nil {
 			t.Fatal(err)
 		}
 		return res
 	}
-	first := h.sendAsync(h.newRequest(http.MethodPost, "/register", "application/x-www-form-urlencoded", []byte(f.Encode())))
+	first := h.sendAsync(request())
 	wait(t, "the first submission's charge", blocker.entered)
 
 	again := submit()
